@@ -1,0 +1,319 @@
+package stargate
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// +k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object
+
+// Hardware is one bare-metal server in a datacenter. Its namespace names the
+// datacenter it lives in (for example dc-west).
+type Hardware struct {
+	metav1.TypeMeta
+	metav1.ObjectMeta
+
+	// spec is the server's inventory, as the operator registered it.
+	Spec HardwareSpec
+	// status is what Stargate last observed of the server. Written only through
+	// the status subresource.
+	// +optional
+	Status HardwareStatus
+}
+
+// HardwareSpec is the inventory of a server.
+type HardwareSpec struct {
+	// mac is the MAC address of the provisioning interface. Any common form is
+	// accepted (aa-bb-cc-dd-ee-01, AABB.CCDD.EE01); it is stored in lower-case
+	// colon form (aa:bb:cc:dd:ee:01). Unique across all datacenters.
+	MAC string
+	// ipv4 is the server's unicast IPv4 address. Unique within its datacenter.
+	IPv4 string
+	// inventory describes the server's model and where it sits.
+	// +optional
+	Inventory HardwareInventory
+	// bmc is how to reach the server's baseboard management controller.
+	// +optional
+	BMC *BMC
+}
+
+// HardwareInventory is the descriptive inventory of a server.
+type HardwareInventory struct {
+	// sku is the hardware model, e.g. GPU-8xH100.
+	// +optional
+	SKU string
+	// location is free rack/slot text, e.g. rack-5-slot-12.
+	// +optional
+	Location string
+}
+
+// BMC is the address of a baseboard management controller.
+type BMC struct {
+	// address is the host name or IP address (optionally with port) of the BMC.
+	Address string
+}
+
+// HardwareState is the lifecycle state of a server as Stargate last saw it.
+type HardwareState string
+
+const (
+	HardwareStateReady        HardwareState = "ready"
+	HardwareStateProvisioning HardwareState = "provisioning"
+	HardwareStateRebooting    HardwareState = "rebooting"
+	HardwareStateOff          HardwareState = "off"
+	HardwareStateError        HardwareState = "error"
+	HardwareStateUnknown      HardwareState = "unknown"
+)
+
+// HardwareStatus is the observed state of a server.
+type HardwareStatus struct {
+	// state is one of ready, provisioning, rebooting, off, error or unknown;
+	// empty until Stargate has looked the server up at its datacenter.
+	// +optional
+	State HardwareState
+	// currentOS is the OS version the datacenter reports as installed.
+	// +optional
+	CurrentOS string
+	// activeJob is the name of the unfinished Job that holds this server, if any.
+	// +optional
+	ActiveJob string
+	// lastJob is the name of the most recent finished Job on this server.
+	// +optional
+	LastJob string
+	// observedGeneration is the spec generation the status reflects.
+	// +optional
+	ObservedGeneration int64
+	// conditions are the latest observations of the server's state.
+	// +optional
+	// +listType=map
+	// +listMapKey=type
+	Conditions []metav1.Condition
+}
+
+// +k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object
+
+// HardwareList is a list of Hardware.
+type HardwareList struct {
+	metav1.TypeMeta
+	// +optional
+	metav1.ListMeta
+
+	Items []Hardware
+}
+
+// +k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object
+
+// Template says what to install on a server by a repave: the OS image and the
+// cloud-init that joins it to its cluster.
+type Template struct {
+	metav1.TypeMeta
+	metav1.ObjectMeta
+
+	// spec is the provisioning configuration.
+	Spec TemplateSpec
+}
+
+// TemplateSpec is the provisioning configuration of a Template.
+type TemplateSpec struct {
+	// osVersion is the version the server reports once this image is installed, e.g. 2.0.0.
+	OSVersion string
+	// osImage is the https:// URL of the OS image. http:// is accepted with a warning.
+	OSImage string
+	// checksum is the image's digest as sha256:<64 lower-case hex digits>.
+	// +optional
+	Checksum string
+	// cloudInit is passed to the server on first boot.
+	// +optional
+	CloudInit *CloudInit
+}
+
+// CloudInit is the first-boot configuration of a server.
+type CloudInit struct {
+	// userData is the cloud-init user data. It may hold cluster join tokens:
+	// enable encryption at rest for templates when it does.
+	// +optional
+	UserData string
+}
+
+// +k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object
+
+// TemplateList is a list of Templates.
+type TemplateList struct {
+	metav1.TypeMeta
+	// +optional
+	metav1.ListMeta
+
+	Items []Template
+}
+
+// +k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object
+
+// Job is one operation on one Hardware (repave, reboot, power-off or
+// power-on), carried out by the Hardware's datacenter.
+type Job struct {
+	metav1.TypeMeta
+	metav1.ObjectMeta
+
+	// spec is the requested operation. Immutable after creation, except cancel.
+	Spec JobSpec
+	// status is the progress of the operation. Written only through the status subresource.
+	// +optional
+	Status JobStatus
+}
+
+// Operation is what a Job does to a server.
+type Operation string
+
+const (
+	OperationRepave   Operation = "repave"
+	OperationReboot   Operation = "reboot"
+	OperationPowerOff Operation = "power-off"
+	OperationPowerOn  Operation = "power-on"
+)
+
+// LocalObjectReference names an object in the same namespace.
+type LocalObjectReference struct {
+	// name of the referent.
+	Name string
+}
+
+// JobSpec is the requested operation.
+type JobSpec struct {
+	// hardwareRef names the Hardware, in the Job's namespace, to operate on.
+	HardwareRef LocalObjectReference
+	// operation is one of repave, reboot, power-off or power-on.
+	Operation Operation
+	// templateRef names the Template to install. Required for repave, forbidden otherwise.
+	// +optional
+	TemplateRef *LocalObjectReference
+	// backoffLimit is how many times transient datacenter errors are retried
+	// before the Job fails. Defaults to 3.
+	// +optional
+	BackoffLimit *int32
+	// activeDeadlineSeconds bounds how long the Job may run once started; past
+	// it the Job fails and is cancelled at the datacenter.
+	// +optional
+	ActiveDeadlineSeconds *int64
+	// ttlSecondsAfterFinished deletes the Job this many seconds after it finished.
+	// +optional
+	TTLSecondsAfterFinished *int32
+	// cancel, once set to true, cancels the Job at the datacenter. It cannot be unset.
+	// +optional
+	Cancel bool
+}
+
+// JobPhase is the coarse progress of a Job.
+type JobPhase string
+
+const (
+	JobPending   JobPhase = "Pending"
+	JobRunning   JobPhase = "Running"
+	JobSucceeded JobPhase = "Succeeded"
+	JobFailed    JobPhase = "Failed"
+)
+
+// ResolvedTemplate is the part of a Template a Job used, copied when it started.
+type ResolvedTemplate struct {
+	// osVersion of the Template when the Job started.
+	OSVersion string
+	// osImage of the Template when the Job started.
+	OSImage string
+}
+
+// JobStatus is the progress of a Job.
+type JobStatus struct {
+	// phase is Pending, Running, Succeeded or Failed.
+	// +optional
+	Phase JobPhase
+	// dcJobID is the datacenter's ID for the operation, once submitted.
+	// +optional
+	DCJobID string
+	// reason is a CamelCase word saying why the Job is in its phase.
+	// +optional
+	Reason string
+	// message is a human-readable account of the phase.
+	// +optional
+	Message string
+	// startTime is when the operation was submitted to the datacenter.
+	// +optional
+	StartTime *metav1.Time
+	// completionTime is when the Job reached Succeeded or Failed.
+	// +optional
+	CompletionTime *metav1.Time
+	// attempts counts submissions to the datacenter, including retries.
+	// +optional
+	Attempts int32
+	// template is the Template as resolved when the Job started.
+	// +optional
+	Template *ResolvedTemplate
+	// conditions are Progressing, Complete and Failed.
+	// +optional
+	// +listType=map
+	// +listMapKey=type
+	Conditions []metav1.Condition
+}
+
+// +k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object
+
+// JobList is a list of Jobs.
+type JobList struct {
+	metav1.TypeMeta
+	// +optional
+	metav1.ListMeta
+
+	Items []Job
+}
+
+// +k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object
+
+// Datacenter says how to reach one datacenter's API. The Datacenter named
+// dc-west governs the objects in namespace dc-west. Its bearer token is never
+// an API field: Stargate reads it from the file of the same name in
+// --datacenter-credentials-dir.
+type Datacenter struct {
+	metav1.TypeMeta
+	metav1.ObjectMeta
+
+	// spec is how to reach and use the datacenter.
+	Spec DatacenterSpec
+	// status is the datacenter's observed health and load.
+	// +optional
+	Status DatacenterStatus
+}
+
+// DatacenterSpec is how to reach and use a datacenter.
+type DatacenterSpec struct {
+	// endpoint is the http(s):// base URL of the datacenter API.
+	Endpoint string
+	// maxConcurrentJobs caps the Jobs running at once in this datacenter. Defaults to 10.
+	// +optional
+	MaxConcurrentJobs *int32
+	// paused, when true, starts no new Jobs here; running Jobs go on. A maintenance switch.
+	// +optional
+	Paused bool
+}
+
+// DatacenterStatus is the observed health and load of a datacenter.
+type DatacenterStatus struct {
+	// conditions include Ready: whether the datacenter API answered its last probe.
+	// +optional
+	// +listType=map
+	// +listMapKey=type
+	Conditions []metav1.Condition
+	// activeJobs is the number of Jobs running in this datacenter.
+	// +optional
+	ActiveJobs int32
+	// lastProbeTime is when the datacenter API was last probed.
+	// +optional
+	LastProbeTime *metav1.Time
+}
+
+// +k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object
+
+// DatacenterList is a list of Datacenters.
+type DatacenterList struct {
+	metav1.TypeMeta
+	// +optional
+	metav1.ListMeta
+
+	Items []Datacenter
+}

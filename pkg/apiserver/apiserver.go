@@ -1,0 +1,119 @@
+// Package apiserver assembles the stargate.io API server: the scheme, the
+// storage of every resource and subresource, and the post-start hooks.
+package apiserver
+
+import (
+	"fmt"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/runtime/serializer"
+	"k8s.io/apiserver/pkg/registry/rest"
+	genericapiserver "k8s.io/apiserver/pkg/server"
+
+	"stargate.io/stargate/pkg/apis/stargate"
+	"stargate.io/stargate/pkg/apis/stargate/install"
+	"stargate.io/stargate/pkg/apis/stargate/v1alpha1"
+	"stargate.io/stargate/pkg/registry/stargate/datacenter"
+	"stargate.io/stargate/pkg/registry/stargate/hardware"
+	"stargate.io/stargate/pkg/registry/stargate/job"
+	"stargate.io/stargate/pkg/registry/stargate/template"
+)
+
+var (
+	// Scheme knows every type the server decodes or encodes.
+	Scheme = runtime.NewScheme()
+	// Codecs serializes the types of Scheme.
+	Codecs = serializer.NewCodecFactory(Scheme)
+)
+
+func init() {
+	install.Install(Scheme)
+
+	// The generic server decodes options (ListOptions, DeleteOptions...) as
+	// metav1 types registered on an empty group at v1.
+	metav1.AddToGroupVersion(Scheme, schema.GroupVersion{Version: "v1"})
+	unversioned := schema.GroupVersion{Group: "", Version: "v1"}
+	Scheme.AddUnversionedTypes(unversioned,
+		&metav1.Status{}, &metav1.APIVersions{}, &metav1.APIGroupList{}, &metav1.APIGroup{}, &metav1.APIResourceList{})
+}
+
+// ExtraConfig is Stargate's own configuration beyond the generic server's.
+type ExtraConfig struct{}
+
+// Config is the whole configuration of the server.
+type Config struct {
+	GenericConfig *genericapiserver.RecommendedConfig
+	ExtraConfig   ExtraConfig
+}
+
+type completedConfig struct {
+	GenericConfig genericapiserver.CompletedConfig
+	ExtraConfig   *ExtraConfig
+}
+
+// CompletedConfig is a Config whose defaults have been filled in by Complete.
+type CompletedConfig struct {
+	*completedConfig
+}
+
+// StargateServer is the running API server.
+type StargateServer struct {
+	GenericAPIServer *genericapiserver.GenericAPIServer
+}
+
+// Complete fills in the defaults of the generic configuration.
+func (cfg *Config) Complete() CompletedConfig {
+	return CompletedConfig{&completedConfig{cfg.GenericConfig.Complete(), &cfg.ExtraConfig}}
+}
+
+// New builds the server from a completed configuration.
+func (c CompletedConfig) New() (*StargateServer, error) {
+	genericServer, err := c.GenericConfig.New("stargate-apiserver", genericapiserver.NewEmptyDelegate())
+	if err != nil {
+		return nil, err
+	}
+	s := &StargateServer{GenericAPIServer: genericServer}
+
+	storage, err := c.storageMap()
+	if err != nil {
+		return nil, err
+	}
+	apiGroupInfo := genericapiserver.NewDefaultAPIGroupInfo(stargate.GroupName, Scheme, metav1.ParameterCodec, Codecs)
+	apiGroupInfo.VersionedResourcesStorageMap[v1alpha1.SchemeGroupVersion.Version] = storage
+	if err := s.GenericAPIServer.InstallAPIGroup(&apiGroupInfo); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// storageMap wires every resource and subresource of v1alpha1.
+func (c CompletedConfig) storageMap() (map[string]rest.Storage, error) {
+	optsGetter := c.GenericConfig.RESTOptionsGetter
+	hw, err := hardware.NewStorage(Scheme, optsGetter)
+	if err != nil {
+		return nil, fmt.Errorf("hardwares: %w", err)
+	}
+	tmpl, err := template.NewREST(Scheme, optsGetter)
+	if err != nil {
+		return nil, fmt.Errorf("templates: %w", err)
+	}
+	jobs, err := job.NewStorage(Scheme, optsGetter)
+	if err != nil {
+		return nil, fmt.Errorf("jobs: %w", err)
+	}
+	dcs, err := datacenter.NewStorage(Scheme, optsGetter)
+	if err != nil {
+		return nil, fmt.Errorf("datacenters: %w", err)
+	}
+	return map[string]rest.Storage{
+		"hardwares":          hw.Hardware,
+		"hardwares/status":   hw.Status,
+		"templates":          tmpl,
+		"jobs":               jobs.Job,
+		"jobs/status":        jobs.Status,
+		"datacenters":        dcs.Datacenter,
+		"datacenters/status": dcs.Status,
+	}, nil
+}

@@ -1,0 +1,42 @@
+package hardware
+
+import (
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apiserver/pkg/registry/generic"
+	genericregistry "k8s.io/apiserver/pkg/registry/generic/registry"
+
+	"stargate.io/stargate/pkg/apis/stargate"
+	registry "stargate.io/stargate/pkg/registry/stargate"
+)
+
+// Storage is every REST endpoint of Hardware.
+type Storage struct {
+	Hardware *registry.REST
+	Status   *registry.StatusREST
+}
+
+// NewStorage returns the storage of hardwares and hardwares/status.
+func NewStorage(scheme *runtime.Scheme, optsGetter generic.RESTOptionsGetter) (*Storage, error) {
+	strategy := Strategy(scheme)
+	store := &genericregistry.Store{
+		NewFunc:                   func() runtime.Object { return &stargate.Hardware{} },
+		NewListFunc:               func() runtime.Object { return &stargate.HardwareList{} },
+		PredicateFunc:             Match,
+		DefaultQualifiedResource:  stargate.Resource("hardwares"),
+		SingularQualifiedResource: stargate.Resource("hardware"),
+
+		CreateStrategy:      strategy,
+		UpdateStrategy:      strategy,
+		DeleteStrategy:      strategy,
+		ResetFieldsStrategy: strategy,
+
+		TableConvertor: tableConvertor,
+	}
+	if err := store.CompleteWithOptions(&generic.StoreOptions{RESTOptions: optsGetter, AttrFunc: GetAttrs}); err != nil {
+		return nil, err
+	}
+	return &Storage{
+		Hardware: registry.NewREST(store, "hw"),
+		Status:   registry.NewStatusREST(store, StatusStrategy(scheme)),
+	}, nil
+}

@@ -1,0 +1,42 @@
+package job
+
+import (
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apiserver/pkg/registry/generic"
+	genericregistry "k8s.io/apiserver/pkg/registry/generic/registry"
+
+	"stargate.io/stargate/pkg/apis/stargate"
+	registry "stargate.io/stargate/pkg/registry/stargate"
+)
+
+// Storage is every REST endpoint of Jobs.
+type Storage struct {
+	Job    *registry.REST
+	Status *registry.StatusREST
+}
+
+// NewStorage returns the storage of jobs and jobs/status.
+func NewStorage(scheme *runtime.Scheme, optsGetter generic.RESTOptionsGetter) (*Storage, error) {
+	strategy := Strategy(scheme)
+	store := &genericregistry.Store{
+		NewFunc:                   func() runtime.Object { return &stargate.Job{} },
+		NewListFunc:               func() runtime.Object { return &stargate.JobList{} },
+		PredicateFunc:             Match,
+		DefaultQualifiedResource:  stargate.Resource("jobs"),
+		SingularQualifiedResource: stargate.Resource("job"),
+
+		CreateStrategy:      strategy,
+		UpdateStrategy:      strategy,
+		DeleteStrategy:      strategy,
+		ResetFieldsStrategy: strategy,
+
+		TableConvertor: tableConvertor,
+	}
+	if err := store.CompleteWithOptions(&generic.StoreOptions{RESTOptions: optsGetter, AttrFunc: GetAttrs}); err != nil {
+		return nil, err
+	}
+	return &Storage{
+		Job:    registry.NewREST(store, "sjob"),
+		Status: registry.NewStatusREST(store, StatusStrategy(scheme)),
+	}, nil
+}

@@ -1,0 +1,134 @@
+// Package job is the registry of stargate.io Jobs.
+package job
+
+import (
+	"context"
+	"fmt"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+	"k8s.io/apiserver/pkg/registry/generic"
+	"k8s.io/apiserver/pkg/storage"
+	"k8s.io/apiserver/pkg/storage/names"
+	"sigs.k8s.io/structured-merge-diff/v6/fieldpath"
+
+	"stargate.io/stargate/pkg/apis/stargate"
+	"stargate.io/stargate/pkg/apis/stargate/v1alpha1"
+	"stargate.io/stargate/pkg/apis/stargate/validation"
+)
+
+// jobStrategy governs creates, updates and deletes of Jobs.
+type jobStrategy struct {
+	runtime.ObjectTyper
+	names.NameGenerator
+}
+
+// Strategy is the default strategy for Jobs.
+func Strategy(typer runtime.ObjectTyper) jobStrategy {
+	return jobStrategy{typer, names.SimpleNameGenerator}
+}
+
+func (jobStrategy) NamespaceScoped() bool { return true }
+
+// GetResetFields keeps server-side apply of the main resource away from status.
+func (jobStrategy) GetResetFields() map[fieldpath.APIVersion]*fieldpath.Set {
+	return map[fieldpath.APIVersion]*fieldpath.Set{
+		fieldpath.APIVersion(v1alpha1.SchemeGroupVersion.String()): fieldpath.NewSet(fieldpath.MakePathOrDie("status")),
+	}
+}
+
+// PrepareForCreate starts every Job Pending: a watcher sees the phase from
+// the first event, as in the seed's walk-through.
+func (jobStrategy) PrepareForCreate(ctx context.Context, obj runtime.Object) {
+	job := obj.(*stargate.Job)
+	job.Status = stargate.JobStatus{Phase: stargate.JobPending}
+	job.Generation = 1
+}
+
+// PrepareForUpdate keeps the stored status. The only spec change validation
+// lets through is cancel, which bumps the generation.
+func (jobStrategy) PrepareForUpdate(ctx context.Context, obj, old runtime.Object) {
+	job, oldJob := obj.(*stargate.Job), old.(*stargate.Job)
+	job.Status = oldJob.Status
+	if job.Spec.Cancel != oldJob.Spec.Cancel {
+		job.Generation = oldJob.Generation + 1
+	}
+}
+
+func (jobStrategy) Validate(ctx context.Context, obj runtime.Object) field.ErrorList {
+	return validation.ValidateJob(obj.(*stargate.Job))
+}
+
+func (jobStrategy) WarningsOnCreate(ctx context.Context, obj runtime.Object) []string { return nil }
+
+func (jobStrategy) AllowCreateOnUpdate(ctx context.Context) bool { return false }
+
+func (jobStrategy) AllowUnconditionalUpdate(ctx context.Context) bool { return true }
+
+func (jobStrategy) Canonicalize(obj runtime.Object) {}
+
+func (jobStrategy) ValidateUpdate(ctx context.Context, obj, old runtime.Object) field.ErrorList {
+	return validation.ValidateJobUpdate(obj.(*stargate.Job), old.(*stargate.Job))
+}
+
+func (jobStrategy) WarningsOnUpdate(ctx context.Context, obj, old runtime.Object) []string { return nil }
+
+// jobStatusStrategy governs writes to the status subresource.
+type jobStatusStrategy struct {
+	jobStrategy
+}
+
+// StatusStrategy is the strategy of a Job's status subresource.
+func StatusStrategy(typer runtime.ObjectTyper) jobStatusStrategy {
+	return jobStatusStrategy{Strategy(typer)}
+}
+
+// GetResetFields keeps status writes away from spec and metadata.
+func (jobStatusStrategy) GetResetFields() map[fieldpath.APIVersion]*fieldpath.Set {
+	return map[fieldpath.APIVersion]*fieldpath.Set{
+		fieldpath.APIVersion(v1alpha1.SchemeGroupVersion.String()): fieldpath.NewSet(
+			fieldpath.MakePathOrDie("spec"), fieldpath.MakePathOrDie("metadata", "labels"),
+			fieldpath.MakePathOrDie("metadata", "annotations")),
+	}
+}
+
+// PrepareForUpdate keeps everything but status as stored.
+func (jobStatusStrategy) PrepareForUpdate(ctx context.Context, obj, old runtime.Object) {
+	job, oldJob := obj.(*stargate.Job), old.(*stargate.Job)
+	job.Spec = oldJob.Spec
+	metav1.ResetObjectMetaForStatus(&job.ObjectMeta, &oldJob.ObjectMeta)
+}
+
+func (jobStatusStrategy) ValidateUpdate(ctx context.Context, obj, old runtime.Object) field.ErrorList {
+	return validation.ValidateJobStatusUpdate(obj.(*stargate.Job), old.(*stargate.Job))
+}
+
+func (jobStatusStrategy) WarningsOnUpdate(ctx context.Context, obj, old runtime.Object) []string {
+	return nil
+}
+
+// GetAttrs returns the labels and selectable fields of a Job.
+func GetAttrs(obj runtime.Object) (labels.Set, fields.Set, error) {
+	job, ok := obj.(*stargate.Job)
+	if !ok {
+		return nil, nil, fmt.Errorf("not a Job: %T", obj)
+	}
+	return job.Labels, SelectableFields(job), nil
+}
+
+// SelectableFields are the fields `--field-selector` can match on.
+func SelectableFields(job *stargate.Job) fields.Set {
+	return generic.AddObjectMetaFieldsSet(fields.Set{
+		"spec.hardwareRef.name": job.Spec.HardwareRef.Name,
+		"spec.operation":        string(job.Spec.Operation),
+		"status.phase":          string(job.Status.Phase),
+	}, &job.ObjectMeta, true)
+}
+
+// Match is the filter storage uses for lists and watches.
+func Match(label labels.Selector, field fields.Selector) storage.SelectionPredicate {
+	return storage.SelectionPredicate{Label: label, Field: field, GetAttrs: GetAttrs}
+}

@@ -1,0 +1,101 @@
+// Package stargate holds what the stargate.io registries share: the REST
+// wrappers that add short names and categories to a generic store, the status
+// subresource, and the table helper behind every kind's printer columns.
+package stargate
+
+import (
+	"context"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	genericregistry "k8s.io/apiserver/pkg/registry/generic/registry"
+	"k8s.io/apiserver/pkg/registry/rest"
+	"sigs.k8s.io/structured-merge-diff/v6/fieldpath"
+)
+
+// Category groups every stargate.io kind: `kubectl get stargate` lists them all.
+const Category = "stargate"
+
+// REST is a kind's main resource: the generic store plus discovery metadata.
+type REST struct {
+	*genericregistry.Store
+	shortNames []string
+}
+
+var (
+	_ rest.ShortNamesProvider = &REST{}
+	_ rest.CategoriesProvider = &REST{}
+)
+
+// NewREST wraps a completed store.
+func NewREST(store *genericregistry.Store, shortNames ...string) *REST {
+	return &REST{Store: store, shortNames: shortNames}
+}
+
+// ShortNames implements rest.ShortNamesProvider.
+func (r *REST) ShortNames() []string { return r.shortNames }
+
+// Categories implements rest.CategoriesProvider.
+func (r *REST) Categories() []string { return []string{Category} }
+
+// StatusREST serves the /status subresource from a copy of the main store
+// whose update strategy only lets status change.
+type StatusREST struct {
+	store *genericregistry.Store
+}
+
+var (
+	_ rest.StandardStorage      = &REST{}
+	_ rest.Patcher              = &StatusREST{}
+	_ rest.TableConvertor       = &StatusREST{}
+	_ rest.ResetFieldsStrategy  = &StatusREST{}
+	_ rest.StorageWithReadiness = &StatusREST{}
+)
+
+// NewStatusREST returns the status subresource of store: a shallow copy whose
+// update strategy is statusStrategy. The copy shares the main store's etcd
+// client and cache, as in kube-aggregator and kube-apiserver.
+func NewStatusREST(store *genericregistry.Store, statusStrategy rest.UpdateResetFieldsStrategy) *StatusREST {
+	statusStore := *store
+	statusStore.UpdateStrategy = statusStrategy
+	statusStore.ResetFieldsStrategy = statusStrategy
+	return &StatusREST{store: &statusStore}
+}
+
+// New returns an empty object of the kind.
+func (r *StatusREST) New() runtime.Object { return r.store.New() }
+
+// Destroy does nothing: the main store owns and closes the shared storage.
+func (r *StatusREST) Destroy() {}
+
+// NamespaceScoped follows the main resource.
+func (r *StatusREST) NamespaceScoped() bool { return r.store.NamespaceScoped() }
+
+// GetSingularName follows the main resource.
+func (r *StatusREST) GetSingularName() string { return r.store.GetSingularName() }
+
+// ReadinessCheck follows the main resource.
+func (r *StatusREST) ReadinessCheck() error { return r.store.ReadinessCheck() }
+
+// Get retrieves the object, so that `kubectl get --subresource=status` works.
+func (r *StatusREST) Get(ctx context.Context, name string, options *metav1.GetOptions) (runtime.Object, error) {
+	return r.store.Get(ctx, name, options)
+}
+
+// Update changes only the status of the object.
+func (r *StatusREST) Update(ctx context.Context, name string, objInfo rest.UpdatedObjectInfo,
+	createValidation rest.ValidateObjectFunc, updateValidation rest.ValidateObjectUpdateFunc,
+	forceAllowCreate bool, options *metav1.UpdateOptions) (runtime.Object, bool, error) {
+	// Status never creates: the object must exist first.
+	return r.store.Update(ctx, name, objInfo, createValidation, updateValidation, false, options)
+}
+
+// GetResetFields lists the fields a status write may not change.
+func (r *StatusREST) GetResetFields() map[fieldpath.APIVersion]*fieldpath.Set {
+	return r.store.GetResetFields()
+}
+
+// ConvertToTable prints the status subresource with the kind's own columns.
+func (r *StatusREST) ConvertToTable(ctx context.Context, object runtime.Object, tableOptions runtime.Object) (*metav1.Table, error) {
+	return r.store.ConvertToTable(ctx, object, tableOptions)
+}
