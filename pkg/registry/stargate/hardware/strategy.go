@@ -69,7 +69,9 @@ func (hardwareStrategy) Validate(ctx context.Context, obj runtime.Object) field.
 	return validation.ValidateHardware(obj.(*stargate.Hardware))
 }
 
-func (hardwareStrategy) WarningsOnCreate(ctx context.Context, obj runtime.Object) []string { return nil }
+func (hardwareStrategy) WarningsOnCreate(ctx context.Context, obj runtime.Object) []string {
+	return nil
+}
 
 func (hardwareStrategy) AllowCreateOnUpdate(ctx context.Context) bool { return false }
 

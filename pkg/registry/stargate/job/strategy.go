@@ -74,7 +74,9 @@ func (jobStrategy) ValidateUpdate(ctx context.Context, obj, old runtime.Object) 
 	return validation.ValidateJobUpdate(obj.(*stargate.Job), old.(*stargate.Job))
 }
 
-func (jobStrategy) WarningsOnUpdate(ctx context.Context, obj, old runtime.Object) []string { return nil }
+func (jobStrategy) WarningsOnUpdate(ctx context.Context, obj, old runtime.Object) []string {
+	return nil
+}
 
 // jobStatusStrategy governs writes to the status subresource.
 type jobStatusStrategy struct {
