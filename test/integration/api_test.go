@@ -210,12 +210,12 @@ func TestFieldSelectors(t *testing.T) {
 		}
 	}
 	for selector, want := range map[string][]string{
-		"spec.mac=aa:bb:cc:dd:ee:02":  {"server-002"},
-		"spec.ipv4=10.0.1.7":          {"server-003"},
-		"spec.inventory.sku=CPU-2x":   {"server-003"},
-		"spec.inventory.sku!=CPU-2x":  {"server-001", "server-002"},
-		"status.state=":               {"server-001", "server-002", "server-003"},
-		"metadata.name=server-001":    {"server-001"},
+		"spec.mac=aa:bb:cc:dd:ee:02": {"server-002"},
+		"spec.ipv4=10.0.1.7":         {"server-003"},
+		"spec.inventory.sku=CPU-2x":  {"server-003"},
+		"spec.inventory.sku!=CPU-2x": {"server-001", "server-002"},
+		"status.state=":              {"server-001", "server-002", "server-003"},
+		"metadata.name=server-001":   {"server-001"},
 		"spec.mac=ff:ff:ff:ff:ff:ff": nil,
 	} {
 		list, err := c.Hardwares(ns).List(ctx, metav1.ListOptions{FieldSelector: selector})
