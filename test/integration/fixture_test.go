@@ -21,6 +21,8 @@ import (
 // standalone mode on 127.0.0.1, with its embedded etcd in DataDir.
 type testServer struct {
 	DataDir string
+	// EtcdURL is the client URL of the etcd the server stores into.
+	EtcdURL string
 	Config  *rest.Config
 	Client  clientset.Interface
 	stop    func()
@@ -61,7 +63,7 @@ func startServer(t *testing.T, dataDir string, customize ...func(*server.Options
 	done := make(chan error, 1)
 	go func() { done <- s.GenericAPIServer.PrepareRun().RunWithContext(ctx) }()
 
-	ts := &testServer{DataDir: dataDir}
+	ts := &testServer{DataDir: dataDir, EtcdURL: o.RecommendedOptions.Etcd.StorageConfig.Transport.ServerList[0]}
 	var once bool
 	ts.stop = func() {
 		if once {
