@@ -1,0 +1,245 @@
+package datacenter
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/klog/v2"
+)
+
+// Client is what Stargate needs from a datacenter API.
+type Client interface {
+	// Submit starts a job, or returns the one already started with the same
+	// idempotency key: repeating a Submit never runs an operation twice.
+	Submit(ctx context.Context, idempotencyKey string, req JobRequest) (*Job, error)
+	// GetJob returns a job's current state.
+	GetJob(ctx context.Context, id string) (*Job, error)
+	// Cancel asks the datacenter to stop a job; cancelling a finished job is a no-op.
+	Cancel(ctx context.Context, id string) (*Job, error)
+	// GetMachine looks a machine up by MAC; IsNotFound when the datacenter does not know it.
+	GetMachine(ctx context.Context, mac string) (*MachineState, error)
+	// Health returns nil when the datacenter API answers its health check.
+	Health(ctx context.Context) error
+}
+
+// Observer is told about every HTTP attempt (for metrics): the call, the
+// status code (0 when no answer came) and how long it took.
+type Observer func(op string, code int, elapsed time.Duration)
+
+// Config configures an HTTP client of one datacenter.
+type Config struct {
+	// Endpoint is the base URL, e.g. https://dc-west.example.
+	Endpoint string
+	// TokenFile holds the bearer token; it is re-read when it changes. Empty: no token.
+	TokenFile string
+	// Timeout bounds each attempt. Default 10s.
+	Timeout time.Duration
+	// Backoff paces retries of transient errors; Steps is the number of attempts.
+	// Default: 4 attempts, 200ms doubling with jitter, capped at 5s.
+	Backoff wait.Backoff
+	// MaxRetryAfter caps how long a Retry-After answer may make a call wait. Default 30s.
+	MaxRetryAfter time.Duration
+	// Transport is the HTTP transport; default a clone of http.DefaultTransport.
+	Transport http.RoundTripper
+	// Observer, if set, is told about every attempt.
+	Observer Observer
+}
+
+// DefaultBackoff is the retry schedule when Config.Backoff is empty.
+var DefaultBackoff = wait.Backoff{Duration: 200 * time.Millisecond, Factor: 2, Jitter: 0.5, Steps: 4, Cap: 5 * time.Second}
+
+// HTTPClient is the Client of one datacenter API over HTTP.
+type HTTPClient struct {
+	base     *url.URL
+	http     *http.Client
+	token    *TokenFile
+	cfg      Config
+	observer Observer
+}
+
+var _ Client = &HTTPClient{}
+
+// New returns a client of the datacenter at cfg.Endpoint.
+func New(cfg Config) (*HTTPClient, error) {
+	base, err := url.Parse(strings.TrimSuffix(cfg.Endpoint, "/"))
+	if err != nil || (base.Scheme != "http" && base.Scheme != "https") || base.Host == "" {
+		return nil, fmt.Errorf("datacenter endpoint %q is not an http(s) URL", cfg.Endpoint)
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = 10 * time.Second
+	}
+	if cfg.Backoff.Steps <= 0 {
+		cfg.Backoff = DefaultBackoff
+	}
+	if cfg.MaxRetryAfter <= 0 {
+		cfg.MaxRetryAfter = 30 * time.Second
+	}
+	if cfg.Transport == nil {
+		cfg.Transport = http.DefaultTransport.(*http.Transport).Clone()
+	}
+	c := &HTTPClient{base: base, http: &http.Client{Transport: cfg.Transport}, cfg: cfg, observer: cfg.Observer}
+	if cfg.TokenFile != "" {
+		c.token = NewTokenFile(cfg.TokenFile)
+		if _, err := c.token.Get(); err != nil {
+			return nil, err
+		}
+	}
+	return c, nil
+}
+
+// Submit implements Client.
+func (c *HTTPClient) Submit(ctx context.Context, idempotencyKey string, req JobRequest) (*Job, error) {
+	if idempotencyKey == "" {
+		return nil, errors.New("datacenter submit: an idempotency key is required")
+	}
+	body, err := json.Marshal(req)
+	if err != nil {
+		return nil, err
+	}
+	job := &Job{}
+	return job, c.do(ctx, http.MethodPost, "/v1/jobs", body, http.Header{IdempotencyKeyHeader: {idempotencyKey}}, job)
+}
+
+// GetJob implements Client.
+func (c *HTTPClient) GetJob(ctx context.Context, id string) (*Job, error) {
+	job := &Job{}
+	return job, c.do(ctx, http.MethodGet, "/v1/jobs/"+url.PathEscape(id), nil, nil, job)
+}
+
+// Cancel implements Client.
+func (c *HTTPClient) Cancel(ctx context.Context, id string) (*Job, error) {
+	job := &Job{}
+	return job, c.do(ctx, http.MethodPost, "/v1/jobs/"+url.PathEscape(id)+"/cancel", nil, nil, job)
+}
+
+// GetMachine implements Client.
+func (c *HTTPClient) GetMachine(ctx context.Context, mac string) (*MachineState, error) {
+	m := &MachineState{}
+	return m, c.do(ctx, http.MethodGet, "/v1/machines/"+url.PathEscape(mac), nil, nil, m)
+}
+
+// Health implements Client.
+func (c *HTTPClient) Health(ctx context.Context) error {
+	return c.do(ctx, http.MethodGet, "/healthz", nil, nil, nil)
+}
+
+// do runs one call, retrying transient failures with jittered exponential
+// backoff (or the wait a Retry-After asked for), and decodes a 2xx body into out.
+func (c *HTTPClient) do(ctx context.Context, method, path string, body []byte, header http.Header, out interface{}) error {
+	op := method + " " + routeOf(path)
+	backoff := c.cfg.Backoff
+	var lastErr error
+	for attempt := 1; ; attempt++ {
+		lastErr = c.once(ctx, op, method, path, body, header, out)
+		if lastErr == nil || !IsTransient(lastErr) || attempt >= c.cfg.Backoff.Steps {
+			return lastErr
+		}
+		delay := backoff.Step()
+		var dcErr *Error
+		if errors.As(lastErr, &dcErr) && dcErr.RetryAfter > delay {
+			delay = min(dcErr.RetryAfter, c.cfg.MaxRetryAfter)
+		}
+		klog.FromContext(ctx).V(4).Info("Retrying datacenter call", "op", op, "attempt", attempt, "delay", delay, "err", lastErr)
+		select {
+		case <-ctx.Done():
+			return lastErr
+		case <-time.After(delay):
+		}
+	}
+}
+
+func (c *HTTPClient) once(ctx context.Context, op, method, path string, body []byte, header http.Header, out interface{}) error {
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, method, c.base.String()+path, bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	for k, v := range header {
+		req.Header[k] = v
+	}
+	req.Header.Set("Accept", "application/json")
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if c.token != nil {
+		token, err := c.token.Get()
+		if err != nil {
+			return &Error{Op: op, Message: err.Error(), err: err, StatusCode: http.StatusUnauthorized}
+		}
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+
+	start := time.Now()
+	resp, err := c.http.Do(req)
+	if err != nil {
+		c.observe(op, 0, start)
+		// The URL in a transport error holds no secret; the token is in a header.
+		return &Error{Op: op, Message: err.Error(), err: err}
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	c.observe(op, resp.StatusCode, start)
+	if err != nil {
+		return &Error{Op: op, Message: "reading the answer: " + err.Error(), err: err}
+	}
+	if resp.StatusCode >= 300 {
+		e := &Error{Op: op, StatusCode: resp.StatusCode, RetryAfter: retryAfter(resp.Header.Get("Retry-After"))}
+		var eb ErrorBody
+		if json.Unmarshal(data, &eb) == nil && eb.Message != "" {
+			e.Message = eb.Message
+		} else {
+			e.Message = strings.TrimSpace(string(data[:min(len(data), 256)]))
+		}
+		return e
+	}
+	if out == nil {
+		return nil
+	}
+	if err := json.Unmarshal(data, out); err != nil {
+		return &Error{Op: op, StatusCode: resp.StatusCode, Message: "undecodable answer: " + err.Error(), err: err}
+	}
+	return nil
+}
+
+func (c *HTTPClient) observe(op string, code int, start time.Time) {
+	if c.observer != nil {
+		c.observer(op, code, time.Since(start))
+	}
+}
+
+// routeOf turns a path into its route for logs and metrics, without IDs.
+func routeOf(path string) string {
+	switch {
+	case strings.HasPrefix(path, "/v1/jobs/") && strings.HasSuffix(path, "/cancel"):
+		return "/v1/jobs/{id}/cancel"
+	case strings.HasPrefix(path, "/v1/jobs/"):
+		return "/v1/jobs/{id}"
+	case strings.HasPrefix(path, "/v1/machines/"):
+		return "/v1/machines/{mac}"
+	}
+	return path
+}
+
+func retryAfter(v string) time.Duration {
+	if v == "" {
+		return 0
+	}
+	if secs, err := strconv.Atoi(v); err == nil && secs >= 0 {
+		return time.Duration(secs) * time.Second
+	}
+	if t, err := http.ParseTime(v); err == nil {
+		return max(time.Until(t), 0)
+	}
+	return 0
+}

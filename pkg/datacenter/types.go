@@ -1,0 +1,103 @@
+// Package datacenter is Stargate's client of a datacenter API: the wire types
+// of the contract in openapi.yaml, a small interface, and its HTTP
+// implementation with timeouts, retries of transient errors only, and typed
+// errors. Real datacenter teams implement openapi.yaml; mockdc implements it
+// for development and tests.
+package datacenter
+
+import "time"
+
+// Operation is what a datacenter job does to a machine.
+type Operation string
+
+const (
+	OperationRepave   Operation = "repave"
+	OperationReboot   Operation = "reboot"
+	OperationPowerOff Operation = "power-off"
+	OperationPowerOn  Operation = "power-on"
+)
+
+// Valid reports whether op is one the contract defines.
+func (op Operation) Valid() bool {
+	switch op {
+	case OperationRepave, OperationReboot, OperationPowerOff, OperationPowerOn:
+		return true
+	}
+	return false
+}
+
+// JobState is the state of a datacenter job.
+type JobState string
+
+const (
+	JobQueued    JobState = "queued"
+	JobRunning   JobState = "running"
+	JobSucceeded JobState = "succeeded"
+	JobFailed    JobState = "failed"
+	JobCancelled JobState = "cancelled"
+)
+
+// Finished reports whether the job will not change state again.
+func (s JobState) Finished() bool {
+	return s == JobSucceeded || s == JobFailed || s == JobCancelled
+}
+
+// Machine identifies the machine a job runs on.
+type Machine struct {
+	MAC  string `json:"mac"`
+	IPv4 string `json:"ipv4,omitempty"`
+	Name string `json:"name,omitempty"`
+}
+
+// Image is the OS image a repave installs.
+type Image struct {
+	URL      string `json:"url"`
+	Version  string `json:"version"`
+	Checksum string `json:"checksum,omitempty"`
+}
+
+// JobRequest is the body of POST /v1/jobs.
+type JobRequest struct {
+	Operation Operation `json:"operation"`
+	Machine   Machine   `json:"machine"`
+	Image     *Image    `json:"image,omitempty"`
+	UserData  string    `json:"userData,omitempty"`
+}
+
+// Job is a datacenter job as GET /v1/jobs/{id} returns it.
+type Job struct {
+	ID         string     `json:"id"`
+	Operation  Operation  `json:"operation"`
+	MAC        string     `json:"mac,omitempty"`
+	State      JobState   `json:"state"`
+	Progress   int        `json:"progress"`
+	Message    string     `json:"message,omitempty"`
+	StartedAt  *time.Time `json:"startedAt,omitempty"`
+	FinishedAt *time.Time `json:"finishedAt,omitempty"`
+}
+
+// PowerState is whether a machine is on.
+type PowerState string
+
+const (
+	PowerOn  PowerState = "on"
+	PowerOff PowerState = "off"
+)
+
+// MachineState is a machine as GET /v1/machines/{mac} returns it.
+type MachineState struct {
+	MAC        string     `json:"mac"`
+	PowerState PowerState `json:"powerState"`
+	CurrentOS  string     `json:"currentOS"`
+	// State is ready, provisioning, rebooting, off or error.
+	State string `json:"state"`
+}
+
+// ErrorBody is the JSON body of every error answer.
+type ErrorBody struct {
+	Code    int    `json:"code"`
+	Message string `json:"message"`
+}
+
+// IdempotencyKeyHeader carries the key that makes POST /v1/jobs safe to repeat.
+const IdempotencyKeyHeader = "Idempotency-Key"
