@@ -7,7 +7,9 @@ GOTESTFLAGS ?=
 
 COMMANDS := $(notdir $(wildcard cmd/*))
 
-.PHONY: all build run test unit vet generate verify clean help
+.PHONY: all build run test unit vet generate verify fuzz clean help
+
+FUZZTIME ?= 20s
 
 all: build
 
@@ -35,6 +37,9 @@ generate: ## Regenerate code with k8s.io/code-generator.
 
 verify: ## Fail if generated code is out of date.
 	hack/verify-codegen.sh
+
+fuzz: ## Run each fuzz target for FUZZTIME (default 20s).
+	$(GO) test -run '^$$' -fuzz '^FuzzSubmitDecoding$$' -fuzztime $(FUZZTIME) ./mockdc
 
 clean: ## Remove build output (not .stargate/ data).
 	rm -rf $(BIN)

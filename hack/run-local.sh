@@ -21,16 +21,25 @@ trap cleanup INT TERM EXIT
 mkdir -p "${DATA_DIR}"
 rm -f "${KUBECONFIG_FILE}"
 
-# Mock datacenters, when they are built: dc-west and dc-east on the seed's ports.
-if [[ -x ${BIN}/mockdc ]]; then
-  "${BIN}/mockdc" --name=dc-west --listen=127.0.0.1:8080 --state-file="${DATA_DIR}/mockdc-dc-west.json" &
-  pids+=($!)
-  "${BIN}/mockdc" --name=dc-east --listen=127.0.0.1:8081 --state-file="${DATA_DIR}/mockdc-dc-east.json" &
-  pids+=($!)
-fi
+# One bearer token per datacenter, made once: the mocks require it and
+# stargate-apiserver reads it from --datacenter-credentials-dir.
+CREDS=${DATA_DIR}/datacenter-credentials
+mkdir -p "${CREDS}"
+chmod 700 "${CREDS}"
+for dc in dc-west dc-east; do
+  [[ -s ${CREDS}/${dc} ]] || (umask 077 && head -c 32 /dev/urandom | base64 | tr -d '\n' >"${CREDS}/${dc}")
+done
+
+# The mock datacenters on the seed's ports; a repave takes 30 s as in the seed.
+"${BIN}/mockdc" --name=dc-west --listen=127.0.0.1:8080 --token-file="${CREDS}/dc-west" \
+  --state-file="${DATA_DIR}/mockdc-dc-west.json" &
+pids+=($!)
+"${BIN}/mockdc" --name=dc-east --listen=127.0.0.1:8081 --token-file="${CREDS}/dc-east" \
+  --state-file="${DATA_DIR}/mockdc-dc-east.json" &
+pids+=($!)
 
 "${BIN}/stargate-apiserver" --standalone --data-dir="${DATA_DIR}" \
-  --bind-address=127.0.0.1 --secure-port="${PORT}" "$@" &
+  --bind-address=127.0.0.1 --secure-port="${PORT}" --datacenter-credentials-dir="${CREDS}" "$@" &
 pids+=($!)
 
 # The server writes its kubeconfig once it serves.
@@ -54,7 +63,8 @@ fi
 
 cat <<MSG
 
-Stargate is serving on https://127.0.0.1:${PORT}. In another terminal:
+Stargate is serving on https://127.0.0.1:${PORT}; mock datacenters dc-west on
+127.0.0.1:8080 and dc-east on 127.0.0.1:8081. In another terminal:
 
   export KUBECONFIG=${KUBECONFIG_FILE}
   kubectl get hardwares -n dc-west

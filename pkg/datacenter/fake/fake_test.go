@@ -1,0 +1,42 @@
+package fake
+
+import (
+	"context"
+	"testing"
+
+	"stargate.io/stargate/pkg/datacenter"
+)
+
+func TestFakeBehavesLikeTheContract(t *testing.T) {
+	ctx := context.Background()
+	c := New()
+	req := datacenter.JobRequest{Operation: datacenter.OperationReboot, Machine: datacenter.Machine{MAC: "aa:bb:cc:dd:ee:01"}}
+
+	c.FailNext(MethodSubmit, Transient())
+	if _, err := c.Submit(ctx, "k", req); !datacenter.IsTransient(err) {
+		t.Fatalf("queued failure: %v", err)
+	}
+	j1, err := c.Submit(ctx, "k", req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	j2, _ := c.Submit(ctx, "k", req)
+	if j1.ID != j2.ID || c.Executions("k") != 1 || c.Calls(MethodSubmit) != 3 {
+		t.Errorf("idempotency: %s %s executions=%d calls=%d", j1.ID, j2.ID, c.Executions("k"), c.Calls(MethodSubmit))
+	}
+	if err := c.Finish(j1.ID, datacenter.JobSucceeded, ""); err != nil {
+		t.Fatal(err)
+	}
+	if j, _ := c.GetJob(ctx, j1.ID); j.State != datacenter.JobSucceeded {
+		t.Errorf("finished job reads %s", j.State)
+	}
+	if j, _ := c.Cancel(ctx, j1.ID); j.State != datacenter.JobSucceeded {
+		t.Errorf("cancel changed a finished job to %s", j.State)
+	}
+	if _, err := c.GetJob(ctx, "nope"); !datacenter.IsNotFound(err) {
+		t.Errorf("unknown job: %v", err)
+	}
+	if _, err := c.GetMachine(ctx, "ff:ff:ff:ff:ff:ff"); !datacenter.IsNotFound(err) {
+		t.Errorf("unknown machine: %v", err)
+	}
+}
