@@ -90,11 +90,7 @@ func TestTableColumns(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var names []string
-	for _, c := range table.ColumnDefinitions {
-		names = append(names, c.Name)
-	}
-	if got := strings.Join(names, ","); got != "Name,Endpoint,Ready,Active,Paused,Age" {
+	if got := registrytest.ColumnNames(table); got != "Name,Endpoint,Ready,Active,Paused,Age" {
 		t.Errorf("columns %s", got)
 	}
 	if cells := table.Rows[0].Cells; cells[2] != "True" || cells[3] != int64(2) || cells[4] != "false" {

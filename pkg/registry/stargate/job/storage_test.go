@@ -144,11 +144,7 @@ func TestTableColumns(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var names []string
-	for _, c := range table.ColumnDefinitions {
-		names = append(names, c.Name)
-	}
-	if got := strings.Join(names, ","); got != "Name,Hardware,Operation,Phase,Age,DC-Job,Template,Duration" {
+	if got := registrytest.ColumnNames(table); got != "Name,Hardware,Operation,Phase,Age,DC-Job,Template,Duration" {
 		t.Errorf("columns %s", got)
 	}
 	cells := table.Rows[0].Cells

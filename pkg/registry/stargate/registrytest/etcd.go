@@ -3,7 +3,10 @@
 package registrytest
 
 import (
+	"strings"
 	"testing"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -43,4 +46,14 @@ func (g optionsGetter) GetRESTOptions(resource schema.GroupResource, example run
 		DeleteCollectionWorkers: 1,
 		ResourcePrefix:          resource.Group + "/" + resource.Resource,
 	}, nil
+}
+
+// ColumnNames returns a table's column names, joined by commas, as kubectl
+// would print them before upper-casing.
+func ColumnNames(table *metav1.Table) string {
+	names := make([]string, 0, len(table.ColumnDefinitions))
+	for _, c := range table.ColumnDefinitions {
+		names = append(names, c.Name)
+	}
+	return strings.Join(names, ",")
 }

@@ -94,11 +94,7 @@ func TestTableColumns(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var names []string
-	for _, c := range table.ColumnDefinitions {
-		names = append(names, c.Name)
-	}
-	if got := strings.Join(names, ","); got != "Name,OS-Version,Image,Age" {
+	if got := registrytest.ColumnNames(table); got != "Name,OS-Version,Image,Age" {
 		t.Errorf("columns %s", got)
 	}
 	if cells := table.Rows[0].Cells; cells[1] != "2.0.0" || !strings.HasPrefix(cells[2].(string), "https://") {
