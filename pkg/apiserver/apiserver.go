@@ -110,6 +110,7 @@ func (c CompletedConfig) storageMap() (map[string]rest.Storage, error) {
 	return map[string]rest.Storage{
 		"hardwares":          hw.Hardware,
 		"hardwares/status":   hw.Status,
+		"hardwares/repave":   hardware.NewRepaveREST(hw.Hardware, tmpl, jobs.Job),
 		"templates":          tmpl,
 		"jobs":               jobs.Job,
 		"jobs/status":        jobs.Status,

@@ -317,3 +317,31 @@ type DatacenterList struct {
 
 	Items []Datacenter
 }
+
+// +k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object
+
+// RepaveRequest is the body of POST .../hardwares/NAME/repave: it creates the
+// repave Job of that Hardware and answers with the Job.
+type RepaveRequest struct {
+	metav1.TypeMeta
+	// +optional
+	metav1.ObjectMeta
+
+	// spec is what the repave Job will do.
+	Spec RepaveRequestSpec
+}
+
+// RepaveRequestSpec is the part of a repave Job a caller chooses.
+type RepaveRequestSpec struct {
+	// templateRef names the Template to install, in the Hardware's namespace.
+	TemplateRef LocalObjectReference
+	// backoffLimit passes to the Job's spec.backoffLimit. Defaults to 3.
+	// +optional
+	BackoffLimit *int32
+	// activeDeadlineSeconds passes to the Job's spec.activeDeadlineSeconds.
+	// +optional
+	ActiveDeadlineSeconds *int64
+	// ttlSecondsAfterFinished passes to the Job's spec.ttlSecondsAfterFinished.
+	// +optional
+	TTLSecondsAfterFinished *int32
+}

@@ -104,6 +104,8 @@ func GetOpenAPIDefinitions(ref common.ReferenceCallback) map[string]common.OpenA
 		v1alpha1.JobSpec{}.OpenAPIModelName():              schema_pkg_apis_stargate_v1alpha1_JobSpec(ref),
 		v1alpha1.JobStatus{}.OpenAPIModelName():            schema_pkg_apis_stargate_v1alpha1_JobStatus(ref),
 		v1alpha1.LocalObjectReference{}.OpenAPIModelName(): schema_pkg_apis_stargate_v1alpha1_LocalObjectReference(ref),
+		v1alpha1.RepaveRequest{}.OpenAPIModelName():        schema_pkg_apis_stargate_v1alpha1_RepaveRequest(ref),
+		v1alpha1.RepaveRequestSpec{}.OpenAPIModelName():    schema_pkg_apis_stargate_v1alpha1_RepaveRequestSpec(ref),
 		v1alpha1.ResolvedTemplate{}.OpenAPIModelName():     schema_pkg_apis_stargate_v1alpha1_ResolvedTemplate(ref),
 		v1alpha1.Template{}.OpenAPIModelName():             schema_pkg_apis_stargate_v1alpha1_Template(ref),
 		v1alpha1.TemplateList{}.OpenAPIModelName():         schema_pkg_apis_stargate_v1alpha1_TemplateList(ref),
@@ -3522,6 +3524,93 @@ func schema_pkg_apis_stargate_v1alpha1_LocalObjectReference(ref common.Reference
 				Required: []string{"name"},
 			},
 		},
+	}
+}
+
+func schema_pkg_apis_stargate_v1alpha1_RepaveRequest(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "RepaveRequest is the body of POST .../hardwares/NAME/repave: it creates the repave Job of that Hardware and answers with the Job.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"kind": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Kind is a string value representing the REST resource this object represents. Servers may infer this from the endpoint the client submits requests to. Cannot be updated. In CamelCase. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#types-kinds",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"apiVersion": {
+						SchemaProps: spec.SchemaProps{
+							Description: "APIVersion defines the versioned schema of this representation of an object. Servers should convert recognized schemas to the latest internal value, and may reject unrecognized values. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#resources",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"metadata": {
+						SchemaProps: spec.SchemaProps{
+							Default: map[string]interface{}{},
+							Ref:     ref(v1.ObjectMeta{}.OpenAPIModelName()),
+						},
+					},
+					"spec": {
+						SchemaProps: spec.SchemaProps{
+							Description: "spec is what the repave Job will do.",
+							Default:     map[string]interface{}{},
+							Ref:         ref(v1alpha1.RepaveRequestSpec{}.OpenAPIModelName()),
+						},
+					},
+				},
+				Required: []string{"spec"},
+			},
+		},
+		Dependencies: []string{
+			v1.ObjectMeta{}.OpenAPIModelName(), v1alpha1.RepaveRequestSpec{}.OpenAPIModelName()},
+	}
+}
+
+func schema_pkg_apis_stargate_v1alpha1_RepaveRequestSpec(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "RepaveRequestSpec is the part of a repave Job a caller chooses.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"templateRef": {
+						SchemaProps: spec.SchemaProps{
+							Description: "templateRef names the Template to install, in the Hardware's namespace.",
+							Default:     map[string]interface{}{},
+							Ref:         ref(v1alpha1.LocalObjectReference{}.OpenAPIModelName()),
+						},
+					},
+					"backoffLimit": {
+						SchemaProps: spec.SchemaProps{
+							Description: "backoffLimit passes to the Job's spec.backoffLimit. Defaults to 3.",
+							Type:        []string{"integer"},
+							Format:      "int32",
+						},
+					},
+					"activeDeadlineSeconds": {
+						SchemaProps: spec.SchemaProps{
+							Description: "activeDeadlineSeconds passes to the Job's spec.activeDeadlineSeconds.",
+							Type:        []string{"integer"},
+							Format:      "int64",
+						},
+					},
+					"ttlSecondsAfterFinished": {
+						SchemaProps: spec.SchemaProps{
+							Description: "ttlSecondsAfterFinished passes to the Job's spec.ttlSecondsAfterFinished.",
+							Type:        []string{"integer"},
+							Format:      "int32",
+						},
+					},
+				},
+				Required: []string{"templateRef"},
+			},
+		},
+		Dependencies: []string{
+			v1alpha1.LocalObjectReference{}.OpenAPIModelName()},
 	}
 }
 

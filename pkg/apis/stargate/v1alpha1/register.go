@@ -39,6 +39,7 @@ func addKnownTypes(scheme *runtime.Scheme) error {
 		&Template{}, &TemplateList{},
 		&Job{}, &JobList{},
 		&Datacenter{}, &DatacenterList{},
+		&RepaveRequest{},
 	)
 	metav1.AddToGroupVersion(scheme, SchemeGroupVersion)
 	return nil

@@ -5,6 +5,7 @@ import (
 )
 
 // +genclient
+// +genclient:method=Repave,verb=create,subresource=repave,input=stargate.io/stargate/pkg/apis/stargate/v1alpha1.RepaveRequest,result=stargate.io/stargate/pkg/apis/stargate/v1alpha1.Job
 // +k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object
 
 // Hardware is one bare-metal server in a datacenter. Its namespace names the
@@ -321,4 +322,32 @@ type DatacenterList struct {
 	metav1.ListMeta `json:"metadata,omitempty"`
 
 	Items []Datacenter `json:"items"`
+}
+
+// +k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object
+
+// RepaveRequest is the body of POST .../hardwares/NAME/repave: it creates the
+// repave Job of that Hardware and answers with the Job.
+type RepaveRequest struct {
+	metav1.TypeMeta `json:",inline"`
+	// +optional
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	// spec is what the repave Job will do.
+	Spec RepaveRequestSpec `json:"spec"`
+}
+
+// RepaveRequestSpec is the part of a repave Job a caller chooses.
+type RepaveRequestSpec struct {
+	// templateRef names the Template to install, in the Hardware's namespace.
+	TemplateRef LocalObjectReference `json:"templateRef"`
+	// backoffLimit passes to the Job's spec.backoffLimit. Defaults to 3.
+	// +optional
+	BackoffLimit *int32 `json:"backoffLimit,omitempty"`
+	// activeDeadlineSeconds passes to the Job's spec.activeDeadlineSeconds.
+	// +optional
+	ActiveDeadlineSeconds *int64 `json:"activeDeadlineSeconds,omitempty"`
+	// ttlSecondsAfterFinished passes to the Job's spec.ttlSecondsAfterFinished.
+	// +optional
+	TTLSecondsAfterFinished *int32 `json:"ttlSecondsAfterFinished,omitempty"`
 }

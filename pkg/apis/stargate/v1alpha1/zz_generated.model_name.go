@@ -102,6 +102,16 @@ func (in LocalObjectReference) OpenAPIModelName() string {
 }
 
 // OpenAPIModelName returns the OpenAPI model name for this type.
+func (in RepaveRequest) OpenAPIModelName() string {
+	return "io.stargate.pkg.apis.stargate.v1alpha1.RepaveRequest"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
+func (in RepaveRequestSpec) OpenAPIModelName() string {
+	return "io.stargate.pkg.apis.stargate.v1alpha1.RepaveRequestSpec"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
 func (in ResolvedTemplate) OpenAPIModelName() string {
 	return "io.stargate.pkg.apis.stargate.v1alpha1.ResolvedTemplate"
 }

@@ -402,3 +402,24 @@ func validateText(s string, fldPath *field.Path) field.ErrorList {
 	}
 	return nil
 }
+
+// ValidateRepaveRequest validates the body of POST .../hardwares/NAME/repave.
+// Its spec fields become the repave Job's, under the same paths, so the Job
+// spec rules are applied as they will be to the Job.
+func ValidateRepaveRequest(req *stargate.RepaveRequest, hardwareName string) field.ErrorList {
+	spec := RepaveJobSpec(req, hardwareName)
+	return validateJobSpec(&spec, field.NewPath("spec"))
+}
+
+// RepaveJobSpec is the spec of the Job a RepaveRequest creates.
+func RepaveJobSpec(req *stargate.RepaveRequest, hardwareName string) stargate.JobSpec {
+	templateRef := req.Spec.TemplateRef
+	return stargate.JobSpec{
+		HardwareRef:             stargate.LocalObjectReference{Name: hardwareName},
+		Operation:               stargate.OperationRepave,
+		TemplateRef:             &templateRef,
+		BackoffLimit:            req.Spec.BackoffLimit,
+		ActiveDeadlineSeconds:   req.Spec.ActiveDeadlineSeconds,
+		TTLSecondsAfterFinished: req.Spec.TTLSecondsAfterFinished,
+	}
+}

@@ -401,3 +401,38 @@ func TestValidateDatacenterUpdates(t *testing.T) {
 	d.Status.Conditions = []metav1.Condition{{Type: "Ready", Status: "True", Reason: "Probed", LastTransitionTime: metav1.Now()}}
 	matcher.Test(t, nil, ValidateDatacenterStatusUpdate(d, old))
 }
+
+func TestValidateRepaveRequest(t *testing.T) {
+	valid := func() *stargate.RepaveRequest {
+		return &stargate.RepaveRequest{Spec: stargate.RepaveRequestSpec{TemplateRef: stargate.LocalObjectReference{Name: "os-2-0-0"}}}
+	}
+	tests := []struct {
+		name   string
+		mutate func(*stargate.RepaveRequest)
+		want   field.ErrorList
+	}{
+		{"valid", func(*stargate.RepaveRequest) {}, nil},
+		{"with limits", func(r *stargate.RepaveRequest) {
+			r.Spec.BackoffLimit, r.Spec.ActiveDeadlineSeconds, r.Spec.TTLSecondsAfterFinished = ptr.To[int32](1), ptr.To[int64](60), ptr.To[int32](0)
+		}, nil},
+		{"no template", func(r *stargate.RepaveRequest) { r.Spec.TemplateRef.Name = "" },
+			field.ErrorList{field.Required(field.NewPath("spec", "templateRef", "name"), "")}},
+		{"bad template name", func(r *stargate.RepaveRequest) { r.Spec.TemplateRef.Name = "OS 2" },
+			field.ErrorList{field.Invalid(field.NewPath("spec", "templateRef", "name"), nil, "")}},
+		{"bad limits", func(r *stargate.RepaveRequest) {
+			r.Spec.BackoffLimit, r.Spec.ActiveDeadlineSeconds, r.Spec.TTLSecondsAfterFinished = ptr.To[int32](-1), ptr.To[int64](0), ptr.To[int32](-1)
+		}, field.ErrorList{field.Invalid(field.NewPath("spec", "backoffLimit"), nil, ""),
+			field.Invalid(field.NewPath("spec", "activeDeadlineSeconds"), nil, ""),
+			field.Invalid(field.NewPath("spec", "ttlSecondsAfterFinished"), nil, "")}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r := valid()
+			tc.mutate(r)
+			matcher.Test(t, tc.want, ValidateRepaveRequest(r, "server-001"))
+		})
+	}
+	if spec := RepaveJobSpec(valid(), "server-001"); spec.HardwareRef.Name != "server-001" || spec.Operation != stargate.OperationRepave {
+		t.Errorf("repave job spec %+v", spec)
+	}
+}

@@ -88,6 +88,12 @@ func ExtractHardware(hardware *stargatev1alpha1.Hardware, fieldManager string) (
 	return ExtractHardwareFrom(hardware, fieldManager, "")
 }
 
+// ExtractHardwareRepave extracts the applied configuration owned by fieldManager from
+// hardware for the repave subresource.
+func ExtractHardwareRepave(hardware *stargatev1alpha1.Hardware, fieldManager string) (*HardwareApplyConfiguration, error) {
+	return ExtractHardwareFrom(hardware, fieldManager, "repave")
+}
+
 // ExtractHardwareStatus extracts the applied configuration owned by fieldManager from
 // hardware for the status subresource.
 func ExtractHardwareStatus(hardware *stargatev1alpha1.Hardware, fieldManager string) (*HardwareApplyConfiguration, error) {

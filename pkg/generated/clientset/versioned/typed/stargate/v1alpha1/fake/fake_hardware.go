@@ -19,7 +19,11 @@ limitations under the License.
 package fake
 
 import (
+	context "context"
+
+	v1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	gentype "k8s.io/client-go/gentype"
+	testing "k8s.io/client-go/testing"
 	v1alpha1 "stargate.io/stargate/pkg/apis/stargate/v1alpha1"
 	stargatev1alpha1 "stargate.io/stargate/pkg/generated/applyconfiguration/stargate/v1alpha1"
 	typedstargatev1alpha1 "stargate.io/stargate/pkg/generated/clientset/versioned/typed/stargate/v1alpha1"
@@ -48,4 +52,16 @@ func newFakeHardwares(fake *FakeStargateV1alpha1, namespace string) typedstargat
 		),
 		fake,
 	}
+}
+
+// Repave takes the representation of a repaveRequest and creates it.  Returns the server's representation of the job, and an error, if there is any.
+func (c *fakeHardwares) Repave(ctx context.Context, hardwareName string, repaveRequest *v1alpha1.RepaveRequest, opts v1.CreateOptions) (result *v1alpha1.Job, err error) {
+	emptyResult := &v1alpha1.Job{}
+	obj, err := c.Fake.
+		Invokes(testing.NewCreateSubresourceActionWithOptions(c.Resource(), hardwareName, "repave", c.Namespace(), repaveRequest, opts), emptyResult)
+
+	if obj == nil {
+		return emptyResult, err
+	}
+	return obj.(*v1alpha1.Job), err
 }

@@ -1,0 +1,151 @@
+package hardware
+
+import (
+	"context"
+	"fmt"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metainternalversion "k8s.io/apimachinery/pkg/apis/meta/internalversion"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	genericapirequest "k8s.io/apiserver/pkg/endpoints/request"
+	"k8s.io/apiserver/pkg/registry/rest"
+	"k8s.io/utils/ptr"
+
+	"stargate.io/stargate/pkg/apis/stargate"
+	"stargate.io/stargate/pkg/apis/stargate/v1alpha1"
+	"stargate.io/stargate/pkg/apis/stargate/validation"
+)
+
+var (
+	_ rest.NamedCreater             = &RepaveREST{}
+	_ rest.SingularNameProvider     = &RepaveREST{}
+	_ rest.Scoper                   = &RepaveREST{}
+	_ rest.StorageMetadata          = &RepaveREST{}
+	_ rest.GroupVersionKindProvider = &RepaveREST{}
+)
+
+// HardwareLabel is set on every Job created through /repave: `kubectl get
+// jobs.stargate.io -l stargate.io/hardware=server-001` lists a server's history.
+const HardwareLabel = "stargate.io/hardware"
+
+// JobStore is what /repave needs of the Job registry.
+type JobStore interface {
+	rest.Creater
+	rest.Lister
+}
+
+// RepaveREST serves POST .../hardwares/NAME/repave: it turns a RepaveRequest
+// into the Hardware's repave Job and answers 201 with that Job. Because it is
+// its own subresource, RBAC can grant `create` on hardwares/repave without
+// `update` on hardwares.
+type RepaveREST struct {
+	hardware  rest.Getter
+	templates rest.Getter
+	jobs      JobStore
+}
+
+// NewRepaveREST returns the /repave subresource over the three registries it touches.
+func NewRepaveREST(hardware, templates rest.Getter, jobs JobStore) *RepaveREST {
+	return &RepaveREST{hardware: hardware, templates: templates, jobs: jobs}
+}
+
+// New returns an empty RepaveRequest, the body this subresource decodes.
+func (r *RepaveREST) New() runtime.Object { return &stargate.RepaveRequest{} }
+
+// Destroy does nothing: the stores it uses are owned elsewhere.
+func (r *RepaveREST) Destroy() {}
+
+// NamespaceScoped is true: a Hardware lives in its datacenter's namespace.
+func (r *RepaveREST) NamespaceScoped() bool { return true }
+
+// GetSingularName names the subresource's body.
+func (r *RepaveREST) GetSingularName() string { return "repaverequest" }
+
+// ProducesMIMETypes is the default.
+func (r *RepaveREST) ProducesMIMETypes(verb string) []string { return nil }
+
+// ProducesObject tells OpenAPI the answer is a Job, not a RepaveRequest.
+func (r *RepaveREST) ProducesObject(verb string) interface{} { return v1alpha1.Job{} }
+
+// GroupVersionKind is the kind of the body, for discovery.
+func (r *RepaveREST) GroupVersionKind(schema.GroupVersion) schema.GroupVersionKind {
+	return v1alpha1.SchemeGroupVersion.WithKind("RepaveRequest")
+}
+
+// Create creates the repave Job of Hardware name.
+func (r *RepaveREST) Create(ctx context.Context, name string, obj runtime.Object,
+	createValidation rest.ValidateObjectFunc, options *metav1.CreateOptions) (runtime.Object, error) {
+	req, ok := obj.(*stargate.RepaveRequest)
+	if !ok {
+		return nil, apierrors.NewBadRequest(fmt.Sprintf("the body of /repave must be a RepaveRequest, not %T", obj))
+	}
+	if errs := validation.ValidateRepaveRequest(req, name); len(errs) > 0 {
+		return nil, apierrors.NewInvalid(stargate.Kind("RepaveRequest"), name, errs)
+	}
+
+	hwObj, err := r.hardware.Get(ctx, name, &metav1.GetOptions{})
+	if err != nil {
+		return nil, err // NotFound names the Hardware
+	}
+	if hw := hwObj.(*stargate.Hardware); hw.DeletionTimestamp != nil {
+		return nil, apierrors.NewConflict(stargate.Resource("hardwares"), name,
+			fmt.Errorf("the Hardware is being deleted and cannot be repaved"))
+	}
+	if _, err := r.templates.Get(ctx, req.Spec.TemplateRef.Name, &metav1.GetOptions{}); apierrors.IsNotFound(err) {
+		// The store qualifies errors with the request's resource (hardwares): say templates.
+		return nil, apierrors.NewNotFound(stargate.Resource("templates"), req.Spec.TemplateRef.Name)
+	} else if err != nil {
+		return nil, err
+	}
+	if busy, err := r.unfinishedJob(ctx, name); err != nil {
+		return nil, err
+	} else if busy != "" {
+		return nil, apierrors.NewConflict(stargate.Resource("hardwares"), name,
+			fmt.Errorf("Job %s is still running on it; wait for it, or cancel it with spec.cancel=true", busy))
+	}
+
+	// Admission sees the request itself, as for pods/eviction.
+	if createValidation != nil {
+		if err := createValidation(ctx, req.DeepCopyObject()); err != nil {
+			return nil, err
+		}
+	}
+
+	job := &stargate.Job{
+		ObjectMeta: metav1.ObjectMeta{
+			GenerateName: name + "-repave-",
+			Namespace:    genericapirequest.NamespaceValue(ctx),
+			Labels:       map[string]string{HardwareLabel: name},
+		},
+		Spec: validation.RepaveJobSpec(req, name),
+	}
+	if job.Spec.BackoffLimit == nil {
+		job.Spec.BackoffLimit = ptr.To(v1alpha1.DefaultBackoffLimit)
+	}
+	return r.jobs.Create(ctx, job, rest.ValidateAllObjectFunc,
+		&metav1.CreateOptions{DryRun: options.DryRun, FieldManager: options.FieldManager})
+}
+
+// unfinishedJob returns the name of a Pending or Running Job of the Hardware, if any.
+//
+// This read-then-create check is right for one caller at a time but is not
+// atomic: two concurrent callers can both pass it. The atomic guarantee (a
+// lock on Hardware.status.activeJob taken in the Job create path, for both
+// /repave and plain Job creates) is still to be built.
+func (r *RepaveREST) unfinishedJob(ctx context.Context, hardware string) (string, error) {
+	list, err := r.jobs.List(ctx, &metainternalversion.ListOptions{
+		FieldSelector: fields.OneTermEqualSelector("spec.hardwareRef.name", hardware),
+	})
+	if err != nil {
+		return "", err
+	}
+	for _, job := range list.(*stargate.JobList).Items {
+		if !validation.IsFinished(job.Status.Phase) {
+			return job.Name, nil
+		}
+	}
+	return "", nil
+}
