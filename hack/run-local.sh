@@ -31,10 +31,10 @@ for dc in dc-west dc-east; do
 done
 
 # The mock datacenters on the seed's ports; a repave takes 30 s as in the seed.
-"${BIN}/mockdc" --name=dc-west --listen=127.0.0.1:8080 --token-file="${CREDS}/dc-west" \
+"${BIN}/mockdc" -v=1 --name=dc-west --listen=127.0.0.1:8080 --token-file="${CREDS}/dc-west" \
   --state-file="${DATA_DIR}/mockdc-dc-west.json" &
 pids+=($!)
-"${BIN}/mockdc" --name=dc-east --listen=127.0.0.1:8081 --token-file="${CREDS}/dc-east" \
+"${BIN}/mockdc" -v=1 --name=dc-east --listen=127.0.0.1:8081 --token-file="${CREDS}/dc-east" \
   --state-file="${DATA_DIR}/mockdc-dc-east.json" &
 pids+=($!)
 

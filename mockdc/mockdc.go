@@ -324,7 +324,7 @@ func (s *Server) startQueued(at time.Time) {
 			m.State = "rebooting"
 		}
 		s.metrics.jobsStarted.WithLabelValues(string(j.Operation)).Inc()
-		s.logger.Info("Job started", "job", j.ID, "operation", j.Operation, "mac", j.MAC)
+		s.logger.V(1).Info("Job started", "job", j.ID, "operation", j.Operation, "mac", j.MAC)
 	}
 }
 
@@ -350,7 +350,7 @@ func (s *Server) finish(j *job, at time.Time) {
 		}
 	}
 	s.metrics.jobsFinished.WithLabelValues(string(j.Operation), string(j.State)).Inc()
-	s.logger.Info("Job finished", "job", j.ID, "state", j.State)
+	s.logger.V(1).Info("Job finished", "job", j.ID, "state", j.State)
 }
 
 // view is a job as clients see it at now.
