@@ -5,6 +5,9 @@ set -o errexit -o nounset -o pipefail
 
 SCRIPT_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "${SCRIPT_ROOT}"
+# hack/tools.go imports code-generator only under the `tools` build tag, so a
+# fresh module cache may not hold it yet: fetch it before asking for its path.
+go mod download k8s.io/code-generator
 CODEGEN_PKG=$(go list -m -f '{{.Dir}}' k8s.io/code-generator)
 THIS_PKG=stargate.io/stargate
 BOILERPLATE="${SCRIPT_ROOT}/hack/boilerplate.go.txt"
