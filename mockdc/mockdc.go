@@ -102,10 +102,30 @@ type Server struct {
 	metrics *serverMetrics
 	logger  klog.Logger
 
-	mu     sync.Mutex
-	st     state
+	mu sync.Mutex
+	st state
+	// dirty says st changed since it was last saved; unlock saves it then.
+	dirty  bool
 	faults Faults
 	rng    *rand.Rand
+}
+
+// lock takes the state lock and runs the simulation up to now.
+func (s *Server) lock() time.Time {
+	s.mu.Lock()
+	now := s.clock.Now()
+	s.advance(now)
+	return now
+}
+
+// unlock writes the state file if anything changed, then releases the lock:
+// polls that change nothing write nothing.
+func (s *Server) unlock() {
+	if s.dirty {
+		s.save()
+		s.dirty = false
+	}
+	s.mu.Unlock()
 }
 
 // New returns a mock datacenter, loading its state file if there is one.
@@ -198,10 +218,8 @@ func (e errFull) Error() string { return "datacenter is running at capacity; ret
 // submit starts (or queues) a job, or returns the job already submitted under key.
 func (s *Server) submit(key string, req datacenter.JobRequest) (submitResult, error) {
 	hash := requestHash(req)
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	now := s.clock.Now()
-	s.advance(now)
+	now := s.lock()
+	defer s.unlock()
 	if id, ok := s.st.ByKey[key]; ok {
 		j := s.st.Jobs[id]
 		if j.RequestHash != hash {
@@ -225,8 +243,8 @@ func (s *Server) submit(key string, req datacenter.JobRequest) (submitResult, er
 	if _, known := s.st.Machines[j.MAC]; !known {
 		s.st.Machines[j.MAC] = &datacenter.MachineState{MAC: j.MAC, PowerState: datacenter.PowerOn, State: "ready"}
 	}
+	s.dirty = true
 	s.startQueued(now)
-	s.save()
 	return submitResult{job: s.view(j, now)}, nil
 }
 
@@ -314,6 +332,7 @@ func (s *Server) startQueued(at time.Time) {
 			start = j.SubmittedAt
 		}
 		j.State, j.StartedAt = datacenter.JobRunning, &start
+		s.dirty = true
 		s.st.Ledger = append(s.st.Ledger, LedgerEntry{DCJobID: j.ID, Operation: j.Operation, MAC: j.MAC,
 			IdempotencyKey: j.IdempotencyKey, StartedAt: start})
 		m := s.st.Machines[j.MAC]
@@ -330,6 +349,7 @@ func (s *Server) startQueued(at time.Time) {
 
 // finish ends a running job at time at, with the operation's effect on its machine.
 func (s *Server) finish(j *job, at time.Time) {
+	s.dirty = true
 	j.FinishedAt = &at
 	m := s.st.Machines[j.MAC]
 	if j.WillFail {
@@ -363,11 +383,8 @@ func (s *Server) view(j *job, now time.Time) datacenter.Job {
 }
 
 func (s *Server) getJob(id string) (datacenter.Job, bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	now := s.clock.Now()
-	s.advance(now)
-	s.save()
+	now := s.lock()
+	defer s.unlock()
 	j, ok := s.st.Jobs[id]
 	if !ok {
 		return datacenter.Job{}, false
@@ -377,10 +394,8 @@ func (s *Server) getJob(id string) (datacenter.Job, bool) {
 
 // cancel stops a queued or running job; a finished job is returned unchanged.
 func (s *Server) cancel(id string) (datacenter.Job, bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	now := s.clock.Now()
-	s.advance(now)
+	now := s.lock()
+	defer s.unlock()
 	j, ok := s.st.Jobs[id]
 	if !ok {
 		return datacenter.Job{}, false
@@ -395,16 +410,15 @@ func (s *Server) cancel(id string) (datacenter.Job, bool) {
 		j.Progress = s.view(j, now).Progress
 		j.State, j.FinishedAt, j.Message = datacenter.JobCancelled, &now, "cancelled by request"
 		s.metrics.jobsFinished.WithLabelValues(string(j.Operation), string(j.State)).Inc()
+		s.dirty = true
 		s.startQueued(now)
-		s.save()
 	}
 	return s.view(j, now), true
 }
 
 func (s *Server) machine(mac string) (datacenter.MachineState, bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.advance(s.clock.Now())
+	s.lock()
+	defer s.unlock()
 	m, ok := s.st.Machines[mac]
 	if !ok {
 		return datacenter.MachineState{}, false
@@ -414,9 +428,8 @@ func (s *Server) machine(mac string) (datacenter.MachineState, bool) {
 
 // Ledger returns every execution started so far, oldest first.
 func (s *Server) Ledger() []LedgerEntry {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.advance(s.clock.Now())
+	s.lock()
+	defer s.unlock()
 	return append([]LedgerEntry(nil), s.st.Ledger...)
 }
 

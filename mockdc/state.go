@@ -40,7 +40,7 @@ func (s *Server) load() error {
 }
 
 // save writes the state file atomically (write, then rename), so a crash
-// leaves either the old state or the new one. Called with s.mu held.
+// leaves either the old state or the new one. Called by unlock, with s.mu held.
 func (s *Server) save() {
 	if s.opts.StateFile == "" {
 		return

@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -64,22 +65,20 @@ func startServer(t *testing.T, dataDir string, customize ...func(*server.Options
 	go func() { done <- s.GenericAPIServer.PrepareRun().RunWithContext(ctx) }()
 
 	ts := &testServer{DataDir: dataDir, EtcdURL: o.RecommendedOptions.Etcd.StorageConfig.Transport.ServerList[0]}
-	var once bool
+	var once sync.Once
 	ts.stop = func() {
-		if once {
-			return
-		}
-		once = true
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil && !errors.Is(err, context.Canceled) {
-				t.Errorf("server ended with %v", err)
+		once.Do(func() {
+			cancel()
+			select {
+			case err := <-done:
+				if err != nil && !errors.Is(err, context.Canceled) {
+					t.Errorf("server ended with %v", err)
+				}
+			case <-time.After(time.Minute):
+				t.Error("server did not stop within a minute")
 			}
-		case <-time.After(time.Minute):
-			t.Error("server did not stop within a minute")
-		}
-		stopDeps()
+			stopDeps()
+		})
 	}
 	t.Cleanup(ts.stop)
 

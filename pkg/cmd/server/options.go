@@ -125,7 +125,7 @@ func (o *Options) completeStandalone() {
 	ro.CoreAPI = nil
 	ro.Admission = nil
 	ro.Features.EnablePriorityAndFairness = false
-	pki := standalonePKI{Dir: filepath.Join(o.DataDir, "pki")}
+	pki := o.pki()
 	if ro.SecureServing.ServerCert.CertKey.CertFile == "" {
 		ro.SecureServing.ServerCert.CertKey.CertFile = pki.ServingCert()
 		ro.SecureServing.ServerCert.CertKey.KeyFile = pki.ServingKey()

@@ -63,8 +63,8 @@ func (c *Client) AddMachine(m datacenter.MachineState) {
 	c.machines[m.MAC] = &m
 }
 
-// Finish ends a job in state (succeeded, failed or cancelled), applying a
-// successful repave's OS to its machine.
+// Finish ends a job in state (succeeded, failed or cancelled). Machines are
+// left as they are: set them with AddMachine where a test needs it.
 func (c *Client) Finish(id string, state datacenter.JobState, message string) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()

@@ -9,8 +9,10 @@ import (
 	"net/netip"
 	"net/url"
 	"regexp"
+	"strconv"
 	"strings"
 
+	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	apimachineryvalidation "k8s.io/apimachinery/pkg/api/validation"
 	metav1validation "k8s.io/apimachinery/pkg/apis/meta/v1/validation"
 	"k8s.io/apimachinery/pkg/util/sets"
@@ -130,7 +132,11 @@ func unicastIPv4Problem(s string) string {
 func hostPortProblem(s string) string {
 	host := s
 	if h, port, err := net.SplitHostPort(s); err == nil {
-		if errs := validation.IsValidPortNum(atoiOrZero(port)); len(errs) > 0 {
+		n, err := strconv.Atoi(port)
+		if err != nil {
+			return "port must be a number"
+		}
+		if errs := validation.IsValidPortNum(n); len(errs) > 0 {
 			return "port " + strings.Join(errs, "; ")
 		}
 		host = h
@@ -142,17 +148,6 @@ func hostPortProblem(s string) string {
 		return "must be an IP address or DNS name, optionally with :port"
 	}
 	return ""
-}
-
-func atoiOrZero(s string) int {
-	n := 0
-	for _, r := range s {
-		if r < '0' || r > '9' || n > 65535 {
-			return 0
-		}
-		n = n*10 + int(r-'0')
-	}
-	return n
 }
 
 // ValidateTemplate validates a new Template.
@@ -253,21 +248,11 @@ func ValidateJobUpdate(job, old *stargate.Job) field.ErrorList {
 	}
 	newSpec, oldSpec := job.Spec, old.Spec
 	newSpec.Cancel, oldSpec.Cancel = false, false
-	allErrs = append(allErrs, apimachineryvalidation.ValidateImmutableField(newSpec, oldSpec, fldPath).
-		WithOrigin("immutable")...)
-	return fixImmutableDetail(allErrs)
-}
-
-// fixImmutableDetail replaces the generic "field is immutable" detail on spec
-// with one that tells the operator what they can do instead.
-func fixImmutableDetail(errs field.ErrorList) field.ErrorList {
-	for _, e := range errs {
-		if e.Field == "spec" && e.Type == field.ErrorTypeInvalid && e.Origin == "immutable" {
-			e.BadValue = "<spec>"
-			e.Detail = "a Job's spec is immutable except spec.cancel; cancel it and create a new Job instead"
-		}
+	if !apiequality.Semantic.DeepEqual(newSpec, oldSpec) {
+		allErrs = append(allErrs, field.Invalid(fldPath, "<spec>",
+			"a Job's spec is immutable except spec.cancel; cancel it and create a new Job instead").WithOrigin("immutable"))
 	}
-	return errs
+	return allErrs
 }
 
 // ValidateJobStatusUpdate validates a write to a Job's status subresource.

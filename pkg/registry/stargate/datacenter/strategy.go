@@ -17,8 +17,8 @@ import (
 	"sigs.k8s.io/structured-merge-diff/v6/fieldpath"
 
 	"stargate.io/stargate/pkg/apis/stargate"
-	"stargate.io/stargate/pkg/apis/stargate/v1alpha1"
 	"stargate.io/stargate/pkg/apis/stargate/validation"
+	registry "stargate.io/stargate/pkg/registry/stargate"
 )
 
 // datacenterStrategy governs creates, updates and deletes of Datacenters.
@@ -37,9 +37,7 @@ func (datacenterStrategy) NamespaceScoped() bool { return false }
 
 // GetResetFields keeps server-side apply of the main resource away from status.
 func (datacenterStrategy) GetResetFields() map[fieldpath.APIVersion]*fieldpath.Set {
-	return map[fieldpath.APIVersion]*fieldpath.Set{
-		fieldpath.APIVersion(v1alpha1.SchemeGroupVersion.String()): fieldpath.NewSet(fieldpath.MakePathOrDie("status")),
-	}
+	return registry.ResetFieldsOfMainResource()
 }
 
 func (datacenterStrategy) PrepareForCreate(ctx context.Context, obj runtime.Object) {
@@ -97,11 +95,7 @@ func StatusStrategy(typer runtime.ObjectTyper) datacenterStatusStrategy {
 
 // GetResetFields keeps status writes away from spec and metadata.
 func (datacenterStatusStrategy) GetResetFields() map[fieldpath.APIVersion]*fieldpath.Set {
-	return map[fieldpath.APIVersion]*fieldpath.Set{
-		fieldpath.APIVersion(v1alpha1.SchemeGroupVersion.String()): fieldpath.NewSet(
-			fieldpath.MakePathOrDie("spec"), fieldpath.MakePathOrDie("metadata", "labels"),
-			fieldpath.MakePathOrDie("metadata", "annotations")),
-	}
+	return registry.ResetFieldsOfStatus()
 }
 
 // PrepareForUpdate keeps everything but status as stored.

@@ -17,8 +17,8 @@ import (
 	"sigs.k8s.io/structured-merge-diff/v6/fieldpath"
 
 	"stargate.io/stargate/pkg/apis/stargate"
-	"stargate.io/stargate/pkg/apis/stargate/v1alpha1"
 	"stargate.io/stargate/pkg/apis/stargate/validation"
+	registry "stargate.io/stargate/pkg/registry/stargate"
 )
 
 // hardwareStrategy governs creates, updates and deletes of Hardware.
@@ -36,9 +36,7 @@ func (hardwareStrategy) NamespaceScoped() bool { return true }
 
 // GetResetFields keeps server-side apply of the main resource away from status.
 func (hardwareStrategy) GetResetFields() map[fieldpath.APIVersion]*fieldpath.Set {
-	return map[fieldpath.APIVersion]*fieldpath.Set{
-		fieldpath.APIVersion(v1alpha1.SchemeGroupVersion.String()): fieldpath.NewSet(fieldpath.MakePathOrDie("status")),
-	}
+	return registry.ResetFieldsOfMainResource()
 }
 
 // PrepareForCreate clears status (only Stargate writes it) and normalises the MAC.
@@ -99,11 +97,7 @@ func StatusStrategy(typer runtime.ObjectTyper) hardwareStatusStrategy {
 
 // GetResetFields keeps status writes away from spec and metadata.
 func (hardwareStatusStrategy) GetResetFields() map[fieldpath.APIVersion]*fieldpath.Set {
-	return map[fieldpath.APIVersion]*fieldpath.Set{
-		fieldpath.APIVersion(v1alpha1.SchemeGroupVersion.String()): fieldpath.NewSet(
-			fieldpath.MakePathOrDie("spec"), fieldpath.MakePathOrDie("metadata", "labels"),
-			fieldpath.MakePathOrDie("metadata", "annotations")),
-	}
+	return registry.ResetFieldsOfStatus()
 }
 
 // PrepareForUpdate keeps everything but status as stored.

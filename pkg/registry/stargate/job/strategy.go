@@ -16,8 +16,8 @@ import (
 	"sigs.k8s.io/structured-merge-diff/v6/fieldpath"
 
 	"stargate.io/stargate/pkg/apis/stargate"
-	"stargate.io/stargate/pkg/apis/stargate/v1alpha1"
 	"stargate.io/stargate/pkg/apis/stargate/validation"
+	registry "stargate.io/stargate/pkg/registry/stargate"
 )
 
 // jobStrategy governs creates, updates and deletes of Jobs.
@@ -35,9 +35,7 @@ func (jobStrategy) NamespaceScoped() bool { return true }
 
 // GetResetFields keeps server-side apply of the main resource away from status.
 func (jobStrategy) GetResetFields() map[fieldpath.APIVersion]*fieldpath.Set {
-	return map[fieldpath.APIVersion]*fieldpath.Set{
-		fieldpath.APIVersion(v1alpha1.SchemeGroupVersion.String()): fieldpath.NewSet(fieldpath.MakePathOrDie("status")),
-	}
+	return registry.ResetFieldsOfMainResource()
 }
 
 // PrepareForCreate starts every Job Pending: a watcher sees the phase from
@@ -90,11 +88,7 @@ func StatusStrategy(typer runtime.ObjectTyper) jobStatusStrategy {
 
 // GetResetFields keeps status writes away from spec and metadata.
 func (jobStatusStrategy) GetResetFields() map[fieldpath.APIVersion]*fieldpath.Set {
-	return map[fieldpath.APIVersion]*fieldpath.Set{
-		fieldpath.APIVersion(v1alpha1.SchemeGroupVersion.String()): fieldpath.NewSet(
-			fieldpath.MakePathOrDie("spec"), fieldpath.MakePathOrDie("metadata", "labels"),
-			fieldpath.MakePathOrDie("metadata", "annotations")),
-	}
+	return registry.ResetFieldsOfStatus()
 }
 
 // PrepareForUpdate keeps everything but status as stored.
