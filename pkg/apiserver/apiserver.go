@@ -11,6 +11,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/serializer"
 	"k8s.io/apiserver/pkg/registry/rest"
 	genericapiserver "k8s.io/apiserver/pkg/server"
+	"k8s.io/utils/clock"
 
 	"stargate.io/stargate/pkg/apis/stargate"
 	"stargate.io/stargate/pkg/apis/stargate/install"
@@ -18,6 +19,7 @@ import (
 	"stargate.io/stargate/pkg/registry/stargate/datacenter"
 	"stargate.io/stargate/pkg/registry/stargate/hardware"
 	"stargate.io/stargate/pkg/registry/stargate/job"
+	"stargate.io/stargate/pkg/registry/stargate/joblock"
 	"stargate.io/stargate/pkg/registry/stargate/template"
 )
 
@@ -99,7 +101,10 @@ func (c CompletedConfig) storageMap() (map[string]rest.Storage, error) {
 	if err != nil {
 		return nil, fmt.Errorf("templates: %w", err)
 	}
-	jobs, err := job.NewStorage(Scheme, optsGetter)
+	// Jobs lock their Hardware and check their references in the Job create
+	// path, so the guarantees hold for kubectl create and /repave alike.
+	lock := joblock.New(hw.Status, tmpl, clock.RealClock{}, joblock.DefaultGrace)
+	jobs, err := job.NewStorage(Scheme, optsGetter, lock.Install)
 	if err != nil {
 		return nil, fmt.Errorf("jobs: %w", err)
 	}

@@ -159,6 +159,9 @@ func TestInvalidObjectsGet422WithFieldPaths(t *testing.T) {
 	assertInvalid(t, err, "spec.endpoint", "spec.maxConcurrentJobs")
 
 	// A Job's spec cannot change after creation.
+	if _, err := c.Hardwares(ns).Create(ctx, hardware("server-001", "aa:bb:cc:dd:ee:01", "10.0.1.5"), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
 	job, err := c.Jobs(ns).Create(ctx, &v1alpha1.Job{
 		ObjectMeta: metav1.ObjectMeta{Name: "reboot-1", Namespace: ns},
 		Spec:       v1alpha1.JobSpec{HardwareRef: v1alpha1.LocalObjectReference{Name: "server-001"}, Operation: v1alpha1.OperationReboot},
@@ -171,7 +174,7 @@ func TestInvalidObjectsGet422WithFieldPaths(t *testing.T) {
 	assertInvalid(t, err, "spec")
 
 	// Nothing invalid was stored.
-	if l, _ := c.Hardwares(ns).List(ctx, metav1.ListOptions{}); len(l.Items) != 0 {
+	if l, _ := c.Hardwares(ns).List(ctx, metav1.ListOptions{}); len(l.Items) != 1 {
 		t.Errorf("an invalid Hardware was stored: %v", l.Items)
 	}
 }

@@ -5,9 +5,7 @@ import (
 	"fmt"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metainternalversion "k8s.io/apimachinery/pkg/apis/meta/internalversion"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	genericapirequest "k8s.io/apiserver/pkg/endpoints/request"
@@ -31,10 +29,11 @@ var (
 // jobs.stargate.io -l stargate.io/hardware=server-001` lists a server's history.
 const HardwareLabel = "stargate.io/hardware"
 
-// JobStore is what /repave needs of the Job registry.
+// JobStore is what /repave needs of the Job registry. The Job store's create
+// path checks references and takes the Hardware's lock (package joblock), so
+// a busy Hardware gets the same 409 here as through kubectl create.
 type JobStore interface {
 	rest.Creater
-	rest.Lister
 }
 
 // RepaveREST serves POST .../hardwares/NAME/repave: it turns a RepaveRequest
@@ -100,13 +99,6 @@ func (r *RepaveREST) Create(ctx context.Context, name string, obj runtime.Object
 	} else if err != nil {
 		return nil, err
 	}
-	if busy, err := r.unfinishedJob(ctx, name); err != nil {
-		return nil, err
-	} else if busy != "" {
-		return nil, apierrors.NewConflict(stargate.Resource("hardwares"), name,
-			fmt.Errorf("Job %s is still running on it; wait for it, or cancel it with spec.cancel=true", busy))
-	}
-
 	// Admission sees the request itself, as for pods/eviction.
 	if createValidation != nil {
 		if err := createValidation(ctx, req.DeepCopyObject()); err != nil {
@@ -127,25 +119,4 @@ func (r *RepaveREST) Create(ctx context.Context, name string, obj runtime.Object
 	}
 	return r.jobs.Create(ctx, job, rest.ValidateAllObjectFunc,
 		&metav1.CreateOptions{DryRun: options.DryRun, FieldManager: options.FieldManager})
-}
-
-// unfinishedJob returns the name of a Pending or Running Job of the Hardware, if any.
-//
-// This read-then-create check is right for one caller at a time but is not
-// atomic: two concurrent callers can both pass it. The atomic guarantee (a
-// lock on Hardware.status.activeJob taken in the Job create path, for both
-// /repave and plain Job creates) is still to be built.
-func (r *RepaveREST) unfinishedJob(ctx context.Context, hardware string) (string, error) {
-	list, err := r.jobs.List(ctx, &metainternalversion.ListOptions{
-		FieldSelector: fields.OneTermEqualSelector("spec.hardwareRef.name", hardware),
-	})
-	if err != nil {
-		return "", err
-	}
-	for _, job := range list.(*stargate.JobList).Items {
-		if !validation.IsFinished(job.Status.Phase) {
-			return job.Name, nil
-		}
-	}
-	return "", nil
 }

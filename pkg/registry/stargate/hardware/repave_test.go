@@ -11,10 +11,12 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	genericapirequest "k8s.io/apiserver/pkg/endpoints/request"
 	"k8s.io/apiserver/pkg/registry/rest"
+	"k8s.io/utils/clock"
 	"k8s.io/utils/ptr"
 
 	"stargate.io/stargate/pkg/apis/stargate"
 	"stargate.io/stargate/pkg/registry/stargate/job"
+	"stargate.io/stargate/pkg/registry/stargate/joblock"
 	"stargate.io/stargate/pkg/registry/stargate/registrytest"
 	"stargate.io/stargate/pkg/registry/stargate/template"
 )
@@ -37,7 +39,8 @@ func newRepaveEnv(t *testing.T) *repaveEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	jobs, err := job.NewStorage(scheme, opts)
+	// The Job store carries the Hardware lock, as in the server.
+	jobs, err := job.NewStorage(scheme, opts, joblock.New(hw.Status, tmpl, clock.RealClock{}, joblock.DefaultGrace).Install)
 	if err != nil {
 		t.Fatal(err)
 	}

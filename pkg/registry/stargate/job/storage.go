@@ -15,8 +15,10 @@ type Storage struct {
 	Status *registry.StatusREST
 }
 
-// NewStorage returns the storage of jobs and jobs/status.
-func NewStorage(scheme *runtime.Scheme, optsGetter generic.RESTOptionsGetter) (*Storage, error) {
+// NewStorage returns the storage of jobs and jobs/status. Each install sets
+// hooks on the store (the server installs the Hardware lock this way) before
+// the status subresource copies it, so status writes run them too.
+func NewStorage(scheme *runtime.Scheme, optsGetter generic.RESTOptionsGetter, install ...func(*genericregistry.Store)) (*Storage, error) {
 	strategy := Strategy(scheme)
 	store := &genericregistry.Store{
 		NewFunc:                   func() runtime.Object { return &stargate.Job{} },
@@ -34,6 +36,9 @@ func NewStorage(scheme *runtime.Scheme, optsGetter generic.RESTOptionsGetter) (*
 	}
 	if err := store.CompleteWithOptions(&generic.StoreOptions{RESTOptions: optsGetter, AttrFunc: GetAttrs}); err != nil {
 		return nil, err
+	}
+	for _, i := range install {
+		i(store)
 	}
 	return &Storage{
 		Job:    registry.NewREST(store, "sjob"),

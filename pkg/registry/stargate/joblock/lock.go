@@ -1,0 +1,244 @@
+// Package joblock enforces, in the server, what a Job may not do to its
+// Hardware: a Job must name a Hardware (and, for a repave, a Template) that
+// exists, and a Hardware runs one unfinished Job at a time.
+//
+// The lock is Hardware.status.activeJob. It is taken by a compare-and-set of
+// the Hardware (an etcd transaction on its resourceVersion, through the
+// generic store) in the Job store's BeginCreate hook, so it holds for every
+// way a Job is created: kubectl create, /repave, any client, any number of
+// concurrent requests or replicas. It is released when the Job finishes or is
+// deleted, and when the create it was taken for fails. A crash between taking
+// the lock and storing the Job, or before releasing it, leaves a lock whose
+// Job is missing or finished: the next request repairs it.
+package joblock
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+	genericapirequest "k8s.io/apiserver/pkg/endpoints/request"
+	genericregistry "k8s.io/apiserver/pkg/registry/generic/registry"
+	"k8s.io/apiserver/pkg/registry/rest"
+	"k8s.io/apiserver/pkg/util/dryrun"
+	"k8s.io/klog/v2"
+	"k8s.io/utils/clock"
+
+	"stargate.io/stargate/pkg/apis/stargate"
+	"stargate.io/stargate/pkg/apis/stargate/validation"
+)
+
+const (
+	// ReservedCondition is True on a Hardware while a Job holds it; its
+	// lastTransitionTime is when the lock was taken.
+	ReservedCondition = "Reserved"
+	// DefaultGrace is how long a lock naming a Job that does not exist is
+	// respected: the Job is stored milliseconds after the lock is taken, so a
+	// lock older than this lost its Job to a crash.
+	DefaultGrace = 30 * time.Second
+)
+
+// HardwareStatus is what the lock needs of the Hardware status subresource.
+type HardwareStatus interface {
+	rest.Getter
+	rest.Updater
+}
+
+// Lock is the one-unfinished-Job-per-Hardware lock and the Job's reference checks.
+type Lock struct {
+	hardware  HardwareStatus
+	templates rest.Getter
+	jobs      rest.Getter
+	clock     clock.PassiveClock
+	grace     time.Duration
+}
+
+// New returns a lock over the Hardware status subresource. Call Install on
+// the Job store before the server serves.
+func New(hardware HardwareStatus, templates rest.Getter, clk clock.PassiveClock, grace time.Duration) *Lock {
+	return &Lock{hardware: hardware, templates: templates, clock: clk, grace: grace}
+}
+
+// Install sets the Job store's hooks. Call it before the status subresource
+// copies the store, so that status writes release the lock too.
+func (l *Lock) Install(jobs *genericregistry.Store) {
+	l.jobs = jobs
+	jobs.BeginCreate = l.beginCreate
+	jobs.AfterUpdate = l.afterUpdate
+	jobs.AfterDelete = l.afterDelete
+}
+
+// beginCreate checks the Job's references and takes the Hardware's lock.
+func (l *Lock) beginCreate(ctx context.Context, obj runtime.Object, options *metav1.CreateOptions) (genericregistry.FinishFunc, error) {
+	job := obj.(*stargate.Job)
+	if len(validation.ValidateJob(withNamespace(ctx, job))) > 0 {
+		// Malformed: validation, which runs next, says why with field paths.
+		return noop, nil
+	}
+	if job.Spec.TemplateRef != nil {
+		if _, err := l.templates.Get(ctx, job.Spec.TemplateRef.Name, &metav1.GetOptions{}); apierrors.IsNotFound(err) {
+			return noop, invalid(job, field.NotFound(field.NewPath("spec", "templateRef", "name"), job.Spec.TemplateRef.Name))
+		} else if err != nil {
+			return noop, err
+		}
+	}
+
+	hwName := job.Spec.HardwareRef.Name
+	if dryrun.IsDryRun(options.DryRun) {
+		hwObj, err := l.hardware.Get(ctx, hwName, &metav1.GetOptions{})
+		if err != nil {
+			return noop, l.hardwareError(job, err)
+		}
+		_, err = l.admit(ctx, hwObj.(*stargate.Hardware), job.Name)
+		return noop, err
+	}
+
+	var tookIt bool
+	_, _, err := l.hardware.Update(ctx, hwName, rest.DefaultUpdatedObjectInfo(nil,
+		func(ctx context.Context, _, old runtime.Object) (runtime.Object, error) {
+			hw := old.(*stargate.Hardware).DeepCopy()
+			took, err := l.admit(ctx, hw, job.Name)
+			if err != nil {
+				return nil, err
+			}
+			tookIt = took
+			if took {
+				hw.Status.ActiveJob = job.Name
+				setReserved(hw, metav1.ConditionTrue, "JobActive",
+					fmt.Sprintf("Job %s holds this Hardware until it finishes", job.Name), l.clock.Now())
+			}
+			return hw, nil
+		}), rest.ValidateAllObjectFunc, rest.ValidateAllObjectUpdateFunc, false, &metav1.UpdateOptions{})
+	if err != nil {
+		return noop, l.hardwareError(job, err)
+	}
+	return func(ctx context.Context, success bool) {
+		if !success && tookIt {
+			// The Job was not stored: give the Hardware back.
+			l.release(job.Namespace, hwName, job.Name, false)
+		}
+	}, nil
+}
+
+// admit decides whether job may hold hw. It returns took=false when job
+// already holds it (a retried create of the same name), and a 409 naming the
+// holder when another unfinished Job does.
+func (l *Lock) admit(ctx context.Context, hw *stargate.Hardware, jobName string) (took bool, err error) {
+	if hw.DeletionTimestamp != nil {
+		return false, apierrors.NewConflict(stargate.Resource("hardwares"), hw.Name,
+			fmt.Errorf("the Hardware is being deleted; no new Job may start on it"))
+	}
+	holder := hw.Status.ActiveJob
+	switch {
+	case holder == "":
+		return true, nil
+	case holder == jobName:
+		return false, nil
+	}
+	live, err := l.holds(ctx, hw, holder)
+	if err != nil {
+		return false, err
+	}
+	if live {
+		return false, apierrors.NewConflict(stargate.Resource("hardwares"), hw.Name,
+			fmt.Errorf("Job %s is still running on it; wait for it to finish, or cancel it (spec.cancel=true) or delete it first", holder))
+	}
+	klog.FromContext(ctx).Info("Repairing a stale Hardware lock", "hardware", klog.KObj(hw), "staleJob", holder, "newJob", jobName)
+	return true, nil
+}
+
+// holds reports whether Job holder, named by hw's lock, still holds it: it
+// exists and is unfinished, or it does not exist yet but the lock is younger
+// than the grace period (its create is in flight).
+func (l *Lock) holds(ctx context.Context, hw *stargate.Hardware, holder string) (bool, error) {
+	obj, err := l.jobs.Get(ctx, holder, &metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		c := meta.FindStatusCondition(hw.Status.Conditions, ReservedCondition)
+		return c != nil && c.Status == metav1.ConditionTrue && l.clock.Since(c.LastTransitionTime.Time) < l.grace, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	return !validation.IsFinished(obj.(*stargate.Job).Status.Phase), nil
+}
+
+// afterUpdate releases the lock once the Job has finished.
+func (l *Lock) afterUpdate(obj runtime.Object, options *metav1.UpdateOptions) {
+	job := obj.(*stargate.Job)
+	if !dryrun.IsDryRun(options.DryRun) && validation.IsFinished(job.Status.Phase) {
+		l.release(job.Namespace, job.Spec.HardwareRef.Name, job.Name, true)
+	}
+}
+
+// afterDelete releases the lock of a deleted Job.
+func (l *Lock) afterDelete(obj runtime.Object, options *metav1.DeleteOptions) {
+	job := obj.(*stargate.Job)
+	if !dryrun.IsDryRun(options.DryRun) {
+		l.release(job.Namespace, job.Spec.HardwareRef.Name, job.Name, validation.IsFinished(job.Status.Phase))
+	}
+}
+
+// release clears hw's lock if jobName holds it. A failure is logged, not
+// returned: the hooks cannot fail their request, and the next Job for the
+// Hardware repairs a lock left behind.
+func (l *Lock) release(namespace, hwName, jobName string, finished bool) {
+	ctx := genericapirequest.WithNamespace(context.Background(), namespace)
+	_, _, err := l.hardware.Update(ctx, hwName, rest.DefaultUpdatedObjectInfo(nil,
+		func(ctx context.Context, _, old runtime.Object) (runtime.Object, error) {
+			hw := old.(*stargate.Hardware)
+			if hw.Status.ActiveJob != jobName {
+				return hw, nil // someone else's lock, or none: nothing to do
+			}
+			hw = hw.DeepCopy()
+			hw.Status.ActiveJob = ""
+			if finished {
+				hw.Status.LastJob = jobName
+			}
+			setReserved(hw, metav1.ConditionFalse, "Released", fmt.Sprintf("Job %s released this Hardware", jobName), l.clock.Now())
+			return hw, nil
+		}), rest.ValidateAllObjectFunc, rest.ValidateAllObjectUpdateFunc, false, &metav1.UpdateOptions{})
+	if err != nil && !apierrors.IsNotFound(err) {
+		klog.ErrorS(err, "Could not release a Hardware lock; the next Job on it will repair it",
+			"hardware", klog.KRef(namespace, hwName), "job", jobName)
+	}
+}
+
+// setReserved sets the Reserved condition, stamping now as its transition
+// time whenever the lock changes hands (meta.SetStatusCondition would keep the
+// old time when a stale lock is taken over, True to True).
+func setReserved(hw *stargate.Hardware, status metav1.ConditionStatus, reason, message string, now time.Time) {
+	meta.RemoveStatusCondition(&hw.Status.Conditions, ReservedCondition)
+	meta.SetStatusCondition(&hw.Status.Conditions, metav1.Condition{Type: ReservedCondition, Status: status,
+		Reason: reason, Message: message, LastTransitionTime: metav1.NewTime(now), ObservedGeneration: hw.Generation})
+}
+
+// hardwareError turns a missing Hardware into a 422 on spec.hardwareRef.name;
+// other errors pass as they are.
+func (l *Lock) hardwareError(job *stargate.Job, err error) error {
+	if apierrors.IsNotFound(err) {
+		return invalid(job, field.NotFound(field.NewPath("spec", "hardwareRef", "name"), job.Spec.HardwareRef.Name))
+	}
+	return err
+}
+
+func invalid(job *stargate.Job, errs ...*field.Error) error {
+	return apierrors.NewInvalid(stargate.Kind("Job"), job.Name, errs)
+}
+
+// withNamespace returns job with the request's namespace filled in, as
+// BeforeCreate will do, so that validation here sees what it will see there.
+func withNamespace(ctx context.Context, job *stargate.Job) *stargate.Job {
+	if job.Namespace != "" {
+		return job
+	}
+	j := job.DeepCopy()
+	j.Namespace = genericapirequest.NamespaceValue(ctx)
+	return j
+}
+
+func noop(context.Context, bool) {}

@@ -1,0 +1,286 @@
+package joblock
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	genericapirequest "k8s.io/apiserver/pkg/endpoints/request"
+	"k8s.io/apiserver/pkg/registry/rest"
+	testingclock "k8s.io/utils/clock/testing"
+	"k8s.io/utils/ptr"
+
+	"stargate.io/stargate/pkg/apis/stargate"
+	"stargate.io/stargate/pkg/registry/stargate/hardware"
+	"stargate.io/stargate/pkg/registry/stargate/job"
+	"stargate.io/stargate/pkg/registry/stargate/registrytest"
+	"stargate.io/stargate/pkg/registry/stargate/template"
+)
+
+const ns = "dc-west"
+
+type env struct {
+	ctx   context.Context
+	clock *testingclock.FakePassiveClock
+	hw    *hardware.Storage
+	jobs  *job.Storage
+}
+
+func newEnv(t *testing.T) *env {
+	t.Helper()
+	scheme := registrytest.Scheme()
+	opts := registrytest.RESTOptionsGetter(t, scheme)
+	hw, err := hardware.NewStorage(scheme, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl, err := template.NewREST(scheme, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clk := testingclock.NewFakePassiveClock(time.Now())
+	jobs, err := job.NewStorage(scheme, opts, New(hw.Status, tmpl, clk, DefaultGrace).Install)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { hw.Hardware.DestroyFunc(); tmpl.DestroyFunc(); jobs.Job.DestroyFunc() })
+	e := &env{ctx: genericapirequest.WithNamespace(context.Background(), ns), clock: clk, hw: hw, jobs: jobs}
+	for i, name := range []string{"server-001", "server-002"} {
+		if _, err := hw.Hardware.Create(e.ctx, &stargate.Hardware{
+			ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
+			Spec:       stargate.HardwareSpec{MAC: fmt.Sprintf("aa:bb:cc:dd:ee:0%d", i+1), IPv4: fmt.Sprintf("10.0.1.%d", i+5)},
+		}, nil, &metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := tmpl.Create(e.ctx, &stargate.Template{
+		ObjectMeta: metav1.ObjectMeta{Name: "os-2-0-0", Namespace: ns},
+		Spec:       stargate.TemplateSpec{OSVersion: "2.0.0", OSImage: "https://images.example.com/os.img"},
+	}, nil, &metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+func newJob(name, hw string) *stargate.Job {
+	return &stargate.Job{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
+		Spec: stargate.JobSpec{HardwareRef: stargate.LocalObjectReference{Name: hw}, Operation: stargate.OperationRepave,
+			TemplateRef: &stargate.LocalObjectReference{Name: "os-2-0-0"}, BackoffLimit: ptr.To[int32](3)},
+	}
+}
+
+func (e *env) create(j *stargate.Job, validate rest.ValidateObjectFunc, dryRun ...string) error {
+	_, err := e.jobs.Job.Create(e.ctx, j, validate, &metav1.CreateOptions{DryRun: dryRun})
+	return err
+}
+
+func (e *env) hardware(t *testing.T, name string) *stargate.Hardware {
+	t.Helper()
+	obj, err := e.hw.Hardware.Get(e.ctx, name, &metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return obj.(*stargate.Hardware)
+}
+
+func (e *env) setPhase(t *testing.T, name string, phase stargate.JobPhase) {
+	t.Helper()
+	_, _, err := e.jobs.Status.Update(e.ctx, name, rest.DefaultUpdatedObjectInfo(nil,
+		func(_ context.Context, _, old runtime.Object) (runtime.Object, error) {
+			j := old.(*stargate.Job).DeepCopy()
+			j.Status.Phase = phase
+			return j, nil
+		}), nil, nil, false, &metav1.UpdateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// forceLock writes a lock as a crashed server would have left it.
+func (e *env) forceLock(t *testing.T, hw, holder string, takenAt time.Time) {
+	t.Helper()
+	_, _, err := e.hw.Status.Update(e.ctx, hw, rest.DefaultUpdatedObjectInfo(nil,
+		func(_ context.Context, _, old runtime.Object) (runtime.Object, error) {
+			h := old.(*stargate.Hardware).DeepCopy()
+			h.Status.ActiveJob = holder
+			setReserved(h, metav1.ConditionTrue, "JobActive", "test", takenAt)
+			return h, nil
+		}), nil, nil, false, &metav1.UpdateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func wantConflictNaming(t *testing.T, err error, holder string) {
+	t.Helper()
+	if !apierrors.IsConflict(err) || !strings.Contains(err.Error(), holder) {
+		t.Fatalf("got %v, want 409 naming %s", err, holder)
+	}
+}
+
+func TestReferencesMustExist(t *testing.T) {
+	e := newEnv(t)
+	err := e.create(newJob("j1", "server-404"), nil)
+	if !apierrors.IsInvalid(err) || !strings.Contains(err.Error(), "spec.hardwareRef.name") || !strings.Contains(err.Error(), "server-404") {
+		t.Errorf("missing hardware: %v", err)
+	}
+	j := newJob("j2", "server-001")
+	j.Spec.TemplateRef.Name = "os-9"
+	err = e.create(j, nil)
+	if !apierrors.IsInvalid(err) || !strings.Contains(err.Error(), "spec.templateRef.name") {
+		t.Errorf("missing template: %v", err)
+	}
+	if hw := e.hardware(t, "server-001"); hw.Status.ActiveJob != "" {
+		t.Errorf("a refused Job locked the Hardware: %q", hw.Status.ActiveJob)
+	}
+}
+
+func TestOneUnfinishedJobPerHardware(t *testing.T) {
+	e := newEnv(t)
+	if err := e.create(newJob("first", "server-001"), nil); err != nil {
+		t.Fatal(err)
+	}
+	hw := e.hardware(t, "server-001")
+	if c := meta.FindStatusCondition(hw.Status.Conditions, ReservedCondition); hw.Status.ActiveJob != "first" || c == nil || c.Status != metav1.ConditionTrue {
+		t.Fatalf("lock not taken: %+v", hw.Status)
+	}
+	wantConflictNaming(t, e.create(newJob("second", "server-001"), nil), "first")
+	if err := e.create(newJob("other", "server-002"), nil); err != nil {
+		t.Errorf("another Hardware is not busy: %v", err)
+	}
+
+	e.setPhase(t, "first", stargate.JobRunning)
+	wantConflictNaming(t, e.create(newJob("second", "server-001"), nil), "first")
+	e.setPhase(t, "first", stargate.JobSucceeded)
+	hw = e.hardware(t, "server-001")
+	if hw.Status.ActiveJob != "" || hw.Status.LastJob != "first" {
+		t.Errorf("after the Job finished: %+v", hw.Status)
+	}
+	if err := e.create(newJob("second", "server-001"), nil); err != nil {
+		t.Fatalf("after release: %v", err)
+	}
+
+	// Deleting an unfinished Job releases it too.
+	if _, _, err := e.jobs.Job.Delete(e.ctx, "second", rest.ValidateAllObjectFunc, &metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if hw := e.hardware(t, "server-001"); hw.Status.ActiveJob != "" || hw.Status.LastJob != "first" {
+		t.Errorf("after deleting the holder: %+v", hw.Status)
+	}
+}
+
+func TestFailedCreateReleasesOnlyItsOwnLock(t *testing.T) {
+	e := newEnv(t)
+	denied := func(context.Context, runtime.Object) error {
+		return apierrors.NewForbidden(stargate.Resource("jobs"), "x", nil)
+	}
+	if err := e.create(newJob("denied", "server-001"), denied); !apierrors.IsForbidden(err) {
+		t.Fatalf("admission: %v", err)
+	}
+	if hw := e.hardware(t, "server-001"); hw.Status.ActiveJob != "" {
+		t.Fatalf("a Job refused by admission kept the lock: %q", hw.Status.ActiveJob)
+	}
+
+	if err := e.create(newJob("a", "server-001"), nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.create(newJob("a", "server-001"), nil); !apierrors.IsAlreadyExists(err) {
+		t.Fatalf("same name again: %v", err)
+	}
+	if hw := e.hardware(t, "server-001"); hw.Status.ActiveJob != "a" {
+		t.Errorf("a failed duplicate create released the existing Job's lock: %q", hw.Status.ActiveJob)
+	}
+}
+
+func TestDryRunTakesNoLock(t *testing.T) {
+	e := newEnv(t)
+	if err := e.create(newJob("dry", "server-001"), nil, metav1.DryRunAll); err != nil {
+		t.Fatal(err)
+	}
+	if hw := e.hardware(t, "server-001"); hw.Status.ActiveJob != "" {
+		t.Errorf("dry run locked: %q", hw.Status.ActiveJob)
+	}
+	if err := e.create(newJob("real", "server-001"), nil); err != nil {
+		t.Fatal(err)
+	}
+	wantConflictNaming(t, e.create(newJob("dry2", "server-001"), nil, metav1.DryRunAll), "real")
+}
+
+func TestStaleLocksAreRepaired(t *testing.T) {
+	e := newEnv(t)
+	// A lock whose Job was never stored (crash between the two steps), taken just now: respected.
+	e.forceLock(t, "server-001", "ghost", e.clock.Now())
+	wantConflictNaming(t, e.create(newJob("j1", "server-001"), nil), "ghost")
+	// Past the grace period it is repaired by the next request.
+	e.clock.SetTime(e.clock.Now().Add(DefaultGrace + time.Second))
+	if err := e.create(newJob("j1", "server-001"), nil); err != nil {
+		t.Fatalf("stale lock of a missing Job: %v", err)
+	}
+	if hw := e.hardware(t, "server-001"); hw.Status.ActiveJob != "j1" {
+		t.Errorf("lock now held by %q", hw.Status.ActiveJob)
+	}
+
+	// A lock held by a finished Job whose release was lost: repaired at once.
+	e.setPhase(t, "j1", stargate.JobFailed)
+	e.forceLock(t, "server-001", "j1", e.clock.Now())
+	if err := e.create(newJob("j2", "server-001"), nil); err != nil {
+		t.Fatalf("stale lock of a finished Job: %v", err)
+	}
+}
+
+func TestDeletingHardwareTakesNoNewJob(t *testing.T) {
+	e := newEnv(t)
+	hw := e.hardware(t, "server-002").DeepCopy()
+	hw.Finalizers = []string{"stargate.io/test-hold"}
+	if _, _, err := e.hw.Hardware.Update(e.ctx, hw.Name, rest.DefaultUpdatedObjectInfo(hw), nil, nil, false, &metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := e.hw.Hardware.Delete(e.ctx, hw.Name, rest.ValidateAllObjectFunc, &metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.create(newJob("late", "server-002"), nil); !apierrors.IsConflict(err) || !strings.Contains(err.Error(), "being deleted") {
+		t.Errorf("got %v, want 409 for a Hardware being deleted", err)
+	}
+}
+
+// TestConcurrentCreates: 50 concurrent Jobs for one Hardware, exactly one wins.
+func TestConcurrentCreates(t *testing.T) {
+	e := newEnv(t)
+	const n = 50
+	var wg sync.WaitGroup
+	errs := make([]error, n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = e.create(newJob(fmt.Sprintf("race-%02d", i), "server-001"), nil)
+		}()
+	}
+	wg.Wait()
+	var won, conflicts int
+	for _, err := range errs {
+		switch {
+		case err == nil:
+			won++
+		case apierrors.IsConflict(err):
+			conflicts++
+		default:
+			t.Errorf("unexpected error: %v", err)
+		}
+	}
+	list, err := e.jobs.Job.List(e.ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if won != 1 || conflicts != n-1 || len(list.(*stargate.JobList).Items) != 1 {
+		t.Errorf("%d won, %d conflicts, %d stored; want 1, %d, 1", won, conflicts, len(list.(*stargate.JobList).Items), n-1)
+	}
+}

@@ -1,0 +1,134 @@
+package integration
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"stargate.io/stargate/pkg/apis/stargate/v1alpha1"
+	clientset "stargate.io/stargate/pkg/generated/clientset/versioned"
+)
+
+func seedInventory(t *testing.T, c clientset.Interface) {
+	t.Helper()
+	ctx := context.Background()
+	if _, err := c.StargateV1alpha1().Hardwares(ns).Create(ctx, hardware("server-001", "aa:bb:cc:dd:ee:01", "10.0.1.5"), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.StargateV1alpha1().Templates(ns).Create(ctx, &v1alpha1.Template{
+		ObjectMeta: metav1.ObjectMeta{Name: "os-2-0-0", Namespace: ns},
+		Spec:       v1alpha1.TemplateSpec{OSVersion: "2.0.0", OSImage: "https://images.example.com/os.img"},
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func repaveJob(name string) *v1alpha1.Job {
+	return &v1alpha1.Job{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
+		Spec: v1alpha1.JobSpec{HardwareRef: v1alpha1.LocalObjectReference{Name: "server-001"}, Operation: v1alpha1.OperationRepave,
+			TemplateRef: &v1alpha1.LocalObjectReference{Name: "os-2-0-0"}},
+	}
+}
+
+// race runs n requests at once and counts successes and 409s; anything else fails the test.
+func race(t *testing.T, n int, do func(i int) error) (won int) {
+	t.Helper()
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() { defer wg.Done(); errs[i] = do(i) }()
+	}
+	wg.Wait()
+	var conflicts int
+	for _, err := range errs {
+		switch {
+		case err == nil:
+			won++
+		case apierrors.IsConflict(err):
+			conflicts++
+		default:
+			t.Errorf("unexpected error: %v", err)
+		}
+	}
+	if won+conflicts != n {
+		t.Errorf("%d successes and %d conflicts of %d", won, conflicts, n)
+	}
+	return won
+}
+
+// TestOneJobPerHardwareThroughBothDoors: 50 concurrent /repave requests, then
+// 50 concurrent Job creates, for one Hardware: one success each round, 49 409s,
+// and the lock is released when the Job finishes or is deleted.
+func TestOneJobPerHardwareThroughBothDoors(t *testing.T) {
+	ts := startServer(t, "")
+	seedInventory(t, ts.Client)
+	ctx := context.Background()
+	c := ts.Client.StargateV1alpha1()
+	req := &v1alpha1.RepaveRequest{Spec: v1alpha1.RepaveRequestSpec{TemplateRef: v1alpha1.LocalObjectReference{Name: "os-2-0-0"}}}
+
+	if won := race(t, 50, func(int) error {
+		_, err := c.Hardwares(ns).Repave(ctx, "server-001", req, metav1.CreateOptions{})
+		return err
+	}); won != 1 {
+		t.Fatalf("/repave: %d of 50 succeeded, want exactly 1", won)
+	}
+	jobs, err := c.Jobs(ns).List(ctx, metav1.ListOptions{})
+	if err != nil || len(jobs.Items) != 1 {
+		t.Fatalf("jobs after the /repave race: %v %d", err, len(jobs.Items))
+	}
+	holder := jobs.Items[0]
+	hw, _ := c.Hardwares(ns).Get(ctx, "server-001", metav1.GetOptions{})
+	if hw.Status.ActiveJob != holder.Name {
+		t.Errorf("status.activeJob=%q, want %q", hw.Status.ActiveJob, holder.Name)
+	}
+	_, err = c.Jobs(ns).Create(ctx, repaveJob("late"), metav1.CreateOptions{})
+	if !apierrors.IsConflict(err) || !strings.Contains(err.Error(), holder.Name) {
+		t.Errorf("kubectl-create door while busy: %v, want 409 naming %s", err, holder.Name)
+	}
+
+	// The Job finishes: the Hardware is free again.
+	holder.Status.Phase = v1alpha1.JobSucceeded
+	if _, err := c.Jobs(ns).UpdateStatus(ctx, &holder, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if won := race(t, 50, func(i int) error {
+		_, err := c.Jobs(ns).Create(ctx, repaveJob(fmt.Sprintf("create-%02d", i)), metav1.CreateOptions{})
+		return err
+	}); won != 1 {
+		t.Fatalf("Job create: %d of 50 succeeded, want exactly 1", won)
+	}
+	hw, _ = c.Hardwares(ns).Get(ctx, "server-001", metav1.GetOptions{})
+	if !strings.HasPrefix(hw.Status.ActiveJob, "create-") || hw.Status.LastJob != holder.Name {
+		t.Errorf("after the second race: activeJob=%q lastJob=%q", hw.Status.ActiveJob, hw.Status.LastJob)
+	}
+
+	// Deleting the unfinished holder frees it too.
+	if err := c.Jobs(ns).Delete(ctx, hw.Status.ActiveJob, metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Hardwares(ns).Repave(ctx, "server-001", req, metav1.CreateOptions{}); err != nil {
+		t.Errorf("repave after deleting the holder: %v", err)
+	}
+}
+
+// TestJobReferencesMustExist: a Job naming a missing Hardware or Template is refused with the field.
+func TestJobReferencesMustExist(t *testing.T) {
+	ts := startServer(t, "")
+	seedInventory(t, ts.Client)
+	c := ts.Client.StargateV1alpha1()
+	j := repaveJob("ghost-hw")
+	j.Spec.HardwareRef.Name = "server-404"
+	_, err := c.Jobs(ns).Create(context.Background(), j, metav1.CreateOptions{})
+	assertInvalid(t, err, "spec.hardwareRef.name")
+	j = repaveJob("ghost-tmpl")
+	j.Spec.TemplateRef.Name = "os-9"
+	_, err = c.Jobs(ns).Create(context.Background(), j, metav1.CreateOptions{})
+	assertInvalid(t, err, "spec.templateRef.name")
+}
