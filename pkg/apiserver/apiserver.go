@@ -108,6 +108,8 @@ func (c CompletedConfig) storageMap() (map[string]rest.Storage, error) {
 	if err != nil {
 		return nil, fmt.Errorf("jobs: %w", err)
 	}
+	hw.Hardware.DeleteGuard = lock.HardwareDeletable
+	tmpl.DeleteGuard = lock.TemplateDeletable
 	dcs, err := datacenter.NewStorage(Scheme, optsGetter)
 	if err != nil {
 		return nil, fmt.Errorf("datacenters: %w", err)

@@ -132,3 +132,32 @@ func TestJobReferencesMustExist(t *testing.T) {
 	_, err = c.Jobs(ns).Create(context.Background(), j, metav1.CreateOptions{})
 	assertInvalid(t, err, "spec.templateRef.name")
 }
+
+// TestDeleteProtection: a Hardware or Template an unfinished Job needs cannot
+// be deleted; the 409 names the Job.
+func TestDeleteProtection(t *testing.T) {
+	ts := startServer(t, "")
+	seedInventory(t, ts.Client)
+	ctx := context.Background()
+	c := ts.Client.StargateV1alpha1()
+	if _, err := c.Jobs(ns).Create(ctx, repaveJob("busy"), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for name, del := range map[string]func() error{
+		"hardware": func() error { return c.Hardwares(ns).Delete(ctx, "server-001", metav1.DeleteOptions{}) },
+		"template": func() error { return c.Templates(ns).Delete(ctx, "os-2-0-0", metav1.DeleteOptions{}) },
+	} {
+		if err := del(); !apierrors.IsConflict(err) || !strings.Contains(err.Error(), "busy") {
+			t.Errorf("deleting the %s: %v, want 409 naming Job busy", name, err)
+		}
+	}
+	if err := c.Jobs(ns).Delete(ctx, "busy", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Templates(ns).Delete(ctx, "os-2-0-0", metav1.DeleteOptions{}); err != nil {
+		t.Errorf("template after its Job went: %v", err)
+	}
+	if err := c.Hardwares(ns).Delete(ctx, "server-001", metav1.DeleteOptions{}); err != nil {
+		t.Errorf("hardware after its Job went: %v", err)
+	}
+}

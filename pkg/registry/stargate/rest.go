@@ -6,6 +6,7 @@ package stargate
 import (
 	"context"
 
+	metainternalversion "k8s.io/apimachinery/pkg/apis/meta/internalversion"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	genericregistry "k8s.io/apiserver/pkg/registry/generic/registry"
@@ -22,6 +23,11 @@ const Category = "stargate"
 type REST struct {
 	*genericregistry.Store
 	shortNames []string
+
+	// DeleteGuard, if set, may refuse the deletion of an object. It runs on the
+	// stored object inside the store's compare-and-delete loop, so an object
+	// that changes after the check is checked again before it goes.
+	DeleteGuard rest.ValidateObjectFunc
 }
 
 var (
@@ -39,6 +45,31 @@ func (r *REST) ShortNames() []string { return r.shortNames }
 
 // Categories implements rest.CategoriesProvider.
 func (r *REST) Categories() []string { return []string{Category} }
+
+// Delete deletes an object that DeleteGuard allows.
+func (r *REST) Delete(ctx context.Context, name string, deleteValidation rest.ValidateObjectFunc, options *metav1.DeleteOptions) (runtime.Object, bool, error) {
+	return r.Store.Delete(ctx, name, r.guard(deleteValidation), options)
+}
+
+// DeleteCollection deletes the objects that DeleteGuard allows, and fails on the others.
+func (r *REST) DeleteCollection(ctx context.Context, deleteValidation rest.ValidateObjectFunc, options *metav1.DeleteOptions, listOptions *metainternalversion.ListOptions) (runtime.Object, error) {
+	return r.Store.DeleteCollection(ctx, r.guard(deleteValidation), options, listOptions)
+}
+
+func (r *REST) guard(next rest.ValidateObjectFunc) rest.ValidateObjectFunc {
+	if r.DeleteGuard == nil {
+		return next
+	}
+	return func(ctx context.Context, obj runtime.Object) error {
+		if err := r.DeleteGuard(ctx, obj); err != nil {
+			return err
+		}
+		if next == nil {
+			return nil
+		}
+		return next(ctx, obj)
+	}
+}
 
 // StatusREST serves the /status subresource from a copy of the main store
 // whose update strategy only lets status change.

@@ -19,6 +19,7 @@ import (
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
+	metainternalversion "k8s.io/apimachinery/pkg/apis/meta/internalversion"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/validation/field"
@@ -43,6 +44,11 @@ const (
 	DefaultGrace = 30 * time.Second
 )
 
+type jobReader interface {
+	rest.Getter
+	rest.Lister
+}
+
 // HardwareStatus is what the lock needs of the Hardware status subresource.
 type HardwareStatus interface {
 	rest.Getter
@@ -53,7 +59,7 @@ type HardwareStatus interface {
 type Lock struct {
 	hardware  HardwareStatus
 	templates rest.Getter
-	jobs      rest.Getter
+	jobs      jobReader
 	clock     clock.PassiveClock
 	grace     time.Duration
 }
@@ -165,6 +171,44 @@ func (l *Lock) holds(ctx context.Context, hw *stargate.Hardware, holder string) 
 		return false, err
 	}
 	return !validation.IsFinished(obj.(*stargate.Job).Status.Phase), nil
+}
+
+// HardwareDeletable refuses to delete a Hardware that an unfinished Job holds.
+// Install it as the Hardware REST's DeleteGuard.
+func (l *Lock) HardwareDeletable(ctx context.Context, obj runtime.Object) error {
+	hw := obj.(*stargate.Hardware)
+	if hw.Status.ActiveJob == "" {
+		return nil
+	}
+	live, err := l.holds(ctx, hw, hw.Status.ActiveJob)
+	if err != nil || !live {
+		return err
+	}
+	return apierrors.NewConflict(stargate.Resource("hardwares"), hw.Name, fmt.Errorf(
+		"Job %s is still running on it; cancel it (spec.cancel=true) or `kubectl delete jobs.stargate.io %s` first",
+		hw.Status.ActiveJob, hw.Status.ActiveJob))
+}
+
+// TemplateDeletable refuses to delete a Template that an unfinished Job uses.
+// Install it as the Template REST's DeleteGuard.
+//
+// Unlike the Hardware lock this is a check, not a lock: a Job created in the
+// instant between the check and the delete loses its Template, and its repave
+// fails with the reason the controller gives (the Template is resolved into
+// status.template when the Job starts).
+func (l *Lock) TemplateDeletable(ctx context.Context, obj runtime.Object) error {
+	tmpl := obj.(*stargate.Template)
+	list, err := l.jobs.List(ctx, &metainternalversion.ListOptions{})
+	if err != nil {
+		return err
+	}
+	for _, job := range list.(*stargate.JobList).Items {
+		if job.Spec.TemplateRef != nil && job.Spec.TemplateRef.Name == tmpl.Name && !validation.IsFinished(job.Status.Phase) {
+			return apierrors.NewConflict(stargate.Resource("templates"), tmpl.Name, fmt.Errorf(
+				"unfinished Job %s uses it; cancel (spec.cancel=true) or delete that Job first", job.Name))
+		}
+	}
+	return nil
 }
 
 // afterUpdate releases the lock once the Job has finished.

@@ -18,6 +18,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"stargate.io/stargate/pkg/apis/stargate"
+	registry "stargate.io/stargate/pkg/registry/stargate"
 	"stargate.io/stargate/pkg/registry/stargate/hardware"
 	"stargate.io/stargate/pkg/registry/stargate/job"
 	"stargate.io/stargate/pkg/registry/stargate/registrytest"
@@ -30,6 +31,7 @@ type env struct {
 	ctx   context.Context
 	clock *testingclock.FakePassiveClock
 	hw    *hardware.Storage
+	tmpl  *registry.REST
 	jobs  *job.Storage
 }
 
@@ -46,12 +48,14 @@ func newEnv(t *testing.T) *env {
 		t.Fatal(err)
 	}
 	clk := testingclock.NewFakePassiveClock(time.Now())
-	jobs, err := job.NewStorage(scheme, opts, New(hw.Status, tmpl, clk, DefaultGrace).Install)
+	lock := New(hw.Status, tmpl, clk, DefaultGrace)
+	jobs, err := job.NewStorage(scheme, opts, lock.Install)
 	if err != nil {
 		t.Fatal(err)
 	}
+	hw.Hardware.DeleteGuard, tmpl.DeleteGuard = lock.HardwareDeletable, lock.TemplateDeletable
 	t.Cleanup(func() { hw.Hardware.DestroyFunc(); tmpl.DestroyFunc(); jobs.Job.DestroyFunc() })
-	e := &env{ctx: genericapirequest.WithNamespace(context.Background(), ns), clock: clk, hw: hw, jobs: jobs}
+	e := &env{ctx: genericapirequest.WithNamespace(context.Background(), ns), clock: clk, hw: hw, tmpl: tmpl, jobs: jobs}
 	for i, name := range []string{"server-001", "server-002"} {
 		if _, err := hw.Hardware.Create(e.ctx, &stargate.Hardware{
 			ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
@@ -282,5 +286,31 @@ func TestConcurrentCreates(t *testing.T) {
 	}
 	if won != 1 || conflicts != n-1 || len(list.(*stargate.JobList).Items) != 1 {
 		t.Errorf("%d won, %d conflicts, %d stored; want 1, %d, 1", won, conflicts, len(list.(*stargate.JobList).Items), n-1)
+	}
+}
+
+func TestDeleteProtection(t *testing.T) {
+	e := newEnv(t)
+	if err := e.create(newJob("busy", "server-001"), nil); err != nil {
+		t.Fatal(err)
+	}
+	_, _, err := e.hw.Hardware.Delete(e.ctx, "server-001", rest.ValidateAllObjectFunc, &metav1.DeleteOptions{})
+	wantConflictNaming(t, err, "busy")
+	_, _, err = e.tmpl.Delete(e.ctx, "os-2-0-0", rest.ValidateAllObjectFunc, &metav1.DeleteOptions{})
+	wantConflictNaming(t, err, "busy")
+	if _, err := e.hw.Hardware.Get(e.ctx, "server-001", &metav1.GetOptions{}); err != nil {
+		t.Fatalf("a refused delete lost the Hardware: %v", err)
+	}
+
+	// Idle Hardware goes as usual.
+	if _, _, err := e.hw.Hardware.Delete(e.ctx, "server-002", rest.ValidateAllObjectFunc, &metav1.DeleteOptions{}); err != nil {
+		t.Errorf("idle hardware: %v", err)
+	}
+	e.setPhase(t, "busy", stargate.JobSucceeded)
+	if _, _, err := e.tmpl.Delete(e.ctx, "os-2-0-0", rest.ValidateAllObjectFunc, &metav1.DeleteOptions{}); err != nil {
+		t.Errorf("template after its Job finished: %v", err)
+	}
+	if _, _, err := e.hw.Hardware.Delete(e.ctx, "server-001", rest.ValidateAllObjectFunc, &metav1.DeleteOptions{}); err != nil {
+		t.Errorf("hardware after its Job finished: %v", err)
 	}
 }
