@@ -5,6 +5,7 @@ package apiserver
 import (
 	"fmt"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -18,6 +19,7 @@ import (
 	"stargate.io/stargate/pkg/apis/stargate/v1alpha1"
 	"stargate.io/stargate/pkg/registry/stargate/datacenter"
 	"stargate.io/stargate/pkg/registry/stargate/hardware"
+	"stargate.io/stargate/pkg/registry/stargate/hwindex"
 	"stargate.io/stargate/pkg/registry/stargate/job"
 	"stargate.io/stargate/pkg/registry/stargate/joblock"
 	"stargate.io/stargate/pkg/registry/stargate/template"
@@ -42,7 +44,12 @@ func init() {
 }
 
 // ExtraConfig is Stargate's own configuration beyond the generic server's.
-type ExtraConfig struct{}
+type ExtraConfig struct {
+	// EtcdClient reaches the etcd the objects are stored in; the Hardware
+	// identity index keeps its keys there, under EtcdPrefix.
+	EtcdClient *clientv3.Client
+	EtcdPrefix string
+}
 
 // Config is the whole configuration of the server.
 type Config struct {
@@ -93,7 +100,9 @@ func (c CompletedConfig) New() (*StargateServer, error) {
 // storageMap wires every resource and subresource of v1alpha1.
 func (c CompletedConfig) storageMap() (map[string]rest.Storage, error) {
 	optsGetter := c.GenericConfig.RESTOptionsGetter
-	hw, err := hardware.NewStorage(Scheme, optsGetter)
+	// Hardware identities (MAC, IPv4) are unique through an index in etcd.
+	index := hwindex.New(c.ExtraConfig.EtcdClient, c.ExtraConfig.EtcdPrefix, clock.RealClock{}, hwindex.DefaultGrace)
+	hw, err := hardware.NewStorage(Scheme, optsGetter, index.Install)
 	if err != nil {
 		return nil, fmt.Errorf("hardwares: %w", err)
 	}

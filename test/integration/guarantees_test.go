@@ -161,3 +161,53 @@ func TestDeleteProtection(t *testing.T) {
 		t.Errorf("hardware after its Job went: %v", err)
 	}
 }
+
+// TestUniqueIdentity: 20 concurrent Hardware with one MAC, one wins; the
+// losers get 409 AlreadyExists naming the holder and the field.
+func TestUniqueIdentity(t *testing.T) {
+	ts := startServer(t, "")
+	ctx := context.Background()
+	c := ts.Client.StargateV1alpha1()
+	errs := make([]error, 20)
+	var wg sync.WaitGroup
+	for i := range errs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, errs[i] = c.Hardwares(ns).Create(ctx, hardware(fmt.Sprintf("server-%02d", i), "aa:bb:cc:dd:ee:01", fmt.Sprintf("10.0.3.%d", i+1)), metav1.CreateOptions{})
+		}()
+	}
+	wg.Wait()
+	var won int
+	var loser error
+	for _, err := range errs {
+		switch {
+		case err == nil:
+			won++
+		case apierrors.IsAlreadyExists(err):
+			loser = err
+		default:
+			t.Errorf("unexpected: %v", err)
+		}
+	}
+	list, _ := c.Hardwares(ns).List(ctx, metav1.ListOptions{})
+	if won != 1 || len(list.Items) != 1 {
+		t.Fatalf("%d won, %d stored; want 1", won, len(list.Items))
+	}
+	status := loser.(apierrors.APIStatus).Status()
+	if status.Code != 409 || status.Details == nil || len(status.Details.Causes) != 1 ||
+		status.Details.Causes[0].Field != "spec.mac" || !strings.Contains(loser.Error(), ns+"/"+list.Items[0].Name) {
+		t.Errorf("loser's error %v (%+v) should be a 409 on spec.mac naming the holder", loser, status.Details)
+	}
+
+	// Same IPv4 in the same datacenter: refused; in another: fine.
+	_, err := c.Hardwares(ns).Create(ctx, hardware("server-ip", "aa:bb:cc:dd:ee:99", list.Items[0].Spec.IPv4), metav1.CreateOptions{})
+	if !apierrors.IsAlreadyExists(err) || !strings.Contains(err.Error(), "spec.ipv4") {
+		t.Errorf("duplicate IPv4: %v", err)
+	}
+	other := hardware("server-ip", "aa:bb:cc:dd:ee:99", list.Items[0].Spec.IPv4)
+	other.Namespace = "dc-east"
+	if _, err := c.Hardwares("dc-east").Create(ctx, other, metav1.CreateOptions{}); err != nil {
+		t.Errorf("same IPv4 in another datacenter: %v", err)
+	}
+}

@@ -217,6 +217,16 @@ func (o *Options) NewServer() (server *apiserver.StargateServer, stop func(), er
 	if err != nil {
 		return nil, stop, err
 	}
+	etcdClient, err := newEtcdClient(o.RecommendedOptions.Etcd.StorageConfig.Transport)
+	if err != nil {
+		return nil, stop, err
+	}
+	stopEtcd := stop
+	stop = func() {
+		etcdClient.Close()
+		stopEtcd()
+	}
+	config.ExtraConfig = apiserver.ExtraConfig{EtcdClient: etcdClient, EtcdPrefix: o.RecommendedOptions.Etcd.StorageConfig.Prefix}
 	server, err = config.Complete().New()
 	if err != nil {
 		return nil, stop, err

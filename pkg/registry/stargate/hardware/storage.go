@@ -15,8 +15,10 @@ type Storage struct {
 	Status   *registry.StatusREST
 }
 
-// NewStorage returns the storage of hardwares and hardwares/status.
-func NewStorage(scheme *runtime.Scheme, optsGetter generic.RESTOptionsGetter) (*Storage, error) {
+// NewStorage returns the storage of hardwares and hardwares/status. Each
+// install sets hooks on the store (the server installs the identity index
+// this way) before the status subresource copies it.
+func NewStorage(scheme *runtime.Scheme, optsGetter generic.RESTOptionsGetter, install ...func(*genericregistry.Store)) (*Storage, error) {
 	strategy := Strategy(scheme)
 	store := &genericregistry.Store{
 		NewFunc:                   func() runtime.Object { return &stargate.Hardware{} },
@@ -34,6 +36,9 @@ func NewStorage(scheme *runtime.Scheme, optsGetter generic.RESTOptionsGetter) (*
 	}
 	if err := store.CompleteWithOptions(&generic.StoreOptions{RESTOptions: optsGetter, AttrFunc: GetAttrs}); err != nil {
 		return nil, err
+	}
+	for _, i := range install {
+		i(store)
 	}
 	return &Storage{
 		Hardware: registry.NewREST(store, "hw"),

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -29,9 +30,17 @@ func Scheme() *runtime.Scheme {
 // and stopped at its end. Objects are stored as v1alpha1 JSON, as in the server.
 func RESTOptionsGetter(t *testing.T, scheme *runtime.Scheme) generic.RESTOptionsGetter {
 	t.Helper()
-	_, config := etcd3testing.NewUnsecuredEtcd3TestClientServer(t)
+	getter, _, _ := Etcd(t, scheme)
+	return getter
+}
+
+// Etcd is RESTOptionsGetter plus a client of the same etcd and the storage
+// prefix, for registries that keep keys of their own (the identity index).
+func Etcd(t *testing.T, scheme *runtime.Scheme) (getter generic.RESTOptionsGetter, client *clientv3.Client, prefix string) {
+	t.Helper()
+	server, config := etcd3testing.NewUnsecuredEtcd3TestClientServer(t)
 	config.Codec = serializer.NewCodecFactory(scheme).LegacyCodec(v1alpha1.SchemeGroupVersion)
-	return optionsGetter{config: config}
+	return optionsGetter{config: config}, server.V3Client.Client, config.Prefix
 }
 
 type optionsGetter struct {
