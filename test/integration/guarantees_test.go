@@ -2,15 +2,20 @@ package integration
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
 
 	"stargate.io/stargate/pkg/apis/stargate/v1alpha1"
+	"stargate.io/stargate/pkg/cmd/server"
 	clientset "stargate.io/stargate/pkg/generated/clientset/versioned"
 )
 
@@ -209,5 +214,60 @@ func TestUniqueIdentity(t *testing.T) {
 	other.Namespace = "dc-east"
 	if _, err := c.Hardwares("dc-east").Create(ctx, other, metav1.CreateOptions{}); err != nil {
 		t.Errorf("same IPv4 in another datacenter: %v", err)
+	}
+}
+
+// TestLockSurvivesRestartAndIsRepaired: a lock taken before a restart still
+// holds after it; a lock whose release was lost (the Job finished behind the
+// server's back, as after a crash between the two writes) is repaired by the
+// next request.
+func TestLockSurvivesRestartAndIsRepaired(t *testing.T) {
+	dir := t.TempDir()
+	ts := startServer(t, dir)
+	seedInventory(t, ts.Client)
+	ctx := context.Background()
+	if _, err := ts.Client.StargateV1alpha1().Jobs(ns).Create(ctx, repaveJob("before-restart"), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	ts.Stop()
+
+	ts = startServer(t, dir)
+	c := ts.Client.StargateV1alpha1()
+	_, err := c.Jobs(ns).Create(ctx, repaveJob("after-restart"), metav1.CreateOptions{})
+	if !apierrors.IsConflict(err) || !strings.Contains(err.Error(), "before-restart") {
+		t.Fatalf("after restart: %v, want the lock still held by before-restart", err)
+	}
+
+	// Finish the holder straight in etcd: the server never sees an update to release on.
+	etcd, err := clientv3.New(clientv3.Config{Endpoints: []string{ts.EtcdURL}, DialTimeout: 10 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer etcd.Close()
+	resp, err := etcd.Get(ctx, server.DefaultEtcdPathPrefix+"/stargate.io/jobs/"+ns+"/before-restart")
+	if err != nil || len(resp.Kvs) != 1 {
+		t.Fatalf("job key: %v %d", err, len(resp.Kvs))
+	}
+	var stored map[string]interface{}
+	if err := json.Unmarshal(resp.Kvs[0].Value, &stored); err != nil {
+		t.Fatal(err)
+	}
+	stored["status"] = map[string]interface{}{"phase": "Succeeded"}
+	value, _ := json.Marshal(stored)
+	if _, err := etcd.Put(ctx, string(resp.Kvs[0].Key), string(value)); err != nil {
+		t.Fatal(err)
+	}
+	if hw, _ := c.Hardwares(ns).Get(ctx, "server-001", metav1.GetOptions{}); hw.Status.ActiveJob != "before-restart" {
+		t.Fatalf("the lock should still name the finished Job: %q", hw.Status.ActiveJob)
+	}
+	err = wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 10*time.Second, true, func(ctx context.Context) (bool, error) {
+		_, err := c.Jobs(ns).Create(ctx, repaveJob("after-repair"), metav1.CreateOptions{})
+		return err == nil, nil // the watch cache catches up with the raw write within moments
+	})
+	if err != nil {
+		t.Fatalf("the stale lock was not repaired: %v", err)
+	}
+	if hw, _ := c.Hardwares(ns).Get(ctx, "server-001", metav1.GetOptions{}); hw.Status.ActiveJob != "after-repair" {
+		t.Errorf("lock held by %q, want after-repair", hw.Status.ActiveJob)
 	}
 }
