@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -17,6 +16,7 @@ import (
 	"stargate.io/stargate/pkg/apis/stargate/v1alpha1"
 	"stargate.io/stargate/pkg/cmd/server"
 	clientset "stargate.io/stargate/pkg/generated/clientset/versioned"
+	"stargate.io/stargate/pkg/registry/stargate/registrytest"
 )
 
 func seedInventory(t *testing.T, c clientset.Interface) {
@@ -41,29 +41,12 @@ func repaveJob(name string) *v1alpha1.Job {
 	}
 }
 
-// race runs n requests at once and counts successes and 409s; anything else fails the test.
+// race runs n requests at once and checks all but the winners lost with 409 Conflict.
 func race(t *testing.T, n int, do func(i int) error) (won int) {
 	t.Helper()
-	errs := make([]error, n)
-	var wg sync.WaitGroup
-	for i := range n {
-		wg.Add(1)
-		go func() { defer wg.Done(); errs[i] = do(i) }()
-	}
-	wg.Wait()
-	var conflicts int
-	for _, err := range errs {
-		switch {
-		case err == nil:
-			won++
-		case apierrors.IsConflict(err):
-			conflicts++
-		default:
-			t.Errorf("unexpected error: %v", err)
-		}
-	}
-	if won+conflicts != n {
-		t.Errorf("%d successes and %d conflicts of %d", won, conflicts, n)
+	won, conflicts := registrytest.Race(t, n, apierrors.IsConflict, do)
+	if won+len(conflicts) != n {
+		t.Errorf("%d successes and %d conflicts of %d", won, len(conflicts), n)
 	}
 	return won
 }
@@ -173,32 +156,15 @@ func TestUniqueIdentity(t *testing.T) {
 	ts := startServer(t, "")
 	ctx := context.Background()
 	c := ts.Client.StargateV1alpha1()
-	errs := make([]error, 20)
-	var wg sync.WaitGroup
-	for i := range errs {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			_, errs[i] = c.Hardwares(ns).Create(ctx, hardware(fmt.Sprintf("server-%02d", i), "aa:bb:cc:dd:ee:01", fmt.Sprintf("10.0.3.%d", i+1)), metav1.CreateOptions{})
-		}()
-	}
-	wg.Wait()
-	var won int
-	var loser error
-	for _, err := range errs {
-		switch {
-		case err == nil:
-			won++
-		case apierrors.IsAlreadyExists(err):
-			loser = err
-		default:
-			t.Errorf("unexpected: %v", err)
-		}
-	}
+	won, losers := registrytest.Race(t, 20, apierrors.IsAlreadyExists, func(i int) error {
+		_, err := c.Hardwares(ns).Create(ctx, hardware(fmt.Sprintf("server-%02d", i), "aa:bb:cc:dd:ee:01", fmt.Sprintf("10.0.3.%d", i+1)), metav1.CreateOptions{})
+		return err
+	})
 	list, _ := c.Hardwares(ns).List(ctx, metav1.ListOptions{})
-	if won != 1 || len(list.Items) != 1 {
-		t.Fatalf("%d won, %d stored; want 1", won, len(list.Items))
+	if won != 1 || len(list.Items) != 1 || len(losers) != 19 {
+		t.Fatalf("%d won, %d lost, %d stored; want 1, 19, 1", won, len(losers), len(list.Items))
 	}
+	loser := losers[0]
 	status := loser.(apierrors.APIStatus).Status()
 	if status.Code != 409 || status.Details == nil || len(status.Details.Causes) != 1 ||
 		status.Details.Causes[0].Field != "spec.mac" || !strings.Contains(loser.Error(), ns+"/"+list.Items[0].Name) {

@@ -85,13 +85,11 @@ func (r *RepaveREST) Create(ctx context.Context, name string, obj runtime.Object
 		return nil, apierrors.NewInvalid(stargate.Kind("RepaveRequest"), name, errs)
 	}
 
-	hwObj, err := r.hardware.Get(ctx, name, &metav1.GetOptions{})
-	if err != nil {
+	// /repave answers 404 for a missing Hardware or Template (a plain Job
+	// create gets 422 on the field instead). Busy and being-deleted Hardware
+	// get their 409 from the Job create path's lock.
+	if _, err := r.hardware.Get(ctx, name, &metav1.GetOptions{}); err != nil {
 		return nil, err // NotFound names the Hardware
-	}
-	if hw := hwObj.(*stargate.Hardware); hw.DeletionTimestamp != nil {
-		return nil, apierrors.NewConflict(stargate.Resource("hardwares"), name,
-			fmt.Errorf("the Hardware is being deleted and cannot be repaved"))
 	}
 	if _, err := r.templates.Get(ctx, req.Spec.TemplateRef.Name, &metav1.GetOptions{}); apierrors.IsNotFound(err) {
 		// The store qualifies errors with the request's resource (hardwares): say templates.

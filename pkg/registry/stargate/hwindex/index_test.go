@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -168,26 +167,10 @@ func TestStaleClaimsAreTakenOver(t *testing.T) {
 func TestConcurrentCreatesWithOneMAC(t *testing.T) {
 	e := newEnv(t)
 	const n = 20
-	errs := make([]error, n)
-	var wg sync.WaitGroup
-	for i := range n {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			errs[i] = e.create(hw("dc-west", fmt.Sprintf("server-%02d", i), "aa:bb:cc:dd:ee:01", fmt.Sprintf("10.0.2.%d", i+1)), nil)
-		}()
-	}
-	wg.Wait()
-	var won int
-	for _, err := range errs {
-		switch {
-		case err == nil:
-			won++
-		case apierrors.IsAlreadyExists(err), apierrors.IsConflict(err):
-		default:
-			t.Errorf("unexpected error: %v", err)
-		}
-	}
+	isLoss := func(err error) bool { return apierrors.IsAlreadyExists(err) || apierrors.IsConflict(err) }
+	won, _ := registrytest.Race(t, n, isLoss, func(i int) error {
+		return e.create(hw("dc-west", fmt.Sprintf("server-%02d", i), "aa:bb:cc:dd:ee:01", fmt.Sprintf("10.0.2.%d", i+1)), nil)
+	})
 	list, err := e.hw.Hardware.List(ctxIn("dc-west"), nil)
 	if err != nil {
 		t.Fatal(err)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -259,33 +258,15 @@ func TestDeletingHardwareTakesNoNewJob(t *testing.T) {
 func TestConcurrentCreates(t *testing.T) {
 	e := newEnv(t)
 	const n = 50
-	var wg sync.WaitGroup
-	errs := make([]error, n)
-	for i := range n {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			errs[i] = e.create(newJob(fmt.Sprintf("race-%02d", i), "server-001"), nil)
-		}()
-	}
-	wg.Wait()
-	var won, conflicts int
-	for _, err := range errs {
-		switch {
-		case err == nil:
-			won++
-		case apierrors.IsConflict(err):
-			conflicts++
-		default:
-			t.Errorf("unexpected error: %v", err)
-		}
-	}
+	won, conflicts := registrytest.Race(t, n, apierrors.IsConflict, func(i int) error {
+		return e.create(newJob(fmt.Sprintf("race-%02d", i), "server-001"), nil)
+	})
 	list, err := e.jobs.Job.List(e.ctx, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if won != 1 || conflicts != n-1 || len(list.(*stargate.JobList).Items) != 1 {
-		t.Errorf("%d won, %d conflicts, %d stored; want 1, %d, 1", won, conflicts, len(list.(*stargate.JobList).Items), n-1)
+	if won != 1 || len(conflicts) != n-1 || len(list.(*stargate.JobList).Items) != 1 {
+		t.Errorf("%d won, %d conflicts, %d stored; want 1, %d, 1", won, len(conflicts), len(list.(*stargate.JobList).Items), n-1)
 	}
 }
 

@@ -4,6 +4,7 @@ package registrytest
 
 import (
 	"strings"
+	"sync"
 	"testing"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -64,4 +65,28 @@ func ColumnNames(table *metav1.Table) string {
 		names = append(names, c.Name)
 	}
 	return strings.Join(names, ",")
+}
+
+// Race runs do(0..n-1) all at once and returns how many succeeded and the
+// errors of those that lost as expected (isLoss). Any other error fails the test.
+func Race(t *testing.T, n int, isLoss func(error) bool, do func(i int) error) (won int, losses []error) {
+	t.Helper()
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() { defer wg.Done(); errs[i] = do(i) }()
+	}
+	wg.Wait()
+	for _, err := range errs {
+		switch {
+		case err == nil:
+			won++
+		case isLoss(err):
+			losses = append(losses, err)
+		default:
+			t.Errorf("unexpected error: %v", err)
+		}
+	}
+	return won, losses
 }
