@@ -4,6 +4,7 @@ package apiserver
 
 import (
 	"fmt"
+	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -17,6 +18,9 @@ import (
 	"stargate.io/stargate/pkg/apis/stargate"
 	"stargate.io/stargate/pkg/apis/stargate/install"
 	"stargate.io/stargate/pkg/apis/stargate/v1alpha1"
+	"stargate.io/stargate/pkg/controller/jobs"
+	clientset "stargate.io/stargate/pkg/generated/clientset/versioned"
+	informers "stargate.io/stargate/pkg/generated/informers/externalversions"
 	"stargate.io/stargate/pkg/registry/stargate/datacenter"
 	"stargate.io/stargate/pkg/registry/stargate/hardware"
 	"stargate.io/stargate/pkg/registry/stargate/hwindex"
@@ -49,6 +53,12 @@ type ExtraConfig struct {
 	// identity index keeps its keys there, under EtcdPrefix.
 	EtcdClient *clientv3.Client
 	EtcdPrefix string
+	// Controllers runs the Job controller in this process (--controllers).
+	Controllers bool
+	// DatacenterCredentialsDir holds one bearer-token file per Datacenter.
+	DatacenterCredentialsDir string
+	// JobOptions tune the Job controller (intervals, clock); zero values are defaults.
+	JobOptions jobs.Options
 }
 
 // Config is the whole configuration of the server.
@@ -94,7 +104,31 @@ func (c CompletedConfig) New() (*StargateServer, error) {
 	if err := s.GenericAPIServer.InstallAPIGroup(&apiGroupInfo); err != nil {
 		return nil, err
 	}
+	if c.ExtraConfig.Controllers {
+		if err := s.GenericAPIServer.AddPostStartHook("stargate-controllers", c.startControllers); err != nil {
+			return nil, err
+		}
+	}
 	return s, nil
+}
+
+// startControllers runs the controllers over the server's loopback client
+// until the server stops.
+func (c CompletedConfig) startControllers(hookCtx genericapiserver.PostStartHookContext) error {
+	client, err := clientset.NewForConfig(hookCtx.LoopbackClientConfig)
+	if err != nil {
+		return err
+	}
+	factory := informers.NewSharedInformerFactory(client, 10*time.Minute)
+	v1 := factory.Stargate().V1alpha1()
+	controller, err := jobs.New(client, v1.Jobs(), v1.Hardwares(), v1.Templates(), v1.Datacenters(),
+		jobs.HTTPClients(c.ExtraConfig.DatacenterCredentialsDir, nil), c.ExtraConfig.JobOptions)
+	if err != nil {
+		return err
+	}
+	factory.Start(hookCtx.Done())
+	go controller.Run(hookCtx)
+	return nil
 }
 
 // storageMap wires every resource and subresource of v1alpha1.

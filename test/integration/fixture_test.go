@@ -43,6 +43,9 @@ func startServer(t *testing.T, dataDir string, customize ...func(*server.Options
 	o := server.NewOptions(os.Stdout, os.Stderr)
 	o.Standalone = true
 	o.DataDir = dataDir
+	// Tests that want the controller loop turn it on; the API tests drive
+	// Job status themselves.
+	o.Controllers = false
 	o.RecommendedOptions.SecureServing.Listener = ln
 	o.RecommendedOptions.SecureServing.BindAddress = net.ParseIP("127.0.0.1")
 	o.RecommendedOptions.SecureServing.BindPort = ln.Addr().(*net.TCPAddr).Port

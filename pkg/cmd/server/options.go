@@ -25,6 +25,7 @@ import (
 
 	"stargate.io/stargate/pkg/apis/stargate/v1alpha1"
 	"stargate.io/stargate/pkg/apiserver"
+	"stargate.io/stargate/pkg/controller/jobs"
 	"stargate.io/stargate/pkg/embeddedetcd"
 	stargateopenapi "stargate.io/stargate/pkg/generated/openapi"
 )
@@ -45,6 +46,8 @@ type Options struct {
 	DatacenterCredentialsDir string
 	// Controllers runs the controller loop in this process.
 	Controllers bool
+	// JobOptions tune the Job controller; tests shorten its intervals.
+	JobOptions jobs.Options
 
 	// embeddedEtcd is set by Run when --etcd-servers is empty.
 	embeddedEtcd bool
@@ -226,7 +229,8 @@ func (o *Options) NewServer() (server *apiserver.StargateServer, stop func(), er
 		etcdClient.Close()
 		stopEtcd()
 	}
-	config.ExtraConfig = apiserver.ExtraConfig{EtcdClient: etcdClient, EtcdPrefix: o.RecommendedOptions.Etcd.StorageConfig.Prefix}
+	config.ExtraConfig = apiserver.ExtraConfig{EtcdClient: etcdClient, EtcdPrefix: o.RecommendedOptions.Etcd.StorageConfig.Prefix,
+		Controllers: o.Controllers, DatacenterCredentialsDir: o.DatacenterCredentialsDir, JobOptions: o.JobOptions}
 	server, err = config.Complete().New()
 	if err != nil {
 		return nil, stop, err

@@ -1,0 +1,487 @@
+// Package jobs is the controller that carries each Job out through the API of
+// its Hardware's datacenter: Pending -> Running (submitted, dcJobID saved) ->
+// Succeeded or Failed, with the Hardware's status kept in step.
+//
+// Every submission carries the Job's UID as its idempotency key, so a
+// controller that crashed (or lost an answer) after submitting but before
+// saving status.dcJobID submits again and gets the same datacenter job back:
+// an operation never runs twice. Status writes carry resourceVersion
+// preconditions (UpdateStatus), so a stale controller cannot overwrite a
+// newer state.
+package jobs
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	apiequality "k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/util/retry"
+	"k8s.io/client-go/util/workqueue"
+	"k8s.io/klog/v2"
+	"k8s.io/utils/clock"
+
+	"stargate.io/stargate/pkg/apis/stargate/v1alpha1"
+	"stargate.io/stargate/pkg/datacenter"
+	clientset "stargate.io/stargate/pkg/generated/clientset/versioned"
+	informers "stargate.io/stargate/pkg/generated/informers/externalversions/stargate/v1alpha1"
+	listers "stargate.io/stargate/pkg/generated/listers/stargate/v1alpha1"
+)
+
+// Reasons on Job conditions and status.reason.
+const (
+	ReasonDatacenterNotFound   = "DatacenterNotFound"
+	ReasonDatacenterPaused     = "DatacenterPaused"
+	ReasonDatacenterBusy       = "DatacenterBusy"
+	ReasonSubmitted            = "Submitted"
+	ReasonCompleted            = "Completed"
+	ReasonDatacenterJobFailed  = "DatacenterJobFailed"
+	ReasonBackoffLimitExceeded = "BackoffLimitExceeded"
+	ReasonRejected             = "RejectedByDatacenter"
+	ReasonCancelled            = "CancelledAtDatacenter"
+	ReasonRetrying             = "RetryingSubmit"
+
+	ConditionProgressing = "Progressing"
+	ConditionComplete    = "Complete"
+	ConditionFailed      = "Failed"
+)
+
+// ClientFor returns the datacenter client of a Datacenter.
+type ClientFor func(dc *v1alpha1.Datacenter) (datacenter.Client, error)
+
+// Options tune the controller.
+type Options struct {
+	// PollInterval is how often a running datacenter job is checked.
+	PollInterval time.Duration
+	// WaitInterval is how often a Job held back by its Datacenter is looked at again.
+	WaitInterval time.Duration
+	Workers      int
+	Clock        clock.Clock
+}
+
+// Controller drives Jobs.
+type Controller struct {
+	client    clientset.Interface
+	jobs      listers.JobLister
+	hardware  listers.HardwareLister
+	templates listers.TemplateLister
+	dcs       listers.DatacenterLister
+	synced    []cache.InformerSynced
+	queue     workqueue.TypedRateLimitingInterface[string]
+	clientFor ClientFor
+	opts      Options
+}
+
+// New returns a controller over the given informers.
+func New(client clientset.Interface, jobInformer informers.JobInformer, hwInformer informers.HardwareInformer,
+	tmplInformer informers.TemplateInformer, dcInformer informers.DatacenterInformer, clientFor ClientFor, opts Options) (*Controller, error) {
+	if opts.PollInterval <= 0 {
+		opts.PollInterval = 2 * time.Second
+	}
+	if opts.WaitInterval <= 0 {
+		opts.WaitInterval = 10 * time.Second
+	}
+	if opts.Workers <= 0 {
+		opts.Workers = 4
+	}
+	if opts.Clock == nil {
+		opts.Clock = clock.RealClock{}
+	}
+	c := &Controller{
+		client: client, jobs: jobInformer.Lister(), hardware: hwInformer.Lister(), templates: tmplInformer.Lister(),
+		dcs: dcInformer.Lister(), clientFor: clientFor, opts: opts,
+		synced: []cache.InformerSynced{jobInformer.Informer().HasSynced, hwInformer.Informer().HasSynced,
+			tmplInformer.Informer().HasSynced, dcInformer.Informer().HasSynced},
+		queue: workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[string](),
+			workqueue.TypedRateLimitingQueueConfig[string]{Name: "stargate-jobs"}),
+	}
+	if _, err := jobInformer.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    c.enqueue,
+		UpdateFunc: func(_, obj interface{}) { c.enqueue(obj) },
+	}); err != nil {
+		return nil, err
+	}
+	// A Datacenter that appears, unpauses or frees capacity lets its waiting Jobs start.
+	if _, err := dcInformer.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    c.enqueueDatacenter,
+		UpdateFunc: func(_, obj interface{}) { c.enqueueDatacenter(obj) },
+	}); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+func (c *Controller) enqueue(obj interface{}) {
+	if key, err := cache.MetaNamespaceKeyFunc(obj); err == nil {
+		c.queue.Add(key)
+	}
+}
+
+func (c *Controller) enqueueDatacenter(obj interface{}) {
+	dc, ok := obj.(*v1alpha1.Datacenter)
+	if !ok {
+		return
+	}
+	jobs, err := c.jobs.Jobs(dc.Name).List(labels.Everything())
+	if err != nil {
+		return
+	}
+	for _, j := range jobs {
+		if j.Status.Phase == v1alpha1.JobPending || j.Status.Phase == "" {
+			c.enqueue(j)
+		}
+	}
+}
+
+// Run processes Jobs until ctx is done.
+func (c *Controller) Run(ctx context.Context) {
+	defer utilruntime.HandleCrash()
+	defer c.queue.ShutDown()
+	logger := klog.FromContext(ctx)
+	logger.Info("Starting the Job controller")
+	if !cache.WaitForNamedCacheSync("stargate-jobs", ctx.Done(), c.synced...) {
+		return
+	}
+	var wg sync.WaitGroup
+	for range c.opts.Workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			wait.UntilWithContext(ctx, c.worker, time.Second)
+		}()
+	}
+	<-ctx.Done()
+	logger.Info("Stopping the Job controller")
+	c.queue.ShutDown()
+	wg.Wait()
+}
+
+func (c *Controller) worker(ctx context.Context) {
+	for c.processNext(ctx) {
+	}
+}
+
+func (c *Controller) processNext(ctx context.Context) bool {
+	key, quit := c.queue.Get()
+	if quit {
+		return false
+	}
+	defer c.queue.Done(key)
+	requeueAfter, err := c.sync(ctx, key)
+	switch {
+	case err != nil:
+		klog.FromContext(ctx).Error(err, "Syncing Job; will retry", "job", key)
+		c.queue.AddRateLimited(key)
+	case requeueAfter > 0:
+		c.queue.Forget(key)
+		c.queue.AddAfter(key, requeueAfter)
+	default:
+		c.queue.Forget(key)
+	}
+	return true
+}
+
+// sync moves one Job a step forward. It returns when to look again (0: only
+// on the next change) or an error to be retried with rate limiting.
+func (c *Controller) sync(ctx context.Context, key string) (time.Duration, error) {
+	ns, name, err := cache.SplitMetaNamespaceKey(key)
+	if err != nil {
+		return 0, nil
+	}
+	cached, err := c.jobs.Jobs(ns).Get(name)
+	if apierrors.IsNotFound(err) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	if isFinished(cached.Status.Phase) {
+		return 0, nil
+	}
+	job := cached.DeepCopy() // never change the cache
+	logger := klog.FromContext(ctx).WithValues("job", klog.KObj(job), "datacenter", ns)
+	ctx = klog.NewContext(ctx, logger)
+
+	dc, err := c.dcs.Get(ns)
+	if apierrors.IsNotFound(err) {
+		return c.wait(ctx, job, ReasonDatacenterNotFound, fmt.Sprintf("no Datacenter named %s governs namespace %s", ns, ns))
+	}
+	if err != nil {
+		return 0, err
+	}
+	client, err := c.clientFor(dc)
+	if err != nil {
+		return 0, fmt.Errorf("datacenter %s: %w", dc.Name, err)
+	}
+	if job.Status.DCJobID == "" {
+		return c.start(ctx, job, dc, client)
+	}
+	return c.poll(ctx, job, client)
+}
+
+// wait keeps a Job Pending with a condition saying why.
+func (c *Controller) wait(ctx context.Context, job *v1alpha1.Job, reason, message string) (time.Duration, error) {
+	job.Status.Phase = v1alpha1.JobPending
+	job.Status.Reason, job.Status.Message = reason, message
+	c.setCondition(job, ConditionProgressing, metav1.ConditionFalse, reason, message)
+	return c.opts.WaitInterval, c.updateStatus(ctx, job)
+}
+
+// start submits a Pending Job to its datacenter.
+func (c *Controller) start(ctx context.Context, job *v1alpha1.Job, dc *v1alpha1.Datacenter, client datacenter.Client) (time.Duration, error) {
+	if dc.Spec.Paused {
+		return c.wait(ctx, job, ReasonDatacenterPaused, fmt.Sprintf("Datacenter %s is paused; the Job starts when it is resumed", dc.Name))
+	}
+	if max := ptrValue(dc.Spec.MaxConcurrentJobs, v1alpha1.DefaultMaxConcurrentJobs); c.running(job.Namespace) >= int(max) {
+		return c.wait(ctx, job, ReasonDatacenterBusy, fmt.Sprintf("Datacenter %s is running its maximum of %d Jobs", dc.Name, max))
+	}
+	hw, err := c.hardware.Hardwares(job.Namespace).Get(job.Spec.HardwareRef.Name)
+	if err != nil {
+		return 0, fmt.Errorf("hardware %s: %w", job.Spec.HardwareRef.Name, err)
+	}
+	req := datacenter.JobRequest{Operation: datacenter.Operation(job.Spec.Operation),
+		Machine: datacenter.Machine{MAC: hw.Spec.MAC, IPv4: hw.Spec.IPv4, Name: hw.Name}}
+	if job.Spec.Operation == v1alpha1.OperationRepave {
+		if job.Status.Template == nil {
+			tmpl, err := c.templates.Templates(job.Namespace).Get(job.Spec.TemplateRef.Name)
+			if apierrors.IsNotFound(err) {
+				return 0, c.fail(ctx, job, "TemplateNotFound", fmt.Sprintf("Template %s no longer exists", job.Spec.TemplateRef.Name))
+			} else if err != nil {
+				return 0, err
+			}
+			// Keep what this Job installs, so history stays true if the Template changes.
+			job.Status.Template = &v1alpha1.ResolvedTemplate{OSVersion: tmpl.Spec.OSVersion, OSImage: tmpl.Spec.OSImage}
+			req.UserData = userData(tmpl)
+		} else if tmpl, err := c.templates.Templates(job.Namespace).Get(job.Spec.TemplateRef.Name); err == nil {
+			req.UserData = userData(tmpl)
+		}
+		req.Image = &datacenter.Image{URL: job.Status.Template.OSImage, Version: job.Status.Template.OSVersion}
+	}
+
+	job.Status.Attempts++
+	dcJob, err := client.Submit(ctx, string(job.UID), req)
+	switch {
+	case err == nil:
+	case datacenter.IsTransient(err):
+		limit := ptrValue(job.Spec.BackoffLimit, v1alpha1.DefaultBackoffLimit)
+		if job.Status.Attempts > limit {
+			return 0, c.fail(ctx, job, ReasonBackoffLimitExceeded,
+				fmt.Sprintf("the datacenter failed %d times; last: %v", job.Status.Attempts, err))
+		}
+		job.Status.Reason, job.Status.Message = ReasonRetrying, err.Error()
+		c.setCondition(job, ConditionProgressing, metav1.ConditionFalse, ReasonRetrying, err.Error())
+		if uerr := c.updateStatus(ctx, job); uerr != nil {
+			return 0, uerr
+		}
+		return 0, err // retried with rate-limited backoff
+	default:
+		return 0, c.fail(ctx, job, ReasonRejected, err.Error())
+	}
+
+	now := metav1.NewTime(c.opts.Clock.Now())
+	job.Status.Phase, job.Status.DCJobID, job.Status.StartTime = v1alpha1.JobRunning, dcJob.ID, &now
+	job.Status.Reason, job.Status.Message = ReasonSubmitted, fmt.Sprintf("submitted to %s as %s", job.Namespace, dcJob.ID)
+	c.setCondition(job, ConditionProgressing, metav1.ConditionTrue, ReasonSubmitted, job.Status.Message)
+	if err := c.updateStatus(ctx, job); err != nil {
+		// The datacenter job exists; the next sync submits again with the
+		// same key and gets it back.
+		return 0, err
+	}
+	klog.FromContext(ctx).Info("Job submitted", "dcJob", dcJob.ID)
+	if state := runningState(job.Spec.Operation); state != "" {
+		if err := c.updateHardware(ctx, job.Namespace, hw.Name, func(s *v1alpha1.HardwareStatus) { s.State = state }); err != nil {
+			return 0, err
+		}
+	}
+	return c.opts.PollInterval, nil
+}
+
+// poll follows a submitted Job at its datacenter.
+func (c *Controller) poll(ctx context.Context, job *v1alpha1.Job, client datacenter.Client) (time.Duration, error) {
+	dcJob, err := client.GetJob(ctx, job.Status.DCJobID)
+	if err != nil {
+		if datacenter.IsNotFound(err) {
+			return 0, c.fail(ctx, job, "DatacenterJobLost", fmt.Sprintf("the datacenter no longer knows job %s", job.Status.DCJobID))
+		}
+		return 0, err
+	}
+	switch dcJob.State {
+	case datacenter.JobSucceeded:
+		osVersion := ""
+		if job.Status.Template != nil {
+			osVersion = job.Status.Template.OSVersion
+		}
+		if m, err := client.GetMachine(ctx, c.macOf(job)); err == nil {
+			osVersion = m.CurrentOS
+		}
+		state := v1alpha1.HardwareStateReady
+		if job.Spec.Operation == v1alpha1.OperationPowerOff {
+			state = v1alpha1.HardwareStateOff
+		}
+		if err := c.updateHardware(ctx, job.Namespace, job.Spec.HardwareRef.Name, func(s *v1alpha1.HardwareStatus) {
+			s.State = state
+			if osVersion != "" {
+				s.CurrentOS = osVersion
+			}
+			meta.RemoveStatusCondition(&s.Conditions, ConditionFailed)
+		}); err != nil {
+			return 0, err
+		}
+		now := metav1.NewTime(c.opts.Clock.Now())
+		job.Status.Phase, job.Status.CompletionTime = v1alpha1.JobSucceeded, &now
+		job.Status.Reason, job.Status.Message = ReasonCompleted, fmt.Sprintf("%s %s completed", job.Spec.Operation, job.Spec.HardwareRef.Name)
+		c.setCondition(job, ConditionProgressing, metav1.ConditionFalse, ReasonCompleted, job.Status.Message)
+		c.setCondition(job, ConditionComplete, metav1.ConditionTrue, ReasonCompleted, job.Status.Message)
+		klog.FromContext(ctx).Info("Job succeeded", "dcJob", dcJob.ID)
+		return 0, c.updateStatus(ctx, job)
+	case datacenter.JobFailed:
+		return 0, c.fail(ctx, job, ReasonDatacenterJobFailed, dcJob.Message)
+	case datacenter.JobCancelled:
+		return 0, c.fail(ctx, job, ReasonCancelled, "the datacenter cancelled the job")
+	}
+	return c.opts.PollInterval, nil
+}
+
+// fail ends a Job as Failed and marks its Hardware in error.
+func (c *Controller) fail(ctx context.Context, job *v1alpha1.Job, reason, message string) error {
+	if job.Status.DCJobID != "" {
+		err := c.updateHardware(ctx, job.Namespace, job.Spec.HardwareRef.Name, func(s *v1alpha1.HardwareStatus) {
+			s.State = v1alpha1.HardwareStateError
+			meta.SetStatusCondition(&s.Conditions, metav1.Condition{Type: ConditionFailed, Status: metav1.ConditionTrue,
+				Reason: reason, Message: fmt.Sprintf("Job %s failed: %s", job.Name, message)})
+		})
+		if err != nil && !apierrors.IsNotFound(err) {
+			return err
+		}
+	}
+	now := metav1.NewTime(c.opts.Clock.Now())
+	job.Status.Phase, job.Status.CompletionTime = v1alpha1.JobFailed, &now
+	job.Status.Reason, job.Status.Message = reason, message
+	c.setCondition(job, ConditionProgressing, metav1.ConditionFalse, reason, message)
+	c.setCondition(job, ConditionFailed, metav1.ConditionTrue, reason, message)
+	klog.FromContext(ctx).Info("Job failed", "reason", reason, "message", message)
+	return c.updateStatus(ctx, job)
+}
+
+func (c *Controller) setCondition(job *v1alpha1.Job, typ string, status metav1.ConditionStatus, reason, message string) {
+	meta.SetStatusCondition(&job.Status.Conditions, metav1.Condition{Type: typ, Status: status, Reason: reason,
+		Message: message, ObservedGeneration: job.Generation, LastTransitionTime: metav1.NewTime(c.opts.Clock.Now())})
+}
+
+// updateStatus writes job's status; the resourceVersion it carries makes a
+// write based on stale data fail with a conflict, retried from the cache.
+func (c *Controller) updateStatus(ctx context.Context, job *v1alpha1.Job) error {
+	_, err := c.client.StargateV1alpha1().Jobs(job.Namespace).UpdateStatus(ctx, job, metav1.UpdateOptions{})
+	return err
+}
+
+// updateHardware changes a Hardware's status, re-reading it on conflicts (the
+// server writes its lock into the same status).
+func (c *Controller) updateHardware(ctx context.Context, ns, name string, mutate func(*v1alpha1.HardwareStatus)) error {
+	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		hw, err := c.client.StargateV1alpha1().Hardwares(ns).Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		before := hw.Status.DeepCopy()
+		mutate(&hw.Status)
+		hw.Status.ObservedGeneration = hw.Generation
+		if apiequality.Semantic.DeepEqual(before, &hw.Status) {
+			return nil
+		}
+		_, err = c.client.StargateV1alpha1().Hardwares(ns).UpdateStatus(ctx, hw, metav1.UpdateOptions{})
+		return err
+	})
+}
+
+func (c *Controller) running(ns string) int {
+	jobs, err := c.jobs.Jobs(ns).List(labels.Everything())
+	if err != nil {
+		return 0
+	}
+	n := 0
+	for _, j := range jobs {
+		if j.Status.Phase == v1alpha1.JobRunning {
+			n++
+		}
+	}
+	return n
+}
+
+func runningState(op v1alpha1.Operation) v1alpha1.HardwareState {
+	switch op {
+	case v1alpha1.OperationRepave:
+		return v1alpha1.HardwareStateProvisioning
+	case v1alpha1.OperationReboot:
+		return v1alpha1.HardwareStateRebooting
+	}
+	return ""
+}
+
+// macOf is the MAC of a Job's Hardware, or "" if it is gone.
+func (c *Controller) macOf(job *v1alpha1.Job) string {
+	if hw, err := c.hardware.Hardwares(job.Namespace).Get(job.Spec.HardwareRef.Name); err == nil {
+		return hw.Spec.MAC
+	}
+	return ""
+}
+
+func userData(t *v1alpha1.Template) string {
+	if t.Spec.CloudInit == nil {
+		return ""
+	}
+	return t.Spec.CloudInit.UserData
+}
+
+func isFinished(p v1alpha1.JobPhase) bool {
+	return p == v1alpha1.JobSucceeded || p == v1alpha1.JobFailed
+}
+
+func ptrValue[T any](p *T, def T) T {
+	if p == nil {
+		return def
+	}
+	return *p
+}
+
+// HTTPClients returns a ClientFor that builds one HTTP client per Datacenter
+// endpoint, with the token file <credentialsDir>/<datacenter name> when it exists.
+func HTTPClients(credentialsDir string, observer datacenter.Observer) ClientFor {
+	var mu sync.Mutex
+	clients := map[string]datacenter.Client{}
+	return func(dc *v1alpha1.Datacenter) (datacenter.Client, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		key := dc.Name + "\x00" + dc.Spec.Endpoint
+		if c, ok := clients[key]; ok {
+			return c, nil
+		}
+		cfg := datacenter.Config{Endpoint: dc.Spec.Endpoint, Observer: observer}
+		if credentialsDir != "" {
+			if token := filepath.Join(credentialsDir, dc.Name); fileExists(token) {
+				cfg.TokenFile = token
+			}
+		}
+		c, err := datacenter.New(cfg)
+		if err != nil {
+			return nil, err
+		}
+		clients[key] = c
+		return c, nil
+	}
+}
+
+func fileExists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
+}

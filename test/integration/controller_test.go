@@ -1,0 +1,231 @@
+package integration
+
+import (
+	"context"
+	"fmt"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+
+	"stargate.io/stargate/mockdc"
+	"stargate.io/stargate/pkg/apis/stargate/v1alpha1"
+	"stargate.io/stargate/pkg/cmd/server"
+	"stargate.io/stargate/pkg/controller/jobs"
+)
+
+// mockDC is a mock datacenter on httptest (127.0.0.1) with a token in credsDir.
+type mockDC struct {
+	*mockdc.Server
+	URL string
+}
+
+func startMockDC(t *testing.T, name, credsDir string, mutate ...func(*mockdc.Options)) *mockDC {
+	t.Helper()
+	token := filepath.Join(credsDir, name)
+	if err := os.WriteFile(token, []byte("token-of-"+name), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	opts := mockdc.DefaultOptions(name)
+	opts.TokenFile = token
+	opts.RepaveDuration, opts.RebootDuration, opts.PowerDuration = 300*time.Millisecond, 100*time.Millisecond, 50*time.Millisecond
+	for _, m := range mutate {
+		m(&opts)
+	}
+	s, err := mockdc.New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(s.Handler())
+	t.Cleanup(srv.Close)
+	return &mockDC{Server: s, URL: srv.URL}
+}
+
+// startWithControllers runs the server with the controller loop, fast polling,
+// and the credentials of the given mock datacenters.
+func startWithControllers(t *testing.T, credsDir string) *testServer {
+	return startServer(t, "", func(o *server.Options) {
+		o.Controllers = true
+		o.DatacenterCredentialsDir = credsDir
+		o.JobOptions = jobs.Options{PollInterval: 50 * time.Millisecond, WaitInterval: 200 * time.Millisecond}
+	})
+}
+
+func createDatacenter(t *testing.T, ts *testServer, name, url string) {
+	t.Helper()
+	if _, err := ts.Client.StargateV1alpha1().Datacenters().Create(context.Background(), &v1alpha1.Datacenter{
+		ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: v1alpha1.DatacenterSpec{Endpoint: url},
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func waitForPhase(t *testing.T, ts *testServer, namespace, name string, phase v1alpha1.JobPhase, timeout time.Duration) *v1alpha1.Job {
+	t.Helper()
+	var job *v1alpha1.Job
+	err := wait.PollUntilContextTimeout(context.Background(), 50*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
+		var err error
+		job, err = ts.Client.StargateV1alpha1().Jobs(namespace).Get(ctx, name, metav1.GetOptions{})
+		return err == nil && job.Status.Phase == phase, nil
+	})
+	if err != nil {
+		t.Fatalf("Job %s/%s did not reach %s: last status %+v", namespace, name, phase, job.Status)
+	}
+	return job
+}
+
+// TestSeedWalkThrough: the seed's README — repave server-001 in dc-west, the
+// Job goes Pending -> Running -> Succeeded, the Hardware ends ready with 2.0.0,
+// and the datacenter ran it exactly once.
+func TestSeedWalkThrough(t *testing.T) {
+	creds := t.TempDir()
+	west := startMockDC(t, "dc-west", creds)
+	ts := startWithControllers(t, creds)
+	createDatacenter(t, ts, "dc-west", west.URL)
+	seedInventory(t, ts.Client)
+	ctx := context.Background()
+
+	created, err := ts.Client.StargateV1alpha1().Jobs(ns).Create(ctx, repaveJob("repave-server-001"), metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	running := waitForPhase(t, ts, ns, created.Name, v1alpha1.JobRunning, 10*time.Second)
+	if running.Status.DCJobID == "" || running.Status.Template == nil || running.Status.Template.OSVersion != "2.0.0" {
+		t.Errorf("running job status: %+v", running.Status)
+	}
+	done := waitForPhase(t, ts, ns, created.Name, v1alpha1.JobSucceeded, 20*time.Second)
+	if done.Status.CompletionTime == nil || !hasCondition(done.Status.Conditions, jobs.ConditionComplete) {
+		t.Errorf("succeeded job status: %+v", done.Status)
+	}
+	hw, err := ts.Client.StargateV1alpha1().Hardwares(ns).Get(ctx, "server-001", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if hw.Status.State != v1alpha1.HardwareStateReady || hw.Status.CurrentOS != "2.0.0" || hw.Status.ActiveJob != "" || hw.Status.LastJob != created.Name {
+		t.Errorf("hardware status after the repave: %+v", hw.Status)
+	}
+	ledger := west.Ledger()
+	if len(ledger) != 1 || ledger[0].IdempotencyKey != string(created.UID) || ledger[0].DCJobID != done.Status.DCJobID {
+		t.Errorf("ledger %+v, want one execution keyed by the Job's UID", ledger)
+	}
+}
+
+// TestJobsWaitForTheirDatacenter: no Datacenter, then a paused one, hold a Job
+// Pending with a reason; it starts by itself once the Datacenter is usable.
+func TestJobsWaitForTheirDatacenter(t *testing.T) {
+	creds := t.TempDir()
+	west := startMockDC(t, "dc-west", creds)
+	ts := startWithControllers(t, creds)
+	seedInventory(t, ts.Client)
+	ctx := context.Background()
+	c := ts.Client.StargateV1alpha1()
+	if _, err := c.Jobs(ns).Create(ctx, repaveJob("waiting"), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitForReason(t, ts, "waiting", jobs.ReasonDatacenterNotFound)
+
+	if _, err := c.Datacenters().Create(ctx, &v1alpha1.Datacenter{ObjectMeta: metav1.ObjectMeta{Name: ns},
+		Spec: v1alpha1.DatacenterSpec{Endpoint: west.URL, Paused: true}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitForReason(t, ts, "waiting", jobs.ReasonDatacenterPaused)
+	if n := len(west.Ledger()); n != 0 {
+		t.Fatalf("a paused datacenter ran %d jobs", n)
+	}
+
+	dc, _ := c.Datacenters().Get(ctx, ns, metav1.GetOptions{})
+	dc.Spec.Paused = false
+	if _, err := c.Datacenters().Update(ctx, dc, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitForPhase(t, ts, ns, "waiting", v1alpha1.JobSucceeded, 20*time.Second)
+}
+
+func waitForReason(t *testing.T, ts *testServer, name, reason string) {
+	t.Helper()
+	err := wait.PollUntilContextTimeout(context.Background(), 50*time.Millisecond, 10*time.Second, true, func(ctx context.Context) (bool, error) {
+		job, err := ts.Client.StargateV1alpha1().Jobs(ns).Get(ctx, name, metav1.GetOptions{})
+		return err == nil && job.Status.Phase == v1alpha1.JobPending && job.Status.Reason == reason, nil
+	})
+	if err != nil {
+		t.Fatalf("Job %s never waited with reason %s", name, reason)
+	}
+}
+
+func hasCondition(conds []metav1.Condition, typ string) bool {
+	for _, c := range conds {
+		if c.Type == typ && c.Status == metav1.ConditionTrue {
+			return true
+		}
+	}
+	return false
+}
+
+// TestManyJobsAcrossTwoDatacenters: 100 Jobs (one per Hardware) in each of
+// two datacenters all finish, each executed exactly once.
+func TestManyJobsAcrossTwoDatacenters(t *testing.T) {
+	creds := t.TempDir()
+	dcs := map[string]*mockDC{
+		"dc-west": startMockDC(t, "dc-west", creds, func(o *mockdc.Options) { o.RebootDuration = 20 * time.Millisecond }),
+		"dc-east": startMockDC(t, "dc-east", creds, func(o *mockdc.Options) { o.RebootDuration = 20 * time.Millisecond }),
+	}
+	ts := startWithControllers(t, creds)
+	ctx := context.Background()
+	c := ts.Client.StargateV1alpha1()
+	const perDC = 100
+	uids := map[string]bool{}
+	for name, dc := range dcs {
+		createDatacenter(t, ts, name, dc.URL)
+		for i := range perDC {
+			hwName := fmt.Sprintf("server-%03d", i)
+			h := hardware(hwName, fmt.Sprintf("aa:bb:cc:%02x:00:%02x", len(name), i), fmt.Sprintf("10.%d.0.%d", len(name), i+1))
+			h.Namespace = name
+			if name == "dc-east" {
+				h.Spec.MAC = fmt.Sprintf("aa:bb:cc:ee:00:%02x", i)
+			}
+			if _, err := c.Hardwares(name).Create(ctx, h, metav1.CreateOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			job, err := c.Jobs(name).Create(ctx, &v1alpha1.Job{
+				ObjectMeta: metav1.ObjectMeta{Name: "reboot-" + hwName, Namespace: name},
+				Spec:       v1alpha1.JobSpec{HardwareRef: v1alpha1.LocalObjectReference{Name: hwName}, Operation: v1alpha1.OperationReboot},
+			}, metav1.CreateOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			uids[string(job.UID)] = true
+		}
+	}
+	err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
+		succeeded := 0
+		for name := range dcs {
+			list, err := c.Jobs(name).List(ctx, metav1.ListOptions{FieldSelector: "status.phase=Succeeded"})
+			if err != nil {
+				return false, nil
+			}
+			succeeded += len(list.Items)
+		}
+		return succeeded == 2*perDC, nil
+	})
+	if err != nil {
+		t.Fatalf("not all %d Jobs succeeded: %v", 2*perDC, err)
+	}
+	executions := map[string]int{}
+	for _, dc := range dcs {
+		for _, e := range dc.Ledger() {
+			executions[e.IdempotencyKey]++
+		}
+	}
+	if len(executions) != 2*perDC {
+		t.Errorf("%d distinct executions, want %d", len(executions), 2*perDC)
+	}
+	for key, n := range executions {
+		if n != 1 || !uids[key] {
+			t.Errorf("key %s executed %d times (known job: %v)", key, n, uids[key])
+		}
+	}
+}
