@@ -19,6 +19,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"stargate.io/stargate/pkg/apis/stargate/v1alpha1"
+	stargateapply "stargate.io/stargate/pkg/generated/applyconfiguration/stargate/v1alpha1"
 	clientset "stargate.io/stargate/pkg/generated/clientset/versioned"
 )
 
@@ -278,7 +279,7 @@ func TestOpenAPIServesSchemas(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"io.stargate.pkg.apis.stargate.v1alpha1.HardwareInventory", "location is free rack/slot text", `"x-kubernetes-group-version-kind"`} {
+	for _, want := range []string{"io.stargate.stargate.pkg.apis.stargate.v1alpha1.HardwareInventory", "location is free rack/slot text", `"x-kubernetes-group-version-kind"`} {
 		if !strings.Contains(string(body), want) {
 			t.Errorf("OpenAPI v3 lacks %q", want)
 		}
@@ -343,5 +344,43 @@ func TestDataSurvivesRestart(t *testing.T) {
 	}
 	if got.UID != created.UID || got.Spec.MAC != created.Spec.MAC {
 		t.Errorf("after restart got uid %s mac %s, want %s %s", got.UID, got.Spec.MAC, created.UID, created.Spec.MAC)
+	}
+}
+
+// TestServerSideApply applies Hardware with the generated apply
+// configurations, twice with two managers, and extracts each manager's part:
+// this needs the apply configurations' schema to know every field.
+func TestServerSideApply(t *testing.T) {
+	ts := startServer(t, "")
+	ctx := context.Background()
+	c := ts.Client.StargateV1alpha1()
+	apply := stargateapply.Hardware("server-001", ns).WithSpec(stargateapply.HardwareSpec().
+		WithMAC("AA:BB:CC:DD:EE:01").WithIPv4("10.0.1.5").
+		WithInventory(stargateapply.HardwareInventory().WithSKU("GPU-8xH100")))
+	hw, err := c.Hardwares(ns).Apply(ctx, apply, metav1.ApplyOptions{FieldManager: "inventory-sync"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if hw.Spec.MAC != "aa:bb:cc:dd:ee:01" || hw.Spec.Inventory.SKU != "GPU-8xH100" {
+		t.Errorf("applied: %+v", hw.Spec)
+	}
+	// A second manager owns only the location.
+	loc := stargateapply.Hardware("server-001", ns).WithSpec(stargateapply.HardwareSpec().
+		WithMAC("aa:bb:cc:dd:ee:01").WithIPv4("10.0.1.5").
+		WithInventory(stargateapply.HardwareInventory().WithLocation("rack-5-slot-12")))
+	if _, err := c.Hardwares(ns).Apply(ctx, loc, metav1.ApplyOptions{FieldManager: "rack-planner", Force: true}); err != nil {
+		t.Fatal(err)
+	}
+	hw, err = c.Hardwares(ns).Get(ctx, "server-001", metav1.GetOptions{})
+	if err != nil || hw.Spec.Inventory.SKU != "GPU-8xH100" || hw.Spec.Inventory.Location != "rack-5-slot-12" {
+		t.Fatalf("merged: %v %+v", err, hw.Spec.Inventory)
+	}
+	extracted, err := stargateapply.ExtractHardware(hw, "rack-planner")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if extracted.Spec == nil || extracted.Spec.Inventory == nil || extracted.Spec.Inventory.Location == nil ||
+		*extracted.Spec.Inventory.Location != "rack-5-slot-12" || extracted.Spec.Inventory.SKU != nil {
+		t.Errorf("rack-planner's fields: %+v", extracted.Spec)
 	}
 }

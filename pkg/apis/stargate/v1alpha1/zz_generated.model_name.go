@@ -23,110 +23,110 @@ package v1alpha1
 
 // OpenAPIModelName returns the OpenAPI model name for this type.
 func (in BMC) OpenAPIModelName() string {
-	return "io.stargate.pkg.apis.stargate.v1alpha1.BMC"
+	return "io.stargate.stargate.pkg.apis.stargate.v1alpha1.BMC"
 }
 
 // OpenAPIModelName returns the OpenAPI model name for this type.
 func (in CloudInit) OpenAPIModelName() string {
-	return "io.stargate.pkg.apis.stargate.v1alpha1.CloudInit"
+	return "io.stargate.stargate.pkg.apis.stargate.v1alpha1.CloudInit"
 }
 
 // OpenAPIModelName returns the OpenAPI model name for this type.
 func (in Datacenter) OpenAPIModelName() string {
-	return "io.stargate.pkg.apis.stargate.v1alpha1.Datacenter"
+	return "io.stargate.stargate.pkg.apis.stargate.v1alpha1.Datacenter"
 }
 
 // OpenAPIModelName returns the OpenAPI model name for this type.
 func (in DatacenterList) OpenAPIModelName() string {
-	return "io.stargate.pkg.apis.stargate.v1alpha1.DatacenterList"
+	return "io.stargate.stargate.pkg.apis.stargate.v1alpha1.DatacenterList"
 }
 
 // OpenAPIModelName returns the OpenAPI model name for this type.
 func (in DatacenterSpec) OpenAPIModelName() string {
-	return "io.stargate.pkg.apis.stargate.v1alpha1.DatacenterSpec"
+	return "io.stargate.stargate.pkg.apis.stargate.v1alpha1.DatacenterSpec"
 }
 
 // OpenAPIModelName returns the OpenAPI model name for this type.
 func (in DatacenterStatus) OpenAPIModelName() string {
-	return "io.stargate.pkg.apis.stargate.v1alpha1.DatacenterStatus"
+	return "io.stargate.stargate.pkg.apis.stargate.v1alpha1.DatacenterStatus"
 }
 
 // OpenAPIModelName returns the OpenAPI model name for this type.
 func (in Hardware) OpenAPIModelName() string {
-	return "io.stargate.pkg.apis.stargate.v1alpha1.Hardware"
+	return "io.stargate.stargate.pkg.apis.stargate.v1alpha1.Hardware"
 }
 
 // OpenAPIModelName returns the OpenAPI model name for this type.
 func (in HardwareInventory) OpenAPIModelName() string {
-	return "io.stargate.pkg.apis.stargate.v1alpha1.HardwareInventory"
+	return "io.stargate.stargate.pkg.apis.stargate.v1alpha1.HardwareInventory"
 }
 
 // OpenAPIModelName returns the OpenAPI model name for this type.
 func (in HardwareList) OpenAPIModelName() string {
-	return "io.stargate.pkg.apis.stargate.v1alpha1.HardwareList"
+	return "io.stargate.stargate.pkg.apis.stargate.v1alpha1.HardwareList"
 }
 
 // OpenAPIModelName returns the OpenAPI model name for this type.
 func (in HardwareSpec) OpenAPIModelName() string {
-	return "io.stargate.pkg.apis.stargate.v1alpha1.HardwareSpec"
+	return "io.stargate.stargate.pkg.apis.stargate.v1alpha1.HardwareSpec"
 }
 
 // OpenAPIModelName returns the OpenAPI model name for this type.
 func (in HardwareStatus) OpenAPIModelName() string {
-	return "io.stargate.pkg.apis.stargate.v1alpha1.HardwareStatus"
+	return "io.stargate.stargate.pkg.apis.stargate.v1alpha1.HardwareStatus"
 }
 
 // OpenAPIModelName returns the OpenAPI model name for this type.
 func (in Job) OpenAPIModelName() string {
-	return "io.stargate.pkg.apis.stargate.v1alpha1.Job"
+	return "io.stargate.stargate.pkg.apis.stargate.v1alpha1.Job"
 }
 
 // OpenAPIModelName returns the OpenAPI model name for this type.
 func (in JobList) OpenAPIModelName() string {
-	return "io.stargate.pkg.apis.stargate.v1alpha1.JobList"
+	return "io.stargate.stargate.pkg.apis.stargate.v1alpha1.JobList"
 }
 
 // OpenAPIModelName returns the OpenAPI model name for this type.
 func (in JobSpec) OpenAPIModelName() string {
-	return "io.stargate.pkg.apis.stargate.v1alpha1.JobSpec"
+	return "io.stargate.stargate.pkg.apis.stargate.v1alpha1.JobSpec"
 }
 
 // OpenAPIModelName returns the OpenAPI model name for this type.
 func (in JobStatus) OpenAPIModelName() string {
-	return "io.stargate.pkg.apis.stargate.v1alpha1.JobStatus"
+	return "io.stargate.stargate.pkg.apis.stargate.v1alpha1.JobStatus"
 }
 
 // OpenAPIModelName returns the OpenAPI model name for this type.
 func (in LocalObjectReference) OpenAPIModelName() string {
-	return "io.stargate.pkg.apis.stargate.v1alpha1.LocalObjectReference"
+	return "io.stargate.stargate.pkg.apis.stargate.v1alpha1.LocalObjectReference"
 }
 
 // OpenAPIModelName returns the OpenAPI model name for this type.
 func (in RepaveRequest) OpenAPIModelName() string {
-	return "io.stargate.pkg.apis.stargate.v1alpha1.RepaveRequest"
+	return "io.stargate.stargate.pkg.apis.stargate.v1alpha1.RepaveRequest"
 }
 
 // OpenAPIModelName returns the OpenAPI model name for this type.
 func (in RepaveRequestSpec) OpenAPIModelName() string {
-	return "io.stargate.pkg.apis.stargate.v1alpha1.RepaveRequestSpec"
+	return "io.stargate.stargate.pkg.apis.stargate.v1alpha1.RepaveRequestSpec"
 }
 
 // OpenAPIModelName returns the OpenAPI model name for this type.
 func (in ResolvedTemplate) OpenAPIModelName() string {
-	return "io.stargate.pkg.apis.stargate.v1alpha1.ResolvedTemplate"
+	return "io.stargate.stargate.pkg.apis.stargate.v1alpha1.ResolvedTemplate"
 }
 
 // OpenAPIModelName returns the OpenAPI model name for this type.
 func (in Template) OpenAPIModelName() string {
-	return "io.stargate.pkg.apis.stargate.v1alpha1.Template"
+	return "io.stargate.stargate.pkg.apis.stargate.v1alpha1.Template"
 }
 
 // OpenAPIModelName returns the OpenAPI model name for this type.
 func (in TemplateList) OpenAPIModelName() string {
-	return "io.stargate.pkg.apis.stargate.v1alpha1.TemplateList"
+	return "io.stargate.stargate.pkg.apis.stargate.v1alpha1.TemplateList"
 }
 
 // OpenAPIModelName returns the OpenAPI model name for this type.
 func (in TemplateSpec) OpenAPIModelName() string {
-	return "io.stargate.pkg.apis.stargate.v1alpha1.TemplateSpec"
+	return "io.stargate.stargate.pkg.apis.stargate.v1alpha1.TemplateSpec"
 }

@@ -39,46 +39,430 @@ func Parser() *typed.Parser {
 var parserOnce sync.Once
 var parser *typed.Parser
 var schemaYAML = typed.YAMLObject(`types:
+- name: io.k8s.apimachinery.pkg.apis.meta.v1.Condition
+  map:
+    fields:
+    - name: lastTransitionTime
+      type:
+        namedType: io.k8s.apimachinery.pkg.apis.meta.v1.Time
+    - name: message
+      type:
+        scalar: string
+      default: ""
+    - name: observedGeneration
+      type:
+        scalar: numeric
+    - name: reason
+      type:
+        scalar: string
+      default: ""
+    - name: status
+      type:
+        scalar: string
+      default: ""
+    - name: type
+      type:
+        scalar: string
+      default: ""
+- name: io.k8s.apimachinery.pkg.apis.meta.v1.FieldsV1
+  map:
+    elementType:
+      scalar: untyped
+      list:
+        elementType:
+          namedType: __untyped_atomic_
+        elementRelationship: atomic
+      map:
+        elementType:
+          namedType: __untyped_deduced_
+        elementRelationship: separable
+- name: io.k8s.apimachinery.pkg.apis.meta.v1.ManagedFieldsEntry
+  map:
+    fields:
+    - name: apiVersion
+      type:
+        scalar: string
+    - name: fieldsType
+      type:
+        scalar: string
+    - name: fieldsV1
+      type:
+        namedType: io.k8s.apimachinery.pkg.apis.meta.v1.FieldsV1
+    - name: manager
+      type:
+        scalar: string
+    - name: operation
+      type:
+        scalar: string
+    - name: subresource
+      type:
+        scalar: string
+    - name: time
+      type:
+        namedType: io.k8s.apimachinery.pkg.apis.meta.v1.Time
+- name: io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta
+  map:
+    fields:
+    - name: annotations
+      type:
+        map:
+          elementType:
+            scalar: string
+    - name: creationTimestamp
+      type:
+        namedType: io.k8s.apimachinery.pkg.apis.meta.v1.Time
+    - name: deletionGracePeriodSeconds
+      type:
+        scalar: numeric
+    - name: deletionTimestamp
+      type:
+        namedType: io.k8s.apimachinery.pkg.apis.meta.v1.Time
+    - name: finalizers
+      type:
+        list:
+          elementType:
+            scalar: string
+          elementRelationship: associative
+    - name: generateName
+      type:
+        scalar: string
+    - name: generation
+      type:
+        scalar: numeric
+    - name: labels
+      type:
+        map:
+          elementType:
+            scalar: string
+    - name: managedFields
+      type:
+        list:
+          elementType:
+            namedType: io.k8s.apimachinery.pkg.apis.meta.v1.ManagedFieldsEntry
+          elementRelationship: atomic
+    - name: name
+      type:
+        scalar: string
+    - name: namespace
+      type:
+        scalar: string
+    - name: ownerReferences
+      type:
+        list:
+          elementType:
+            namedType: io.k8s.apimachinery.pkg.apis.meta.v1.OwnerReference
+          elementRelationship: associative
+          keys:
+          - uid
+    - name: resourceVersion
+      type:
+        scalar: string
+    - name: selfLink
+      type:
+        scalar: string
+    - name: uid
+      type:
+        scalar: string
+- name: io.k8s.apimachinery.pkg.apis.meta.v1.OwnerReference
+  map:
+    fields:
+    - name: apiVersion
+      type:
+        scalar: string
+      default: ""
+    - name: blockOwnerDeletion
+      type:
+        scalar: boolean
+    - name: controller
+      type:
+        scalar: boolean
+    - name: kind
+      type:
+        scalar: string
+      default: ""
+    - name: name
+      type:
+        scalar: string
+      default: ""
+    - name: uid
+      type:
+        scalar: string
+      default: ""
+    elementRelationship: atomic
+- name: io.k8s.apimachinery.pkg.apis.meta.v1.Time
+  scalar: untyped
+- name: io.stargate.stargate.pkg.apis.stargate.v1alpha1.BMC
+  map:
+    fields:
+    - name: address
+      type:
+        scalar: string
+      default: ""
+- name: io.stargate.stargate.pkg.apis.stargate.v1alpha1.CloudInit
+  map:
+    fields:
+    - name: userData
+      type:
+        scalar: string
 - name: io.stargate.stargate.pkg.apis.stargate.v1alpha1.Datacenter
-  scalar: untyped
-  list:
-    elementType:
-      namedType: __untyped_atomic_
-    elementRelationship: atomic
   map:
-    elementType:
-      namedType: __untyped_deduced_
-    elementRelationship: separable
+    fields:
+    - name: apiVersion
+      type:
+        scalar: string
+    - name: kind
+      type:
+        scalar: string
+    - name: metadata
+      type:
+        namedType: io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta
+      default: {}
+    - name: spec
+      type:
+        namedType: io.stargate.stargate.pkg.apis.stargate.v1alpha1.DatacenterSpec
+      default: {}
+    - name: status
+      type:
+        namedType: io.stargate.stargate.pkg.apis.stargate.v1alpha1.DatacenterStatus
+      default: {}
+- name: io.stargate.stargate.pkg.apis.stargate.v1alpha1.DatacenterSpec
+  map:
+    fields:
+    - name: endpoint
+      type:
+        scalar: string
+      default: ""
+    - name: maxConcurrentJobs
+      type:
+        scalar: numeric
+    - name: paused
+      type:
+        scalar: boolean
+- name: io.stargate.stargate.pkg.apis.stargate.v1alpha1.DatacenterStatus
+  map:
+    fields:
+    - name: activeJobs
+      type:
+        scalar: numeric
+    - name: conditions
+      type:
+        list:
+          elementType:
+            namedType: io.k8s.apimachinery.pkg.apis.meta.v1.Condition
+          elementRelationship: associative
+          keys:
+          - type
+    - name: lastProbeTime
+      type:
+        namedType: io.k8s.apimachinery.pkg.apis.meta.v1.Time
 - name: io.stargate.stargate.pkg.apis.stargate.v1alpha1.Hardware
-  scalar: untyped
-  list:
-    elementType:
-      namedType: __untyped_atomic_
-    elementRelationship: atomic
   map:
-    elementType:
-      namedType: __untyped_deduced_
-    elementRelationship: separable
+    fields:
+    - name: apiVersion
+      type:
+        scalar: string
+    - name: kind
+      type:
+        scalar: string
+    - name: metadata
+      type:
+        namedType: io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta
+      default: {}
+    - name: spec
+      type:
+        namedType: io.stargate.stargate.pkg.apis.stargate.v1alpha1.HardwareSpec
+      default: {}
+    - name: status
+      type:
+        namedType: io.stargate.stargate.pkg.apis.stargate.v1alpha1.HardwareStatus
+      default: {}
+- name: io.stargate.stargate.pkg.apis.stargate.v1alpha1.HardwareInventory
+  map:
+    fields:
+    - name: location
+      type:
+        scalar: string
+    - name: sku
+      type:
+        scalar: string
+- name: io.stargate.stargate.pkg.apis.stargate.v1alpha1.HardwareSpec
+  map:
+    fields:
+    - name: bmc
+      type:
+        namedType: io.stargate.stargate.pkg.apis.stargate.v1alpha1.BMC
+    - name: inventory
+      type:
+        namedType: io.stargate.stargate.pkg.apis.stargate.v1alpha1.HardwareInventory
+      default: {}
+    - name: ipv4
+      type:
+        scalar: string
+      default: ""
+    - name: mac
+      type:
+        scalar: string
+      default: ""
+- name: io.stargate.stargate.pkg.apis.stargate.v1alpha1.HardwareStatus
+  map:
+    fields:
+    - name: activeJob
+      type:
+        scalar: string
+    - name: conditions
+      type:
+        list:
+          elementType:
+            namedType: io.k8s.apimachinery.pkg.apis.meta.v1.Condition
+          elementRelationship: associative
+          keys:
+          - type
+    - name: currentOS
+      type:
+        scalar: string
+    - name: lastJob
+      type:
+        scalar: string
+    - name: observedGeneration
+      type:
+        scalar: numeric
+    - name: state
+      type:
+        scalar: string
 - name: io.stargate.stargate.pkg.apis.stargate.v1alpha1.Job
-  scalar: untyped
-  list:
-    elementType:
-      namedType: __untyped_atomic_
-    elementRelationship: atomic
   map:
-    elementType:
-      namedType: __untyped_deduced_
-    elementRelationship: separable
+    fields:
+    - name: apiVersion
+      type:
+        scalar: string
+    - name: kind
+      type:
+        scalar: string
+    - name: metadata
+      type:
+        namedType: io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta
+      default: {}
+    - name: spec
+      type:
+        namedType: io.stargate.stargate.pkg.apis.stargate.v1alpha1.JobSpec
+      default: {}
+    - name: status
+      type:
+        namedType: io.stargate.stargate.pkg.apis.stargate.v1alpha1.JobStatus
+      default: {}
+- name: io.stargate.stargate.pkg.apis.stargate.v1alpha1.JobSpec
+  map:
+    fields:
+    - name: activeDeadlineSeconds
+      type:
+        scalar: numeric
+    - name: backoffLimit
+      type:
+        scalar: numeric
+    - name: cancel
+      type:
+        scalar: boolean
+    - name: hardwareRef
+      type:
+        namedType: io.stargate.stargate.pkg.apis.stargate.v1alpha1.LocalObjectReference
+      default: {}
+    - name: operation
+      type:
+        scalar: string
+      default: ""
+    - name: templateRef
+      type:
+        namedType: io.stargate.stargate.pkg.apis.stargate.v1alpha1.LocalObjectReference
+    - name: ttlSecondsAfterFinished
+      type:
+        scalar: numeric
+- name: io.stargate.stargate.pkg.apis.stargate.v1alpha1.JobStatus
+  map:
+    fields:
+    - name: attempts
+      type:
+        scalar: numeric
+    - name: completionTime
+      type:
+        namedType: io.k8s.apimachinery.pkg.apis.meta.v1.Time
+    - name: conditions
+      type:
+        list:
+          elementType:
+            namedType: io.k8s.apimachinery.pkg.apis.meta.v1.Condition
+          elementRelationship: associative
+          keys:
+          - type
+    - name: dcJobID
+      type:
+        scalar: string
+    - name: message
+      type:
+        scalar: string
+    - name: phase
+      type:
+        scalar: string
+    - name: reason
+      type:
+        scalar: string
+    - name: startTime
+      type:
+        namedType: io.k8s.apimachinery.pkg.apis.meta.v1.Time
+    - name: template
+      type:
+        namedType: io.stargate.stargate.pkg.apis.stargate.v1alpha1.ResolvedTemplate
+- name: io.stargate.stargate.pkg.apis.stargate.v1alpha1.LocalObjectReference
+  map:
+    fields:
+    - name: name
+      type:
+        scalar: string
+      default: ""
+- name: io.stargate.stargate.pkg.apis.stargate.v1alpha1.ResolvedTemplate
+  map:
+    fields:
+    - name: osImage
+      type:
+        scalar: string
+      default: ""
+    - name: osVersion
+      type:
+        scalar: string
+      default: ""
 - name: io.stargate.stargate.pkg.apis.stargate.v1alpha1.Template
-  scalar: untyped
-  list:
-    elementType:
-      namedType: __untyped_atomic_
-    elementRelationship: atomic
   map:
-    elementType:
-      namedType: __untyped_deduced_
-    elementRelationship: separable
+    fields:
+    - name: apiVersion
+      type:
+        scalar: string
+    - name: kind
+      type:
+        scalar: string
+    - name: metadata
+      type:
+        namedType: io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta
+      default: {}
+    - name: spec
+      type:
+        namedType: io.stargate.stargate.pkg.apis.stargate.v1alpha1.TemplateSpec
+      default: {}
+- name: io.stargate.stargate.pkg.apis.stargate.v1alpha1.TemplateSpec
+  map:
+    fields:
+    - name: checksum
+      type:
+        scalar: string
+    - name: cloudInit
+      type:
+        namedType: io.stargate.stargate.pkg.apis.stargate.v1alpha1.CloudInit
+    - name: osImage
+      type:
+        scalar: string
+      default: ""
+    - name: osVersion
+      type:
+        scalar: string
+      default: ""
 - name: __untyped_atomic_
   scalar: untyped
   list:
