@@ -1,0 +1,327 @@
+package jobs
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"testing"
+	"time"
+
+	apiequality "k8s.io/apimachinery/pkg/api/equality"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/wait"
+	testingclock "k8s.io/utils/clock/testing"
+	"k8s.io/utils/ptr"
+
+	"stargate.io/stargate/pkg/apis/stargate/v1alpha1"
+	"stargate.io/stargate/pkg/datacenter"
+	"stargate.io/stargate/pkg/datacenter/fake"
+	clientfake "stargate.io/stargate/pkg/generated/clientset/versioned/fake"
+	informers "stargate.io/stargate/pkg/generated/informers/externalversions"
+)
+
+var t0 = time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)
+
+type harness struct {
+	t      *testing.T
+	ctx    context.Context
+	client *clientfake.Clientset
+	c      *Controller
+	dcs    map[string]*fake.Client
+	clock  *testingclock.FakeClock
+}
+
+func datacenterObj(name string, mutate ...func(*v1alpha1.Datacenter)) *v1alpha1.Datacenter {
+	dc := &v1alpha1.Datacenter{ObjectMeta: metav1.ObjectMeta{Name: name},
+		Spec: v1alpha1.DatacenterSpec{Endpoint: "https://" + name + ".example", MaxConcurrentJobs: ptr.To[int32](10)}}
+	for _, m := range mutate {
+		m(dc)
+	}
+	return dc
+}
+
+func hardwareObj(ns, name, mac string) *v1alpha1.Hardware {
+	return &v1alpha1.Hardware{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
+		Spec: v1alpha1.HardwareSpec{MAC: mac, IPv4: "10.0.1.5"}}
+}
+
+func templateObj(ns string) *v1alpha1.Template {
+	return &v1alpha1.Template{ObjectMeta: metav1.ObjectMeta{Name: "os-2-0-0", Namespace: ns},
+		Spec: v1alpha1.TemplateSpec{OSVersion: "2.0.0", OSImage: "https://images.example.com/os.img"}}
+}
+
+func jobObj(ns, name, hw string, op v1alpha1.Operation) *v1alpha1.Job {
+	j := &v1alpha1.Job{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, UID: types.UID("uid-" + name)},
+		Spec:   v1alpha1.JobSpec{HardwareRef: v1alpha1.LocalObjectReference{Name: hw}, Operation: op, BackoffLimit: ptr.To[int32](2)},
+		Status: v1alpha1.JobStatus{Phase: v1alpha1.JobPending}}
+	if op == v1alpha1.OperationRepave {
+		j.Spec.TemplateRef = &v1alpha1.LocalObjectReference{Name: "os-2-0-0"}
+	}
+	return j
+}
+
+// newHarness runs the controller's informers over a fake clientset holding
+// objs; each Datacenter named in dcNames gets its own fake datacenter.
+func newHarness(t *testing.T, dcNames []string, objs ...runtime.Object) *harness {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	client := clientfake.NewClientset(objs...)
+	factory := informers.NewSharedInformerFactory(client, 0)
+	v1 := factory.Stargate().V1alpha1()
+	h := &harness{t: t, ctx: ctx, client: client, dcs: map[string]*fake.Client{}, clock: testingclock.NewFakeClock(t0)}
+	for _, n := range dcNames {
+		h.dcs[n] = fake.New()
+	}
+	clientFor := func(dc *v1alpha1.Datacenter) (datacenter.Client, error) {
+		if c, ok := h.dcs[dc.Name]; ok {
+			return c, nil
+		}
+		return nil, errors.New("no fake for " + dc.Name)
+	}
+	c, err := New(client, v1.Jobs(), v1.Hardwares(), v1.Templates(), v1.Datacenters(), clientFor,
+		Options{Clock: h.clock, PollInterval: time.Second, WaitInterval: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	factory.Start(ctx.Done())
+	factory.WaitForCacheSync(ctx.Done())
+	h.c = c
+	return h
+}
+
+// sync runs one sync of a Job once the cache has caught up with the API.
+func (h *harness) sync(ns, name string) (time.Duration, error) {
+	h.t.Helper()
+	h.waitForCache(ns, name)
+	return h.c.sync(h.ctx, ns+"/"+name)
+}
+
+func (h *harness) waitForCache(ns, name string) {
+	h.t.Helper()
+	err := wait.PollUntilContextTimeout(h.ctx, 5*time.Millisecond, 5*time.Second, true, func(ctx context.Context) (bool, error) {
+		live, err := h.client.StargateV1alpha1().Jobs(ns).Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return false, err
+		}
+		cached, err := h.c.jobs.Jobs(ns).Get(name)
+		return err == nil && apiequality.Semantic.DeepEqual(live, cached), nil
+	})
+	if err != nil {
+		h.t.Fatalf("cache never caught up with %s/%s: %v", ns, name, err)
+	}
+}
+
+func (h *harness) job(ns, name string) *v1alpha1.Job {
+	h.t.Helper()
+	j, err := h.client.StargateV1alpha1().Jobs(ns).Get(h.ctx, name, metav1.GetOptions{})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return j
+}
+
+func (h *harness) hardware(ns, name string) *v1alpha1.Hardware {
+	h.t.Helper()
+	hw, err := h.client.StargateV1alpha1().Hardwares(ns).Get(h.ctx, name, metav1.GetOptions{})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return hw
+}
+
+func TestRepaveRunsToSuccess(t *testing.T) {
+	h := newHarness(t, []string{"dc-west"}, datacenterObj("dc-west"), hardwareObj("dc-west", "server-001", "aa:bb:cc:dd:ee:01"),
+		templateObj("dc-west"), jobObj("dc-west", "repave-1", "server-001", v1alpha1.OperationRepave))
+	dc := h.dcs["dc-west"]
+
+	after, err := h.sync("dc-west", "repave-1")
+	if err != nil || after != time.Second {
+		t.Fatalf("submit: requeue %s, err %v", after, err)
+	}
+	j := h.job("dc-west", "repave-1")
+	if j.Status.Phase != v1alpha1.JobRunning || j.Status.DCJobID == "" || j.Status.Attempts != 1 ||
+		j.Status.Template == nil || j.Status.Template.OSVersion != "2.0.0" || !j.Status.StartTime.Equal(&metav1.Time{Time: t0}) {
+		t.Fatalf("after submit: %+v", j.Status)
+	}
+	if hw := h.hardware("dc-west", "server-001"); hw.Status.State != v1alpha1.HardwareStateProvisioning {
+		t.Errorf("hardware while repaving: %+v", hw.Status)
+	}
+	if dc.Executions("uid-repave-1") != 1 {
+		t.Errorf("the idempotency key is not the Job UID")
+	}
+
+	// Still running at the datacenter: poll again later, no change.
+	if after, err := h.sync("dc-west", "repave-1"); err != nil || after != time.Second {
+		t.Fatalf("poll: %s %v", after, err)
+	}
+	dc.AddMachine(datacenter.MachineState{MAC: "aa:bb:cc:dd:ee:01", CurrentOS: "2.0.0", State: "ready", PowerState: datacenter.PowerOn})
+	if err := dc.Finish(j.Status.DCJobID, datacenter.JobSucceeded, ""); err != nil {
+		t.Fatal(err)
+	}
+	h.clock.Step(30 * time.Second)
+	if after, err := h.sync("dc-west", "repave-1"); err != nil || after != 0 {
+		t.Fatalf("finish: %s %v", after, err)
+	}
+	j = h.job("dc-west", "repave-1")
+	if j.Status.Phase != v1alpha1.JobSucceeded || !j.Status.CompletionTime.Equal(&metav1.Time{Time: t0.Add(30 * time.Second)}) ||
+		!hasTrue(j.Status.Conditions, ConditionComplete) {
+		t.Errorf("after success: %+v", j.Status)
+	}
+	if hw := h.hardware("dc-west", "server-001"); hw.Status.State != v1alpha1.HardwareStateReady || hw.Status.CurrentOS != "2.0.0" {
+		t.Errorf("hardware after success: %+v", hw.Status)
+	}
+	// A finished Job is left alone.
+	if after, err := h.sync("dc-west", "repave-1"); err != nil || after != 0 || dc.Calls(fake.MethodGetJob) != 2 {
+		t.Errorf("sync of a finished Job: %s %v, %d polls", after, err, dc.Calls(fake.MethodGetJob))
+	}
+}
+
+func TestJobsWaitForTheirDatacenter(t *testing.T) {
+	h := newHarness(t, []string{"dc-west"}, hardwareObj("dc-west", "server-001", "aa:bb:cc:dd:ee:01"),
+		jobObj("dc-west", "reboot-1", "server-001", v1alpha1.OperationReboot))
+	after, err := h.sync("dc-west", "reboot-1")
+	if j := h.job("dc-west", "reboot-1"); err != nil || after != 5*time.Second || j.Status.Phase != v1alpha1.JobPending ||
+		j.Status.Reason != ReasonDatacenterNotFound {
+		t.Fatalf("no datacenter: %s %v %+v", after, err, j.Status)
+	}
+
+	paused := datacenterObj("dc-west", func(dc *v1alpha1.Datacenter) { dc.Spec.Paused = true })
+	if _, err := h.client.StargateV1alpha1().Datacenters().Create(h.ctx, paused, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { _, err := h.c.dcs.Get("dc-west"); return err == nil })
+	h.sync("dc-west", "reboot-1")
+	if j := h.job("dc-west", "reboot-1"); j.Status.Reason != ReasonDatacenterPaused || h.dcs["dc-west"].Calls(fake.MethodSubmit) != 0 {
+		t.Fatalf("paused: %+v", j.Status)
+	}
+}
+
+func TestBusyDatacenterHoldsJobs(t *testing.T) {
+	running := jobObj("dc-west", "running", "server-002", v1alpha1.OperationReboot)
+	running.Status.Phase, running.Status.DCJobID = v1alpha1.JobRunning, "x"
+	h := newHarness(t, []string{"dc-west"}, datacenterObj("dc-west", func(dc *v1alpha1.Datacenter) { dc.Spec.MaxConcurrentJobs = ptr.To[int32](1) }),
+		hardwareObj("dc-west", "server-001", "aa:bb:cc:dd:ee:01"), running, jobObj("dc-west", "waiting", "server-001", v1alpha1.OperationReboot))
+	h.sync("dc-west", "waiting")
+	if j := h.job("dc-west", "waiting"); j.Status.Reason != ReasonDatacenterBusy || h.dcs["dc-west"].Calls(fake.MethodSubmit) != 0 {
+		t.Fatalf("busy: %+v", j.Status)
+	}
+}
+
+func TestTransientErrorsAreRetriedUpToTheBackoffLimit(t *testing.T) {
+	h := newHarness(t, []string{"dc-west"}, datacenterObj("dc-west"), hardwareObj("dc-west", "server-001", "aa:bb:cc:dd:ee:01"),
+		jobObj("dc-west", "reboot-1", "server-001", v1alpha1.OperationReboot), jobObj("dc-west", "reboot-2", "server-001", v1alpha1.OperationReboot))
+	dc := h.dcs["dc-west"]
+
+	dc.FailNext(fake.MethodSubmit, fake.Transient())
+	if _, err := h.sync("dc-west", "reboot-1"); err == nil {
+		t.Fatal("a transient error was not returned for a rate-limited retry")
+	}
+	if j := h.job("dc-west", "reboot-1"); j.Status.Phase != v1alpha1.JobPending || j.Status.Attempts != 1 || j.Status.Reason != ReasonRetrying {
+		t.Fatalf("after one failure: %+v", j.Status)
+	}
+	if _, err := h.sync("dc-west", "reboot-1"); err != nil {
+		t.Fatal(err)
+	}
+	if j := h.job("dc-west", "reboot-1"); j.Status.Phase != v1alpha1.JobRunning || j.Status.Attempts != 2 {
+		t.Errorf("after the retry: %+v", j.Status)
+	}
+
+	// backoffLimit 2: the third failure fails the Job.
+	dc.FailNext(fake.MethodSubmit, fake.Transient(), fake.Transient(), fake.Transient())
+	for range 2 {
+		if _, err := h.sync("dc-west", "reboot-2"); err == nil {
+			t.Fatal("expected a retryable error")
+		}
+	}
+	if _, err := h.sync("dc-west", "reboot-2"); err != nil {
+		t.Fatal(err)
+	}
+	if j := h.job("dc-west", "reboot-2"); j.Status.Phase != v1alpha1.JobFailed || j.Status.Reason != ReasonBackoffLimitExceeded ||
+		!hasTrue(j.Status.Conditions, ConditionFailed) {
+		t.Errorf("after the backoff limit: %+v", j.Status)
+	}
+}
+
+func TestRejectedAndFailedJobs(t *testing.T) {
+	h := newHarness(t, []string{"dc-west"}, datacenterObj("dc-west"), hardwareObj("dc-west", "server-001", "aa:bb:cc:dd:ee:01"),
+		jobObj("dc-west", "rejected", "server-001", v1alpha1.OperationReboot), jobObj("dc-west", "fails", "server-001", v1alpha1.OperationReboot))
+	dc := h.dcs["dc-west"]
+	dc.FailNext(fake.MethodSubmit, &datacenter.Error{StatusCode: http.StatusBadRequest, Message: "no such machine", Op: "fake"})
+	if _, err := h.sync("dc-west", "rejected"); err != nil {
+		t.Fatal(err)
+	}
+	if j := h.job("dc-west", "rejected"); j.Status.Phase != v1alpha1.JobFailed || j.Status.Reason != ReasonRejected || dc.Calls(fake.MethodSubmit) != 1 {
+		t.Errorf("a 4xx must fail the Job without retrying: %+v", j.Status)
+	}
+
+	h.sync("dc-west", "fails")
+	j := h.job("dc-west", "fails")
+	dc.Finish(j.Status.DCJobID, datacenter.JobFailed, "disk on fire")
+	h.sync("dc-west", "fails")
+	j = h.job("dc-west", "fails")
+	if j.Status.Phase != v1alpha1.JobFailed || j.Status.Reason != ReasonDatacenterJobFailed || j.Status.Message != "disk on fire" {
+		t.Errorf("failed at the datacenter: %+v", j.Status)
+	}
+	if hw := h.hardware("dc-west", "server-001"); hw.Status.State != v1alpha1.HardwareStateError || !hasTrue(hw.Status.Conditions, ConditionFailed) {
+		t.Errorf("hardware after a failed Job: %+v", hw.Status)
+	}
+}
+
+// TestResubmitAfterLostStatusRunsOnce: the controller submitted but its status
+// write was lost (crash); the next sync submits again with the same key and
+// adopts the same datacenter job.
+func TestResubmitAfterLostStatusRunsOnce(t *testing.T) {
+	h := newHarness(t, []string{"dc-west"}, datacenterObj("dc-west"), hardwareObj("dc-west", "server-001", "aa:bb:cc:dd:ee:01"),
+		jobObj("dc-west", "reboot-1", "server-001", v1alpha1.OperationReboot))
+	dc := h.dcs["dc-west"]
+	first, err := dc.Submit(h.ctx, "uid-reboot-1", datacenter.JobRequest{Operation: datacenter.OperationReboot,
+		Machine: datacenter.Machine{MAC: "aa:bb:cc:dd:ee:01"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.sync("dc-west", "reboot-1"); err != nil {
+		t.Fatal(err)
+	}
+	if j := h.job("dc-west", "reboot-1"); j.Status.DCJobID != first.ID || dc.Executions("uid-reboot-1") != 1 {
+		t.Errorf("adopted %q (want %s), %d executions", j.Status.DCJobID, first.ID, dc.Executions("uid-reboot-1"))
+	}
+}
+
+func TestRoutingToEachDatacenter(t *testing.T) {
+	h := newHarness(t, []string{"dc-west", "dc-east"}, datacenterObj("dc-west"), datacenterObj("dc-east"),
+		hardwareObj("dc-west", "w1", "aa:bb:cc:dd:ee:01"), hardwareObj("dc-east", "e1", "aa:bb:cc:dd:ee:02"),
+		jobObj("dc-west", "jw", "w1", v1alpha1.OperationPowerOff), jobObj("dc-east", "je", "e1", v1alpha1.OperationPowerOn))
+	h.sync("dc-west", "jw")
+	h.sync("dc-east", "je")
+	if h.dcs["dc-west"].Executions("uid-jw") != 1 || h.dcs["dc-west"].Executions("uid-je") != 0 ||
+		h.dcs["dc-east"].Executions("uid-je") != 1 || h.dcs["dc-east"].Executions("uid-jw") != 0 {
+		t.Error("a Job went to the wrong datacenter")
+	}
+	// A power-off that succeeds leaves the Hardware off.
+	j := h.job("dc-west", "jw")
+	h.dcs["dc-west"].Finish(j.Status.DCJobID, datacenter.JobSucceeded, "")
+	h.sync("dc-west", "jw")
+	if hw := h.hardware("dc-west", "w1"); hw.Status.State != v1alpha1.HardwareStateOff {
+		t.Errorf("after power-off: %+v", hw.Status)
+	}
+}
+
+func hasTrue(conds []metav1.Condition, typ string) bool {
+	for _, c := range conds {
+		if c.Type == typ && c.Status == metav1.ConditionTrue {
+			return true
+		}
+	}
+	return false
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	if err := wait.PollUntilContextTimeout(context.Background(), 5*time.Millisecond, 5*time.Second, true,
+		func(context.Context) (bool, error) { return cond(), nil }); err != nil {
+		t.Fatal("condition never met")
+	}
+}
