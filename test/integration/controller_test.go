@@ -11,6 +11,7 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/util/retry"
 
 	"stargate.io/stargate/mockdc"
 	"stargate.io/stargate/pkg/apis/stargate/v1alpha1"
@@ -227,5 +228,49 @@ func TestManyJobsAcrossTwoDatacenters(t *testing.T) {
 		if n != 1 || !uids[key] {
 			t.Errorf("key %s executed %d times (known job: %v)", key, n, uids[key])
 		}
+	}
+}
+
+// TestCancelARunningRepave: spec.cancel stops the job at the datacenter, the
+// Job fails with reason Cancelled, and the Hardware is free for the next Job.
+func TestCancelARunningRepave(t *testing.T) {
+	creds := t.TempDir()
+	west := startMockDC(t, "dc-west", creds, func(o *mockdc.Options) { o.RepaveDuration = time.Hour })
+	ts := startWithControllers(t, creds)
+	createDatacenter(t, ts, "dc-west", west.URL)
+	seedInventory(t, ts.Client)
+	ctx := context.Background()
+	c := ts.Client.StargateV1alpha1()
+	if _, err := c.Jobs(ns).Create(ctx, repaveJob("long"), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	running := waitForPhase(t, ts, ns, "long", v1alpha1.JobRunning, 10*time.Second)
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		j, err := c.Jobs(ns).Get(ctx, "long", metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		j.Spec.Cancel = true
+		_, err = c.Jobs(ns).Update(ctx, j, metav1.UpdateOptions{})
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	failed := waitForPhase(t, ts, ns, "long", v1alpha1.JobFailed, 10*time.Second)
+	if failed.Status.Reason != jobs.ReasonCancelledByUser {
+		t.Errorf("reason %q, want %s", failed.Status.Reason, jobs.ReasonCancelledByUser)
+	}
+	if _, err := c.Jobs(ns).Create(ctx, repaveJob("next"), metav1.CreateOptions{}); err != nil {
+		t.Errorf("the Hardware stayed locked after the cancel: %v", err)
+	}
+	var executions int
+	for _, e := range west.Ledger() {
+		if e.IdempotencyKey == string(running.UID) {
+			executions++
+		}
+	}
+	if executions != 1 {
+		t.Errorf("the cancelled Job executed %d times, want 1", executions)
 	}
 }

@@ -50,6 +50,8 @@ const (
 	ReasonRejected             = "RejectedByDatacenter"
 	ReasonCancelled            = "CancelledAtDatacenter"
 	ReasonRetrying             = "RetryingSubmit"
+	ReasonCancelledByUser      = "Cancelled"
+	ReasonDeadlineExceeded     = "DeadlineExceeded"
 
 	ConditionProgressing = "Progressing"
 	ConditionComplete    = "Complete"
@@ -206,7 +208,7 @@ func (c *Controller) sync(ctx context.Context, key string) (time.Duration, error
 		return 0, err
 	}
 	if isFinished(cached.Status.Phase) {
-		return 0, nil
+		return c.collect(ctx, cached)
 	}
 	job := cached.DeepCopy() // never change the cache
 	logger := klog.FromContext(ctx).WithValues("job", klog.KObj(job), "datacenter", ns)
@@ -223,10 +225,62 @@ func (c *Controller) sync(ctx context.Context, key string) (time.Duration, error
 	if err != nil {
 		return 0, fmt.Errorf("datacenter %s: %w", dc.Name, err)
 	}
+	if job.Spec.Cancel {
+		return 0, c.stop(ctx, job, client, ReasonCancelledByUser, "cancelled by spec.cancel")
+	}
+	if remaining, ok := c.deadline(job); ok && remaining <= 0 {
+		return 0, c.stop(ctx, job, client, ReasonDeadlineExceeded,
+			fmt.Sprintf("the Job ran longer than its activeDeadlineSeconds (%d)", *job.Spec.ActiveDeadlineSeconds))
+	}
 	if job.Status.DCJobID == "" {
 		return c.start(ctx, job, dc, client)
 	}
-	return c.poll(ctx, job, client)
+	after, err := c.poll(ctx, job, client)
+	if remaining, ok := c.deadline(job); ok && after > remaining {
+		after = remaining // come back exactly when the deadline passes
+	}
+	return after, err
+}
+
+// deadline is the time a running Job has left before activeDeadlineSeconds.
+func (c *Controller) deadline(job *v1alpha1.Job) (time.Duration, bool) {
+	if job.Spec.ActiveDeadlineSeconds == nil || job.Status.StartTime == nil {
+		return 0, false
+	}
+	end := job.Status.StartTime.Add(time.Duration(*job.Spec.ActiveDeadlineSeconds) * time.Second)
+	return end.Sub(c.opts.Clock.Now()), true
+}
+
+// stop cancels a Job at its datacenter (if it got there) and fails it.
+func (c *Controller) stop(ctx context.Context, job *v1alpha1.Job, client datacenter.Client, reason, message string) error {
+	if job.Status.DCJobID != "" {
+		if _, err := client.Cancel(ctx, job.Status.DCJobID); err != nil && !datacenter.IsNotFound(err) {
+			return err // retried: the datacenter must hear of it
+		}
+	}
+	return c.fail(ctx, job, reason, message)
+}
+
+// collect deletes a finished Job once its ttlSecondsAfterFinished has passed,
+// and says when to come back before that.
+func (c *Controller) collect(ctx context.Context, job *v1alpha1.Job) (time.Duration, error) {
+	if job.Spec.TTLSecondsAfterFinished == nil || job.Status.CompletionTime == nil {
+		return 0, nil
+	}
+	expires := job.Status.CompletionTime.Add(time.Duration(*job.Spec.TTLSecondsAfterFinished) * time.Second)
+	if left := expires.Sub(c.opts.Clock.Now()); left > 0 {
+		return left, nil
+	}
+	// The preconditions make sure it is the Job we looked at, unchanged.
+	err := c.client.StargateV1alpha1().Jobs(job.Namespace).Delete(ctx, job.Name, metav1.DeleteOptions{
+		Preconditions: &metav1.Preconditions{UID: &job.UID, ResourceVersion: &job.ResourceVersion}})
+	if apierrors.IsNotFound(err) {
+		return 0, nil
+	}
+	if err == nil {
+		klog.FromContext(ctx).Info("Deleted a finished Job past its TTL", "job", klog.KObj(job))
+	}
+	return 0, err
 }
 
 // wait keeps a Job Pending with a condition saying why.

@@ -325,3 +325,71 @@ func waitFor(t *testing.T, cond func() bool) {
 		t.Fatal("condition never met")
 	}
 }
+
+func TestCancel(t *testing.T) {
+	early := jobObj("dc-west", "early", "server-001", v1alpha1.OperationReboot)
+	early.Spec.Cancel = true
+	h := newHarness(t, []string{"dc-west"}, datacenterObj("dc-west"), hardwareObj("dc-west", "server-001", "aa:bb:cc:dd:ee:01"),
+		early, jobObj("dc-west", "late", "server-001", v1alpha1.OperationReboot))
+	dc := h.dcs["dc-west"]
+	if _, err := h.sync("dc-west", "early"); err != nil {
+		t.Fatal(err)
+	}
+	if j := h.job("dc-west", "early"); j.Status.Phase != v1alpha1.JobFailed || j.Status.Reason != ReasonCancelledByUser ||
+		dc.Calls(fake.MethodSubmit) != 0 || dc.Calls(fake.MethodCancel) != 0 {
+		t.Errorf("cancelled before it started: %+v", j.Status)
+	}
+
+	h.sync("dc-west", "late")
+	j := h.job("dc-west", "late")
+	j.Spec.Cancel = true
+	if _, err := h.client.StargateV1alpha1().Jobs("dc-west").Update(h.ctx, j, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.sync("dc-west", "late"); err != nil {
+		t.Fatal(err)
+	}
+	dcJob, _ := dc.GetJob(h.ctx, j.Status.DCJobID)
+	if j := h.job("dc-west", "late"); j.Status.Phase != v1alpha1.JobFailed || j.Status.Reason != ReasonCancelledByUser ||
+		dcJob.State != datacenter.JobCancelled {
+		t.Errorf("cancelled while running: job %+v, datacenter job %s", j.Status, dcJob.State)
+	}
+}
+
+func TestActiveDeadline(t *testing.T) {
+	j := jobObj("dc-west", "slow", "server-001", v1alpha1.OperationReboot)
+	j.Spec.ActiveDeadlineSeconds = ptr.To[int64](60)
+	h := newHarness(t, []string{"dc-west"}, datacenterObj("dc-west"), hardwareObj("dc-west", "server-001", "aa:bb:cc:dd:ee:01"), j)
+	h.sync("dc-west", "slow")
+	h.clock.Step(59*time.Second + 500*time.Millisecond)
+	if after, err := h.sync("dc-west", "slow"); err != nil || after != 500*time.Millisecond {
+		t.Fatalf("near the deadline: requeue %s (want the 0.5s left), %v", after, err)
+	}
+	h.clock.Step(time.Second)
+	if _, err := h.sync("dc-west", "slow"); err != nil {
+		t.Fatal(err)
+	}
+	got := h.job("dc-west", "slow")
+	dcJob, _ := h.dcs["dc-west"].GetJob(h.ctx, got.Status.DCJobID)
+	if got.Status.Phase != v1alpha1.JobFailed || got.Status.Reason != ReasonDeadlineExceeded || dcJob.State != datacenter.JobCancelled {
+		t.Errorf("past the deadline: %+v, datacenter job %s", got.Status, dcJob.State)
+	}
+}
+
+func TestTTLAfterFinished(t *testing.T) {
+	j := jobObj("dc-west", "done", "server-001", v1alpha1.OperationReboot)
+	j.Spec.TTLSecondsAfterFinished = ptr.To[int32](100)
+	j.Status.Phase, j.Status.CompletionTime = v1alpha1.JobSucceeded, &metav1.Time{Time: t0}
+	h := newHarness(t, nil, j)
+	h.clock.Step(40 * time.Second)
+	if after, err := h.sync("dc-west", "done"); err != nil || after != 60*time.Second {
+		t.Fatalf("before the TTL: requeue %s, %v", after, err)
+	}
+	h.clock.Step(60 * time.Second)
+	if _, err := h.sync("dc-west", "done"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.client.StargateV1alpha1().Jobs("dc-west").Get(h.ctx, "done", metav1.GetOptions{}); err == nil {
+		t.Error("the Job outlived its TTL")
+	}
+}
