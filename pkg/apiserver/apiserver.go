@@ -18,6 +18,9 @@ import (
 	"stargate.io/stargate/pkg/apis/stargate"
 	"stargate.io/stargate/pkg/apis/stargate/install"
 	"stargate.io/stargate/pkg/apis/stargate/v1alpha1"
+	"stargate.io/stargate/pkg/controller/datacenters"
+	"stargate.io/stargate/pkg/controller/dcclients"
+	hwcontroller "stargate.io/stargate/pkg/controller/hardware"
 	"stargate.io/stargate/pkg/controller/jobs"
 	clientset "stargate.io/stargate/pkg/generated/clientset/versioned"
 	informers "stargate.io/stargate/pkg/generated/informers/externalversions"
@@ -59,6 +62,9 @@ type ExtraConfig struct {
 	DatacenterCredentialsDir string
 	// JobOptions tune the Job controller (intervals, clock); zero values are defaults.
 	JobOptions jobs.Options
+	// ProbeInterval is how often each Datacenter is probed (default 10s);
+	// HardwareRecheck how often idle Hardware is looked up again (default 5m).
+	ProbeInterval, HardwareRecheck time.Duration
 }
 
 // Config is the whole configuration of the server.
@@ -121,13 +127,31 @@ func (c CompletedConfig) startControllers(hookCtx genericapiserver.PostStartHook
 	}
 	factory := informers.NewSharedInformerFactory(client, 10*time.Minute)
 	v1 := factory.Stargate().V1alpha1()
-	controller, err := jobs.New(client, v1.Jobs(), v1.Hardwares(), v1.Templates(), v1.Datacenters(),
-		jobs.HTTPClients(c.ExtraConfig.DatacenterCredentialsDir, nil), c.ExtraConfig.JobOptions)
+	// One client per Datacenter, shared by the controllers.
+	clientFor := dcclients.HTTPClients(c.ExtraConfig.DatacenterCredentialsDir, nil)
+	controller, err := jobs.New(client, v1.Jobs(), v1.Hardwares(), v1.Templates(), v1.Datacenters(), clientFor, c.ExtraConfig.JobOptions)
+	if err != nil {
+		return err
+	}
+	probe, recheck := c.ExtraConfig.ProbeInterval, c.ExtraConfig.HardwareRecheck
+	if probe <= 0 {
+		probe = 10 * time.Second
+	}
+	if recheck <= 0 {
+		recheck = 5 * time.Minute
+	}
+	prober, err := datacenters.New(client, v1.Datacenters(), v1.Jobs(), clientFor, probe, clock.RealClock{})
+	if err != nil {
+		return err
+	}
+	lookup, err := hwcontroller.New(client, v1.Hardwares(), v1.Datacenters(), clientFor, recheck)
 	if err != nil {
 		return err
 	}
 	factory.Start(hookCtx.Done())
 	go controller.Run(hookCtx)
+	go prober.Run(hookCtx)
+	go lookup.Run(hookCtx)
 	return nil
 }
 

@@ -53,6 +53,7 @@ func startWithControllers(t *testing.T, credsDir string) *testServer {
 		o.Controllers = true
 		o.DatacenterCredentialsDir = credsDir
 		o.JobOptions = jobs.Options{PollInterval: 50 * time.Millisecond, WaitInterval: 200 * time.Millisecond}
+		o.ProbeInterval, o.HardwareRecheck = 100*time.Millisecond, 200*time.Millisecond
 	})
 }
 
@@ -272,5 +273,61 @@ func TestCancelARunningRepave(t *testing.T) {
 	}
 	if executions != 1 {
 		t.Errorf("the cancelled Job executed %d times, want 1", executions)
+	}
+}
+
+// TestDatacenterAndHardwareStatus: a Datacenter's Ready condition follows its
+// API (down during an outage), and Hardware gets its state and OS from the
+// datacenter, or unknown when the datacenter does not know it.
+func TestDatacenterAndHardwareStatus(t *testing.T) {
+	creds := t.TempDir()
+	west := startMockDC(t, "dc-west", creds, func(o *mockdc.Options) {
+		o.Inventory = []mockdc.InventoryMachine{{MAC: "aa:bb:cc:dd:ee:01", CurrentOS: "1.9.0"}}
+	})
+	ts := startWithControllers(t, creds)
+	createDatacenter(t, ts, "dc-west", west.URL)
+	ctx := context.Background()
+	c := ts.Client.StargateV1alpha1()
+	for _, h := range []*v1alpha1.Hardware{hardware("known", "aa:bb:cc:dd:ee:01", "10.0.1.5"), hardware("stranger", "aa:bb:cc:dd:ee:02", "10.0.1.6")} {
+		if _, err := c.Hardwares(ns).Create(ctx, h, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	eventually(t, "Hardware status from the datacenter", func() bool {
+		known, err1 := c.Hardwares(ns).Get(ctx, "known", metav1.GetOptions{})
+		stranger, err2 := c.Hardwares(ns).Get(ctx, "stranger", metav1.GetOptions{})
+		return err1 == nil && err2 == nil && known.Status.State == v1alpha1.HardwareStateReady && known.Status.CurrentOS == "1.9.0" &&
+			stranger.Status.State == v1alpha1.HardwareStateUnknown
+	})
+	readyIs := func(status metav1.ConditionStatus) func() bool {
+		return func() bool {
+			dc, err := c.Datacenters().Get(ctx, "dc-west", metav1.GetOptions{})
+			if err != nil || dc.Status.LastProbeTime == nil {
+				return false
+			}
+			for _, cond := range dc.Status.Conditions {
+				if cond.Type == "Ready" {
+					return cond.Status == status
+				}
+			}
+			return false
+		}
+	}
+	eventually(t, "Ready=True", readyIs(metav1.ConditionTrue))
+	if err := west.SetFaults(mockdc.Faults{Outage: true}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "Ready=False during the outage", readyIs(metav1.ConditionFalse))
+	if err := west.SetFaults(mockdc.Faults{}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "Ready=True after the outage", readyIs(metav1.ConditionTrue))
+}
+
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	if err := wait.PollUntilContextTimeout(context.Background(), 50*time.Millisecond, 20*time.Second, true,
+		func(context.Context) (bool, error) { return cond(), nil }); err != nil {
+		t.Fatalf("never: %s", what)
 	}
 }

@@ -46,8 +46,10 @@ type Options struct {
 	DatacenterCredentialsDir string
 	// Controllers runs the controller loop in this process.
 	Controllers bool
-	// JobOptions tune the Job controller; tests shorten its intervals.
-	JobOptions jobs.Options
+	// JobOptions, ProbeInterval and HardwareRecheck tune the controllers;
+	// tests shorten them. Zero values are the defaults.
+	JobOptions                     jobs.Options
+	ProbeInterval, HardwareRecheck time.Duration
 
 	// embeddedEtcd is set by Run when --etcd-servers is empty.
 	embeddedEtcd bool
@@ -230,7 +232,8 @@ func (o *Options) NewServer() (server *apiserver.StargateServer, stop func(), er
 		stopEtcd()
 	}
 	config.ExtraConfig = apiserver.ExtraConfig{EtcdClient: etcdClient, EtcdPrefix: o.RecommendedOptions.Etcd.StorageConfig.Prefix,
-		Controllers: o.Controllers, DatacenterCredentialsDir: o.DatacenterCredentialsDir, JobOptions: o.JobOptions}
+		Controllers: o.Controllers, DatacenterCredentialsDir: o.DatacenterCredentialsDir, JobOptions: o.JobOptions,
+		ProbeInterval: o.ProbeInterval, HardwareRecheck: o.HardwareRecheck}
 	server, err = config.Complete().New()
 	if err != nil {
 		return nil, stop, err

@@ -13,9 +13,6 @@ package jobs
 import (
 	"context"
 	"fmt"
-	"os"
-	"path/filepath"
-	"sync"
 	"time"
 
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
@@ -23,15 +20,14 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
-	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
-	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/util/retry"
-	"k8s.io/client-go/util/workqueue"
 	"k8s.io/klog/v2"
 	"k8s.io/utils/clock"
 
 	"stargate.io/stargate/pkg/apis/stargate/v1alpha1"
+	"stargate.io/stargate/pkg/controller"
+	"stargate.io/stargate/pkg/controller/dcclients"
 	"stargate.io/stargate/pkg/datacenter"
 	clientset "stargate.io/stargate/pkg/generated/clientset/versioned"
 	informers "stargate.io/stargate/pkg/generated/informers/externalversions/stargate/v1alpha1"
@@ -58,9 +54,6 @@ const (
 	ConditionFailed      = "Failed"
 )
 
-// ClientFor returns the datacenter client of a Datacenter.
-type ClientFor func(dc *v1alpha1.Datacenter) (datacenter.Client, error)
-
 // Options tune the controller.
 type Options struct {
 	// PollInterval is how often a running datacenter job is checked.
@@ -79,14 +72,14 @@ type Controller struct {
 	templates listers.TemplateLister
 	dcs       listers.DatacenterLister
 	synced    []cache.InformerSynced
-	queue     workqueue.TypedRateLimitingInterface[string]
-	clientFor ClientFor
+	queue     *controller.Queue
+	clientFor dcclients.ClientFor
 	opts      Options
 }
 
 // New returns a controller over the given informers.
 func New(client clientset.Interface, jobInformer informers.JobInformer, hwInformer informers.HardwareInformer,
-	tmplInformer informers.TemplateInformer, dcInformer informers.DatacenterInformer, clientFor ClientFor, opts Options) (*Controller, error) {
+	tmplInformer informers.TemplateInformer, dcInformer informers.DatacenterInformer, clientFor dcclients.ClientFor, opts Options) (*Controller, error) {
 	if opts.PollInterval <= 0 {
 		opts.PollInterval = 2 * time.Second
 	}
@@ -104,12 +97,11 @@ func New(client clientset.Interface, jobInformer informers.JobInformer, hwInform
 		dcs: dcInformer.Lister(), clientFor: clientFor, opts: opts,
 		synced: []cache.InformerSynced{jobInformer.Informer().HasSynced, hwInformer.Informer().HasSynced,
 			tmplInformer.Informer().HasSynced, dcInformer.Informer().HasSynced},
-		queue: workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[string](),
-			workqueue.TypedRateLimitingQueueConfig[string]{Name: "stargate-jobs"}),
 	}
+	c.queue = controller.NewQueue("stargate-jobs", c.sync)
 	if _, err := jobInformer.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc:    c.enqueue,
-		UpdateFunc: func(_, obj interface{}) { c.enqueue(obj) },
+		AddFunc:    c.queue.Enqueue,
+		UpdateFunc: func(_, obj interface{}) { c.queue.Enqueue(obj) },
 	}); err != nil {
 		return nil, err
 	}
@@ -123,12 +115,6 @@ func New(client clientset.Interface, jobInformer informers.JobInformer, hwInform
 	return c, nil
 }
 
-func (c *Controller) enqueue(obj interface{}) {
-	if key, err := cache.MetaNamespaceKeyFunc(obj); err == nil {
-		c.queue.Add(key)
-	}
-}
-
 func (c *Controller) enqueueDatacenter(obj interface{}) {
 	dc, ok := obj.(*v1alpha1.Datacenter)
 	if !ok {
@@ -140,57 +126,14 @@ func (c *Controller) enqueueDatacenter(obj interface{}) {
 	}
 	for _, j := range jobs {
 		if j.Status.Phase == v1alpha1.JobPending || j.Status.Phase == "" {
-			c.enqueue(j)
+			c.queue.Enqueue(j)
 		}
 	}
 }
 
 // Run processes Jobs until ctx is done.
 func (c *Controller) Run(ctx context.Context) {
-	defer utilruntime.HandleCrash()
-	defer c.queue.ShutDown()
-	logger := klog.FromContext(ctx)
-	logger.Info("Starting the Job controller")
-	if !cache.WaitForNamedCacheSync("stargate-jobs", ctx.Done(), c.synced...) {
-		return
-	}
-	var wg sync.WaitGroup
-	for range c.opts.Workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			wait.UntilWithContext(ctx, c.worker, time.Second)
-		}()
-	}
-	<-ctx.Done()
-	logger.Info("Stopping the Job controller")
-	c.queue.ShutDown()
-	wg.Wait()
-}
-
-func (c *Controller) worker(ctx context.Context) {
-	for c.processNext(ctx) {
-	}
-}
-
-func (c *Controller) processNext(ctx context.Context) bool {
-	key, quit := c.queue.Get()
-	if quit {
-		return false
-	}
-	defer c.queue.Done(key)
-	requeueAfter, err := c.sync(ctx, key)
-	switch {
-	case err != nil:
-		klog.FromContext(ctx).Error(err, "Syncing Job; will retry", "job", key)
-		c.queue.AddRateLimited(key)
-	case requeueAfter > 0:
-		c.queue.Forget(key)
-		c.queue.AddAfter(key, requeueAfter)
-	default:
-		c.queue.Forget(key)
-	}
-	return true
+	c.queue.Run(ctx, c.opts.Workers, c.synced...)
 }
 
 // sync moves one Job a step forward. It returns when to look again (0: only
@@ -506,36 +449,4 @@ func ptrValue[T any](p *T, def T) T {
 		return def
 	}
 	return *p
-}
-
-// HTTPClients returns a ClientFor that builds one HTTP client per Datacenter
-// endpoint, with the token file <credentialsDir>/<datacenter name> when it exists.
-func HTTPClients(credentialsDir string, observer datacenter.Observer) ClientFor {
-	var mu sync.Mutex
-	clients := map[string]datacenter.Client{}
-	return func(dc *v1alpha1.Datacenter) (datacenter.Client, error) {
-		mu.Lock()
-		defer mu.Unlock()
-		key := dc.Name + "\x00" + dc.Spec.Endpoint
-		if c, ok := clients[key]; ok {
-			return c, nil
-		}
-		cfg := datacenter.Config{Endpoint: dc.Spec.Endpoint, Observer: observer}
-		if credentialsDir != "" {
-			if token := filepath.Join(credentialsDir, dc.Name); fileExists(token) {
-				cfg.TokenFile = token
-			}
-		}
-		c, err := datacenter.New(cfg)
-		if err != nil {
-			return nil, err
-		}
-		clients[key] = c
-		return c, nil
-	}
-}
-
-func fileExists(path string) bool {
-	_, err := os.Stat(path)
-	return err == nil
 }
