@@ -32,6 +32,7 @@ done
 
 # The mock datacenters on the seed's ports; a repave takes 30 s as in the seed.
 "${BIN}/mockdc" -v=1 --name=dc-west --listen=127.0.0.1:8080 --token-file="${CREDS}/dc-west" \
+  --inventory="${ROOT}/artifacts/samples/mockdc-inventory-dc-west.yaml" \
   --state-file="${DATA_DIR}/mockdc-dc-west.json" &
 pids+=($!)
 "${BIN}/mockdc" -v=1 --name=dc-east --listen=127.0.0.1:8081 --token-file="${CREDS}/dc-east" \
