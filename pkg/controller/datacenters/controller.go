@@ -11,7 +11,6 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/utils/clock"
 
@@ -82,7 +81,7 @@ func (c *Controller) sync(ctx context.Context, name string) (time.Duration, erro
 	}
 	before := dc.Status.DeepCopy()
 	meta.SetStatusCondition(&dc.Status.Conditions, ready)
-	dc.Status.ActiveJobs = c.running(name)
+	dc.Status.ActiveJobs = int32(controller.RunningJobs(c.jobs, name))
 	now := metav1.NewTime(c.clock.Now())
 	dc.Status.LastProbeTime = &now
 	if !apiequality.Semantic.DeepEqual(before, &dc.Status) {
@@ -91,18 +90,4 @@ func (c *Controller) sync(ctx context.Context, name string) (time.Duration, erro
 		}
 	}
 	return c.interval, nil
-}
-
-func (c *Controller) running(ns string) int32 {
-	jobs, err := c.jobs.Jobs(ns).List(labels.Everything())
-	if err != nil {
-		return 0
-	}
-	var n int32
-	for _, j := range jobs {
-		if j.Status.Phase == v1alpha1.JobRunning {
-			n++
-		}
-	}
-	return n
 }

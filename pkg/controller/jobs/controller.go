@@ -228,9 +228,13 @@ func (c *Controller) collect(ctx context.Context, job *v1alpha1.Job) (time.Durat
 
 // wait keeps a Job Pending with a condition saying why.
 func (c *Controller) wait(ctx context.Context, job *v1alpha1.Job, reason, message string) (time.Duration, error) {
+	before := job.Status.DeepCopy()
 	job.Status.Phase = v1alpha1.JobPending
 	job.Status.Reason, job.Status.Message = reason, message
 	c.setCondition(job, ConditionProgressing, metav1.ConditionFalse, reason, message)
+	if apiequality.Semantic.DeepEqual(before, &job.Status) {
+		return c.opts.WaitInterval, nil // still waiting for the same reason: nothing to write
+	}
 	return c.opts.WaitInterval, c.updateStatus(ctx, job)
 }
 
@@ -239,7 +243,7 @@ func (c *Controller) start(ctx context.Context, job *v1alpha1.Job, dc *v1alpha1.
 	if dc.Spec.Paused {
 		return c.wait(ctx, job, ReasonDatacenterPaused, fmt.Sprintf("Datacenter %s is paused; the Job starts when it is resumed", dc.Name))
 	}
-	if max := ptrValue(dc.Spec.MaxConcurrentJobs, v1alpha1.DefaultMaxConcurrentJobs); c.running(job.Namespace) >= int(max) {
+	if max := ptrValue(dc.Spec.MaxConcurrentJobs, v1alpha1.DefaultMaxConcurrentJobs); controller.RunningJobs(c.jobs, job.Namespace) >= int(max) {
 		return c.wait(ctx, job, ReasonDatacenterBusy, fmt.Sprintf("Datacenter %s is running its maximum of %d Jobs", dc.Name, max))
 	}
 	hw, err := c.hardware.Hardwares(job.Namespace).Get(job.Spec.HardwareRef.Name)
@@ -399,20 +403,6 @@ func (c *Controller) updateHardware(ctx context.Context, ns, name string, mutate
 		_, err = c.client.StargateV1alpha1().Hardwares(ns).UpdateStatus(ctx, hw, metav1.UpdateOptions{})
 		return err
 	})
-}
-
-func (c *Controller) running(ns string) int {
-	jobs, err := c.jobs.Jobs(ns).List(labels.Everything())
-	if err != nil {
-		return 0
-	}
-	n := 0
-	for _, j := range jobs {
-		if j.Status.Phase == v1alpha1.JobRunning {
-			n++
-		}
-	}
-	return n
 }
 
 func runningState(op v1alpha1.Operation) v1alpha1.HardwareState {

@@ -393,3 +393,19 @@ func TestTTLAfterFinished(t *testing.T) {
 		t.Error("the Job outlived its TTL")
 	}
 }
+
+func TestWaitingWritesNothingNew(t *testing.T) {
+	h := newHarness(t, nil, hardwareObj("dc-west", "server-001", "aa:bb:cc:dd:ee:01"),
+		jobObj("dc-west", "reboot-1", "server-001", v1alpha1.OperationReboot))
+	h.sync("dc-west", "reboot-1")
+	writes := len(h.client.Actions())
+	h.clock.Step(time.Minute)
+	if _, err := h.sync("dc-west", "reboot-1"); err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range h.client.Actions()[writes:] {
+		if a.GetVerb() == "update" {
+			t.Errorf("a Job still waiting for the same reason was written again: %v", a)
+		}
+	}
+}
