@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -27,6 +28,7 @@ func (s *Server) Handler() http.Handler {
 		mux.Handle(pattern, s.observe(route, s.authenticate(s.injectFaults(route, h))))
 	}
 	api("POST /v1/jobs", "/v1/jobs", s.handleSubmit)
+	api("GET /v1/jobs", "/v1/jobs", s.handleFindJob)
 	api("GET /v1/jobs/{id}", "/v1/jobs/{id}", s.handleGetJob)
 	api("POST /v1/jobs/{id}/cancel", "/v1/jobs/{id}/cancel", s.handleCancel)
 	api("GET /v1/machines/{mac}", "/v1/machines/{mac}", s.handleMachine)
@@ -125,6 +127,19 @@ func (s *Server) handleGetJob(w http.ResponseWriter, r *http.Request) {
 	writeError(w, http.StatusNotFound, fmt.Sprintf("job %q not found", r.PathValue("id")))
 }
 
+func (s *Server) handleFindJob(w http.ResponseWriter, r *http.Request) {
+	key := r.URL.Query().Get("idempotencyKey")
+	if key == "" {
+		writeError(w, http.StatusBadRequest, "the idempotencyKey query parameter is required")
+		return
+	}
+	if job, ok := s.FindJob(key); ok {
+		writeJSON(w, http.StatusOK, job)
+		return
+	}
+	writeError(w, http.StatusNotFound, "no job was submitted with that idempotency key")
+}
+
 func (s *Server) handleCancel(w http.ResponseWriter, r *http.Request) {
 	if job, ok := s.cancel(r.PathValue("id")); ok {
 		writeJSON(w, http.StatusOK, job)
@@ -194,6 +209,10 @@ func (s *Server) injectFaults(route string, next http.HandlerFunc) http.HandlerF
 			}
 		}
 		if s.roll(f.TimeoutRate) {
+			// Read the body first: net/http notices a client that gave up
+			// (and cancels r.Context) only once the body is consumed;
+			// otherwise the hang would outlive the client by maxHang.
+			_, _ = io.Copy(io.Discard, http.MaxBytesReader(w, r.Body, maxBodyBytes))
 			select { // accepted, never answered: the client's timeout must fire
 			case <-r.Context().Done():
 			case <-time.After(maxHang):

@@ -392,6 +392,17 @@ func (s *Server) getJob(id string) (datacenter.Job, bool) {
 	return s.view(j, now), true
 }
 
+// FindJob returns the job submitted under an idempotency key.
+func (s *Server) FindJob(key string) (datacenter.Job, bool) {
+	now := s.lock()
+	defer s.unlock()
+	id, ok := s.st.ByKey[key]
+	if !ok {
+		return datacenter.Job{}, false
+	}
+	return s.view(s.st.Jobs[id], now), true
+}
+
 // cancel stops a queued or running job; a finished job is returned unchanged.
 func (s *Server) cancel(id string) (datacenter.Job, bool) {
 	now := s.lock()

@@ -3,7 +3,11 @@
 package apiserver
 
 import (
+	"context"
 	"fmt"
+	"os"
+	"path"
+	"sync"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -11,8 +15,13 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/runtime/serializer"
+	utilrand "k8s.io/apimachinery/pkg/util/rand"
 	"k8s.io/apiserver/pkg/registry/rest"
 	genericapiserver "k8s.io/apiserver/pkg/server"
+	"k8s.io/client-go/kubernetes"
+	restclient "k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/events"
+	"k8s.io/klog/v2"
 	"k8s.io/utils/clock"
 
 	"stargate.io/stargate/pkg/apis/stargate"
@@ -22,7 +31,10 @@ import (
 	"stargate.io/stargate/pkg/controller/dcclients"
 	hwcontroller "stargate.io/stargate/pkg/controller/hardware"
 	"stargate.io/stargate/pkg/controller/jobs"
+	"stargate.io/stargate/pkg/controller/leaderelection"
+	"stargate.io/stargate/pkg/controller/metrics"
 	clientset "stargate.io/stargate/pkg/generated/clientset/versioned"
+	clientsetscheme "stargate.io/stargate/pkg/generated/clientset/versioned/scheme"
 	informers "stargate.io/stargate/pkg/generated/informers/externalversions"
 	"stargate.io/stargate/pkg/registry/stargate/datacenter"
 	"stargate.io/stargate/pkg/registry/stargate/hardware"
@@ -65,6 +77,13 @@ type ExtraConfig struct {
 	// ProbeInterval is how often each Datacenter is probed (default 10s);
 	// HardwareRecheck how often idle Hardware is looked up again (default 5m).
 	ProbeInterval, HardwareRecheck time.Duration
+	// LeaderElect makes replicas on one etcd elect the one that runs the
+	// controllers; LeaderElectionTTL is how long a silent leader keeps the lead.
+	LeaderElect       bool
+	LeaderElectionTTL time.Duration
+	// CoreClientConfig reaches the hosting cluster's core API (aggregated
+	// mode), where the controllers record Events; nil in standalone mode.
+	CoreClientConfig *restclient.Config
 }
 
 // Config is the whole configuration of the server.
@@ -110,6 +129,7 @@ func (c CompletedConfig) New() (*StargateServer, error) {
 	if err := s.GenericAPIServer.InstallAPIGroup(&apiGroupInfo); err != nil {
 		return nil, err
 	}
+	metrics.Register()
 	if c.ExtraConfig.Controllers {
 		if err := s.GenericAPIServer.AddPostStartHook("stargate-controllers", c.startControllers); err != nil {
 			return nil, err
@@ -119,17 +139,73 @@ func (c CompletedConfig) New() (*StargateServer, error) {
 }
 
 // startControllers runs the controllers over the server's loopback client
-// until the server stops.
+// until the server stops: at once, or each time this replica wins the leader
+// election.
 func (c CompletedConfig) startControllers(hookCtx genericapiserver.PostStartHookContext) error {
 	client, err := clientset.NewForConfig(hookCtx.LoopbackClientConfig)
 	if err != nil {
 		return err
 	}
+	recorder, err := c.eventRecorder(hookCtx)
+	if err != nil {
+		return err
+	}
+	ctx := klog.NewContext(hookCtx, klog.FromContext(hookCtx).WithName("controllers"))
+	run := func(ctx context.Context, leading func(context.Context) error) {
+		if err := c.runControllers(ctx, client, recorder, leading); err != nil {
+			klog.FromContext(ctx).Error(err, "Controllers could not start")
+		}
+	}
+	if !c.ExtraConfig.LeaderElect {
+		go func() {
+			metrics.Leader.Set(1)
+			run(ctx, func(context.Context) error { return nil })
+		}()
+		return nil
+	}
+	go leaderelection.Run(ctx, leaderelection.Config{
+		Client: c.ExtraConfig.EtcdClient, Key: path.Join(c.ExtraConfig.EtcdPrefix, "leaderelection", "stargate-controllers"),
+		Identity: identity(), TTL: c.ExtraConfig.LeaderElectionTTL,
+	}, run)
+	return nil
+}
+
+// eventRecorder records Events through the hosting cluster's events API when
+// there is one, and logs them (at V(3)) always.
+func (c CompletedConfig) eventRecorder(ctx context.Context) (events.EventRecorder, error) {
+	var sink events.EventSink
+	if c.ExtraConfig.CoreClientConfig != nil {
+		kube, err := kubernetes.NewForConfig(c.ExtraConfig.CoreClientConfig)
+		if err != nil {
+			return nil, err
+		}
+		sink = &events.EventSinkImpl{Interface: kube.EventsV1()}
+	}
+	broadcaster := events.NewBroadcaster(sink)
+	if sink != nil {
+		if err := broadcaster.StartRecordingToSinkWithContext(ctx); err != nil {
+			return nil, err
+		}
+	}
+	broadcaster.StartStructuredLogging(3)
+	go func() {
+		<-ctx.Done()
+		broadcaster.Shutdown()
+	}()
+	return broadcaster.NewRecorder(clientsetscheme.Scheme, "stargate.io/job-controller"), nil
+}
+
+// runControllers runs every controller on fresh informers until ctx is done,
+// and returns once all of them have stopped.
+func (c CompletedConfig) runControllers(ctx context.Context, client clientset.Interface, recorder events.EventRecorder, leading func(context.Context) error) error {
 	factory := informers.NewSharedInformerFactory(client, 10*time.Minute)
+	defer factory.Shutdown()
 	v1 := factory.Stargate().V1alpha1()
 	// One client per Datacenter, shared by the controllers.
-	clientFor := dcclients.HTTPClients(c.ExtraConfig.DatacenterCredentialsDir, nil)
-	controller, err := jobs.New(client, v1.Jobs(), v1.Hardwares(), v1.Templates(), v1.Datacenters(), clientFor, c.ExtraConfig.JobOptions)
+	clientFor := dcclients.HTTPClients(c.ExtraConfig.DatacenterCredentialsDir)
+	opts := c.ExtraConfig.JobOptions
+	opts.Recorder, opts.Leading = recorder, leading
+	jobController, err := jobs.New(client, v1.Jobs(), v1.Hardwares(), v1.Templates(), v1.Datacenters(), clientFor, opts)
 	if err != nil {
 		return err
 	}
@@ -140,7 +216,7 @@ func (c CompletedConfig) startControllers(hookCtx genericapiserver.PostStartHook
 	if recheck <= 0 {
 		recheck = 5 * time.Minute
 	}
-	prober, err := datacenters.New(client, v1.Datacenters(), v1.Jobs(), clientFor, probe, clock.RealClock{})
+	prober, err := datacenters.New(client, v1.Datacenters(), v1.Jobs(), jobController.Running(), clientFor, probe, clock.RealClock{})
 	if err != nil {
 		return err
 	}
@@ -148,11 +224,19 @@ func (c CompletedConfig) startControllers(hookCtx genericapiserver.PostStartHook
 	if err != nil {
 		return err
 	}
-	factory.Start(hookCtx.Done())
-	go controller.Run(hookCtx)
-	go prober.Run(hookCtx)
-	go lookup.Run(hookCtx)
+	factory.Start(ctx.Done())
+	var wg sync.WaitGroup
+	wg.Go(func() { jobController.Run(ctx) })
+	wg.Go(func() { prober.Run(ctx) })
+	wg.Go(func() { lookup.Run(ctx) })
+	wg.Wait()
 	return nil
+}
+
+// identity names this replica in the leader election: host and process.
+func identity() string {
+	host, _ := os.Hostname()
+	return fmt.Sprintf("%s_%d_%s", host, os.Getpid(), utilrand.String(5))
 }
 
 // storageMap wires every resource and subresource of v1alpha1.

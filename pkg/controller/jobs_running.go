@@ -1,23 +1,100 @@
 package controller
 
 import (
-	"k8s.io/apimachinery/pkg/labels"
+	"fmt"
+	"sync"
+
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/cache"
 
 	"stargate.io/stargate/pkg/apis/stargate/v1alpha1"
-	listers "stargate.io/stargate/pkg/generated/listers/stargate/v1alpha1"
 )
 
-// RunningJobs counts the Running Jobs of a datacenter (namespace) in the cache.
-func RunningJobs(jobs listers.JobLister, namespace string) int {
-	list, err := jobs.Jobs(namespace).List(labels.Everything())
-	if err != nil {
-		return 0
-	}
-	n := 0
-	for _, j := range list {
-		if j.Status.Phase == v1alpha1.JobRunning {
-			n++
+// byPhase indexes Jobs by "<namespace>/<phase>", so counting a datacenter's
+// Running Jobs does not walk all its Jobs.
+const byPhase = "stargate.io/namespace-phase"
+
+func phaseKey(namespace string, phase v1alpha1.JobPhase) string {
+	return namespace + "/" + string(phase)
+}
+
+// AddJobIndexers adds the indexes RunningJobs needs to a Job informer; call
+// it before the informer starts.
+func AddJobIndexers(informer cache.SharedIndexInformer) error {
+	return informer.AddIndexers(cache.Indexers{byPhase: func(obj interface{}) ([]string, error) {
+		job, ok := obj.(*v1alpha1.Job)
+		if !ok {
+			return nil, fmt.Errorf("not a Job: %T", obj)
+		}
+		return []string{phaseKey(job.Namespace, job.Status.Phase)}, nil
+	}})
+}
+
+// RunningJobs counts the Jobs running in each datacenter (namespace): those
+// the cache shows Running plus those this process has just started and the
+// cache has not caught up with. Reserve is how a controller that is about to
+// start a Job makes sure two workers never both take the last free slot.
+type RunningJobs struct {
+	indexer cache.Indexer
+
+	mu sync.Mutex
+	// started holds the Jobs reserved per namespace: started (or about to be)
+	// here, maybe not yet Running in the cache.
+	started map[string]map[types.UID]string
+}
+
+// NewRunningJobs counts over a Job informer that has AddJobIndexers' indexes.
+func NewRunningJobs(informer cache.SharedIndexInformer) *RunningJobs {
+	return &RunningJobs{indexer: informer.GetIndexer(), started: map[string]map[types.UID]string{}}
+}
+
+// Count returns the Running Jobs of namespace.
+func (r *RunningJobs) Count(namespace string) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.countLocked(namespace)
+}
+
+func (r *RunningJobs) countLocked(namespace string) int {
+	running, _ := r.indexer.ByIndex(byPhase, phaseKey(namespace, v1alpha1.JobRunning))
+	n := len(running)
+	for uid, name := range r.started[namespace] {
+		obj, exists, _ := r.indexer.GetByKey(namespace + "/" + name)
+		job, ok := obj.(*v1alpha1.Job)
+		switch {
+		case !exists || !ok || job.UID != uid:
+			delete(r.started[namespace], uid) // gone
+		case job.Status.Phase == v1alpha1.JobPending || job.Status.Phase == "":
+			n++ // started here, not yet Running in the cache
+		default:
+			delete(r.started[namespace], uid) // the cache has caught up
 		}
 	}
 	return n
+}
+
+// Reserve takes one of namespace's max slots for job, and says whether there
+// was one. A Job that already holds a slot (it is Running, or reserved) gets
+// true without taking another.
+func (r *RunningJobs) Reserve(job *v1alpha1.Job, max int) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, held := r.started[job.Namespace][job.UID]; held || job.Status.Phase == v1alpha1.JobRunning {
+		return true
+	}
+	if r.countLocked(job.Namespace) >= max {
+		return false
+	}
+	if r.started[job.Namespace] == nil {
+		r.started[job.Namespace] = map[types.UID]string{}
+	}
+	r.started[job.Namespace][job.UID] = job.Name
+	return true
+}
+
+// Release gives back a slot Reserve took, when the Job did not start.
+func (r *RunningJobs) Release(job *v1alpha1.Job) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	delete(r.started[job.Namespace], job.UID)
 }

@@ -24,6 +24,9 @@ type Client interface {
 	Submit(ctx context.Context, idempotencyKey string, req JobRequest) (*Job, error)
 	// GetJob returns a job's current state.
 	GetJob(ctx context.Context, id string) (*Job, error)
+	// FindJob returns the job submitted with an idempotency key; IsNotFound
+	// when none was. It never starts anything.
+	FindJob(ctx context.Context, idempotencyKey string) (*Job, error)
 	// Cancel asks the datacenter to stop a job; cancelling a finished job is a no-op.
 	Cancel(ctx context.Context, id string) (*Job, error)
 	// GetMachine looks a machine up by MAC; IsNotFound when the datacenter does not know it.
@@ -114,6 +117,12 @@ func (c *HTTPClient) Submit(ctx context.Context, idempotencyKey string, req JobR
 func (c *HTTPClient) GetJob(ctx context.Context, id string) (*Job, error) {
 	job := &Job{}
 	return job, c.do(ctx, http.MethodGet, "/v1/jobs/"+url.PathEscape(id), nil, nil, job)
+}
+
+// FindJob implements Client.
+func (c *HTTPClient) FindJob(ctx context.Context, idempotencyKey string) (*Job, error) {
+	job := &Job{}
+	return job, c.do(ctx, http.MethodGet, "/v1/jobs?idempotencyKey="+url.QueryEscape(idempotencyKey), nil, nil, job)
 }
 
 // Cancel implements Client.

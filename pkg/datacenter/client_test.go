@@ -87,6 +87,12 @@ func TestSubmitPollAndIdempotentResubmit(t *testing.T) {
 	if err != nil || again.ID != job.ID {
 		t.Fatalf("resubmit: %v %+v, want job %s", err, again, job.ID)
 	}
+	if found, err := c.FindJob(ctx, "uid-1"); err != nil || found.ID != job.ID {
+		t.Errorf("find by key: %v %+v, want job %s", err, found, job.ID)
+	}
+	if _, err := c.FindJob(ctx, "never-submitted"); !datacenter.IsNotFound(err) {
+		t.Errorf("find by an unused key: %v, want not found", err)
+	}
 	if _, err := c.Submit(ctx, "", repave("aa:bb:cc:dd:ee:01")); err == nil {
 		t.Error("a submit without idempotency key was sent")
 	}

@@ -49,12 +49,21 @@ func startMockDC(t *testing.T, name, credsDir string, mutate ...func(*mockdc.Opt
 // startWithControllers runs the server with the controller loop, fast polling,
 // and the credentials of the given mock datacenters.
 func startWithControllers(t *testing.T, credsDir string) *testServer {
-	return startServer(t, "", func(o *server.Options) {
+	return startControllersOn(t, "", credsDir)
+}
+
+// startControllersOn is startWithControllers on dataDir (fresh when empty),
+// with further customizations.
+func startControllersOn(t *testing.T, dataDir, credsDir string, customize ...func(*server.Options)) *testServer {
+	return startServer(t, dataDir, append([]func(*server.Options){func(o *server.Options) {
 		o.Controllers = true
 		o.DatacenterCredentialsDir = credsDir
 		o.JobOptions = jobs.Options{PollInterval: 50 * time.Millisecond, WaitInterval: 200 * time.Millisecond}
 		o.ProbeInterval, o.HardwareRecheck = 100*time.Millisecond, 200*time.Millisecond
-	})
+		// A replica that stopped without resigning blocks its successor for
+		// this long: short, so restart tests do not wait out 15s.
+		o.LeaderElectionTTL = 2 * time.Second
+	}}, customize...)...)
 }
 
 func createDatacenter(t *testing.T, ts *testServer, name, url string) {

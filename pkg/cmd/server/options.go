@@ -46,6 +46,10 @@ type Options struct {
 	DatacenterCredentialsDir string
 	// Controllers runs the controller loop in this process.
 	Controllers bool
+	// LeaderElect elects, among replicas sharing an etcd, the one that runs
+	// the controllers; LeaderElectionTTL is how long a silent leader keeps it.
+	LeaderElect       bool
+	LeaderElectionTTL time.Duration
 	// JobOptions, ProbeInterval and HardwareRecheck tune the controllers;
 	// tests shorten them. Zero values are the defaults.
 	JobOptions                     jobs.Options
@@ -63,10 +67,12 @@ func NewOptions(out, errOut io.Writer) *Options {
 	o := &Options{
 		RecommendedOptions: genericoptions.NewRecommendedOptions(DefaultEtcdPathPrefix,
 			apiserver.Codecs.LegacyCodec(v1alpha1.SchemeGroupVersion)),
-		DataDir:     ".stargate",
-		Controllers: true,
-		Stdout:      out,
-		Stderr:      errOut,
+		DataDir:           ".stargate",
+		Controllers:       true,
+		LeaderElect:       true,
+		LeaderElectionTTL: 15 * time.Second,
+		Stdout:            out,
+		Stderr:            errOut,
 	}
 	o.RecommendedOptions.Etcd.StorageConfig.EncodeVersioner = runtime.NewMultiGroupVersioner(
 		v1alpha1.SchemeGroupVersion, schema.GroupKind{Group: v1alpha1.GroupName})
@@ -87,6 +93,10 @@ func (o *Options) Flags() cliflag.NamedFlagSets {
 		"Directory holding one bearer-token file per Datacenter, named after it (e.g. a mounted Secret).")
 	fs.BoolVar(&o.Controllers, "controllers", o.Controllers,
 		"Run the controller loop in this process. false serves the API alone.")
+	fs.BoolVar(&o.LeaderElect, "leader-elect", o.LeaderElect,
+		"Elect, among the replicas sharing this etcd, the one that runs the controllers (an election on etcd itself).")
+	fs.DurationVar(&o.LeaderElectionTTL, "leader-elect-lease-duration", o.LeaderElectionTTL,
+		"How long a leader that stops renewing (paused, cut off) keeps the lead before another replica takes over; whole seconds.")
 	o.RecommendedOptions.AddFlags(fss.FlagSet("generic"))
 	return fss
 }
@@ -145,6 +155,9 @@ func (o *Options) Validate() error {
 			errs = append(errs, fmt.Errorf("--datacenter-credentials-dir %q is not a readable directory", o.DatacenterCredentialsDir))
 		}
 	}
+	if o.LeaderElect && o.LeaderElectionTTL < 2*time.Second {
+		errs = append(errs, fmt.Errorf("--leader-elect-lease-duration %s is below etcd's minimum lease of 2s", o.LeaderElectionTTL))
+	}
 	return utilerrors.NewAggregate(errs)
 }
 
@@ -183,7 +196,10 @@ func (o *Options) Config() (*apiserver.Config, error) {
 			return nil, err
 		}
 	}
-	return &apiserver.Config{GenericConfig: serverConfig}, nil
+	// In aggregated mode the hosting cluster's core API (--kubeconfig, or in
+	// cluster) takes the controllers' Events; RecommendedConfig.Complete drops
+	// it, so it is carried in ExtraConfig.
+	return &apiserver.Config{GenericConfig: serverConfig, ExtraConfig: apiserver.ExtraConfig{CoreClientConfig: serverConfig.ClientConfig}}, nil
 }
 
 func (o *Options) pki() standalonePKI {
@@ -233,7 +249,9 @@ func (o *Options) NewServer() (server *apiserver.StargateServer, stop func(), er
 	}
 	config.ExtraConfig = apiserver.ExtraConfig{EtcdClient: etcdClient, EtcdPrefix: o.RecommendedOptions.Etcd.StorageConfig.Prefix,
 		Controllers: o.Controllers, DatacenterCredentialsDir: o.DatacenterCredentialsDir, JobOptions: o.JobOptions,
-		ProbeInterval: o.ProbeInterval, HardwareRecheck: o.HardwareRecheck}
+		ProbeInterval: o.ProbeInterval, HardwareRecheck: o.HardwareRecheck,
+		LeaderElect: o.LeaderElect, LeaderElectionTTL: o.LeaderElectionTTL,
+		CoreClientConfig: config.ExtraConfig.CoreClientConfig}
 	server, err = config.Complete().New()
 	if err != nil {
 		return nil, stop, err

@@ -17,6 +17,7 @@ import (
 	"stargate.io/stargate/pkg/apis/stargate/v1alpha1"
 	"stargate.io/stargate/pkg/controller"
 	"stargate.io/stargate/pkg/controller/dcclients"
+	"stargate.io/stargate/pkg/controller/metrics"
 	clientset "stargate.io/stargate/pkg/generated/clientset/versioned"
 	informers "stargate.io/stargate/pkg/generated/informers/externalversions/stargate/v1alpha1"
 	listers "stargate.io/stargate/pkg/generated/listers/stargate/v1alpha1"
@@ -29,7 +30,7 @@ const ReadyCondition = "Ready"
 type Controller struct {
 	client    clientset.Interface
 	dcs       listers.DatacenterLister
-	jobs      listers.JobLister
+	running   *controller.RunningJobs
 	synced    []cache.InformerSynced
 	queue     *controller.Queue
 	clientFor dcclients.ClientFor
@@ -37,10 +38,11 @@ type Controller struct {
 	clock     clock.Clock
 }
 
-// New returns a controller that probes every Datacenter each interval.
+// New returns a controller that probes every Datacenter each interval and
+// reports the Jobs running there as running counts them.
 func New(client clientset.Interface, dcInformer informers.DatacenterInformer, jobInformer informers.JobInformer,
-	clientFor dcclients.ClientFor, interval time.Duration, clk clock.Clock) (*Controller, error) {
-	c := &Controller{client: client, dcs: dcInformer.Lister(), jobs: jobInformer.Lister(), clientFor: clientFor,
+	running *controller.RunningJobs, clientFor dcclients.ClientFor, interval time.Duration, clk clock.Clock) (*Controller, error) {
+	c := &Controller{client: client, dcs: dcInformer.Lister(), running: running, clientFor: clientFor,
 		interval: interval, clock: clk,
 		synced: []cache.InformerSynced{dcInformer.Informer().HasSynced, jobInformer.Informer().HasSynced}}
 	c.queue = controller.NewQueue("stargate-datacenters", c.sync)
@@ -62,6 +64,8 @@ func (c *Controller) Run(ctx context.Context) { c.queue.Run(ctx, 2, c.synced...)
 func (c *Controller) sync(ctx context.Context, name string) (time.Duration, error) {
 	cached, err := c.dcs.Get(name)
 	if apierrors.IsNotFound(err) {
+		metrics.DatacenterUp.DeleteLabelValues(name)
+		metrics.JobsActive.DeleteLabelValues(name)
 		return 0, nil
 	}
 	if err != nil {
@@ -76,12 +80,16 @@ func (c *Controller) sync(ctx context.Context, name string) (time.Duration, erro
 		err = client.Health(probeCtx)
 		cancel()
 	}
+	up := 1.0
 	if err != nil {
 		ready.Status, ready.Reason, ready.Message = metav1.ConditionFalse, "Unreachable", err.Error()
+		up = 0
 	}
+	metrics.DatacenterUp.WithLabelValues(name).Set(up)
 	before := dc.Status.DeepCopy()
 	meta.SetStatusCondition(&dc.Status.Conditions, ready)
-	dc.Status.ActiveJobs = int32(controller.RunningJobs(c.jobs, name))
+	dc.Status.ActiveJobs = int32(c.running.Count(name))
+	metrics.JobsActive.WithLabelValues(name).Set(float64(dc.Status.ActiveJobs))
 	now := metav1.NewTime(c.clock.Now())
 	dc.Status.LastProbeTime = &now
 	if !apiequality.Semantic.DeepEqual(before, &dc.Status) {

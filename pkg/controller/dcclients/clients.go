@@ -6,8 +6,10 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"time"
 
 	"stargate.io/stargate/pkg/apis/stargate/v1alpha1"
+	"stargate.io/stargate/pkg/controller/metrics"
 	"stargate.io/stargate/pkg/datacenter"
 )
 
@@ -15,8 +17,9 @@ import (
 type ClientFor func(dc *v1alpha1.Datacenter) (datacenter.Client, error)
 
 // HTTPClients returns a ClientFor that builds one HTTP client per Datacenter
-// endpoint, with the token file <credentialsDir>/<datacenter name> when it exists.
-func HTTPClients(credentialsDir string, observer datacenter.Observer) ClientFor {
+// endpoint, with the token file <credentialsDir>/<datacenter name> when it
+// exists; every attempt is timed in stargate_datacenter_request_duration_seconds.
+func HTTPClients(credentialsDir string) ClientFor {
 	var mu sync.Mutex
 	clients := map[string]datacenter.Client{}
 	return func(dc *v1alpha1.Datacenter) (datacenter.Client, error) {
@@ -26,7 +29,10 @@ func HTTPClients(credentialsDir string, observer datacenter.Observer) ClientFor 
 		if c, ok := clients[key]; ok {
 			return c, nil
 		}
-		cfg := datacenter.Config{Endpoint: dc.Spec.Endpoint, Observer: observer}
+		name := dc.Name
+		cfg := datacenter.Config{Endpoint: dc.Spec.Endpoint, Observer: func(_ string, code int, elapsed time.Duration) {
+			metrics.ObserveDatacenterRequest(name, code, elapsed)
+		}}
 		if credentialsDir != "" {
 			if token := filepath.Join(credentialsDir, dc.Name); fileExists(token) {
 				cfg.TokenFile = token

@@ -12,15 +12,22 @@ package jobs
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"slices"
 	"time"
+
+	corev1 "k8s.io/api/core/v1"
 
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/tools/events"
 	"k8s.io/client-go/util/retry"
 	"k8s.io/klog/v2"
 	"k8s.io/utils/clock"
@@ -28,6 +35,7 @@ import (
 	"stargate.io/stargate/pkg/apis/stargate/v1alpha1"
 	"stargate.io/stargate/pkg/controller"
 	"stargate.io/stargate/pkg/controller/dcclients"
+	"stargate.io/stargate/pkg/controller/metrics"
 	"stargate.io/stargate/pkg/datacenter"
 	clientset "stargate.io/stargate/pkg/generated/clientset/versioned"
 	informers "stargate.io/stargate/pkg/generated/informers/externalversions/stargate/v1alpha1"
@@ -48,10 +56,21 @@ const (
 	ReasonRetrying             = "RetryingSubmit"
 	ReasonCancelledByUser      = "Cancelled"
 	ReasonDeadlineExceeded     = "DeadlineExceeded"
+	ReasonDeleted              = "Deleted"
 
 	ConditionProgressing = "Progressing"
 	ConditionComplete    = "Complete"
 	ConditionFailed      = "Failed"
+)
+
+// Failpoints: the moments a crash is most dangerous, where tests inject one.
+const (
+	// FailpointBeforeSubmit: the finalizer is on, nothing sent yet.
+	FailpointBeforeSubmit = "before-submit"
+	// FailpointAfterSubmit: the datacenter accepted the job; dcJobID is not saved.
+	FailpointAfterSubmit = "after-submit"
+	// FailpointWhilePolling: the Job is Running and being followed.
+	FailpointWhilePolling = "while-polling"
 )
 
 // Options tune the controller.
@@ -60,8 +79,18 @@ type Options struct {
 	PollInterval time.Duration
 	// WaitInterval is how often a Job held back by its Datacenter is looked at again.
 	WaitInterval time.Duration
-	Workers      int
-	Clock        clock.Clock
+	// Workers is the number of workers per datacenter.
+	Workers int
+	Clock   clock.Clock
+	// Recorder records Events on phase changes (default: none).
+	Recorder events.EventRecorder
+	// Leading, when set, is asked right before each submit or cancel at a
+	// datacenter; an error (this replica lost the leader election) stops
+	// the sync there.
+	Leading func(context.Context) error
+	// Failpoint, when set, is called at each Failpoint*; an error stops the
+	// sync there, as a crash would. For tests only.
+	Failpoint func(point string) error
 }
 
 // Controller drives Jobs.
@@ -72,9 +101,16 @@ type Controller struct {
 	templates listers.TemplateLister
 	dcs       listers.DatacenterLister
 	synced    []cache.InformerSynced
-	queue     *controller.Queue
+	queue     *controller.Shards
+	running   *controller.RunningJobs
 	clientFor dcclients.ClientFor
 	opts      Options
+}
+
+// noEvents is the recorder when no core API takes Events (standalone mode).
+type noEvents struct{}
+
+func (noEvents) Eventf(runtime.Object, runtime.Object, string, string, string, string, ...interface{}) {
 }
 
 // New returns a controller over the given informers.
@@ -92,13 +128,26 @@ func New(client clientset.Interface, jobInformer informers.JobInformer, hwInform
 	if opts.Clock == nil {
 		opts.Clock = clock.RealClock{}
 	}
+	if opts.Recorder == nil {
+		opts.Recorder = noEvents{}
+	}
+	if opts.Failpoint == nil {
+		opts.Failpoint = func(string) error { return nil }
+	}
+	if opts.Leading == nil {
+		opts.Leading = func(context.Context) error { return nil }
+	}
+	if err := controller.AddJobIndexers(jobInformer.Informer()); err != nil {
+		return nil, err
+	}
 	c := &Controller{
 		client: client, jobs: jobInformer.Lister(), hardware: hwInformer.Lister(), templates: tmplInformer.Lister(),
 		dcs: dcInformer.Lister(), clientFor: clientFor, opts: opts,
 		synced: []cache.InformerSynced{jobInformer.Informer().HasSynced, hwInformer.Informer().HasSynced,
 			tmplInformer.Informer().HasSynced, dcInformer.Informer().HasSynced},
 	}
-	c.queue = controller.NewQueue("stargate-jobs", c.sync)
+	c.running = controller.NewRunningJobs(jobInformer.Informer())
+	c.queue = controller.NewShards("stargate-jobs", opts.Workers, c.sync)
 	if _, err := jobInformer.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    c.queue.Enqueue,
 		UpdateFunc: func(_, obj interface{}) { c.queue.Enqueue(obj) },
@@ -133,8 +182,11 @@ func (c *Controller) enqueueDatacenter(obj interface{}) {
 
 // Run processes Jobs until ctx is done.
 func (c *Controller) Run(ctx context.Context) {
-	c.queue.Run(ctx, c.opts.Workers, c.synced...)
+	c.queue.Run(ctx, c.synced...)
 }
+
+// Running counts the Jobs running per datacenter, as this controller sees them.
+func (c *Controller) Running() *controller.RunningJobs { return c.running }
 
 // sync moves one Job a step forward. It returns when to look again (0: only
 // on the next change) or an error to be retried with rate limiting.
@@ -168,6 +220,9 @@ func (c *Controller) sync(ctx context.Context, key string) (time.Duration, error
 	if err != nil {
 		return 0, fmt.Errorf("datacenter %s: %w", dc.Name, err)
 	}
+	if job.DeletionTimestamp != nil {
+		return 0, c.finalize(ctx, job, client)
+	}
 	if job.Spec.Cancel {
 		return 0, c.stop(ctx, job, client, ReasonCancelledByUser, "cancelled by spec.cancel")
 	}
@@ -177,6 +232,9 @@ func (c *Controller) sync(ctx context.Context, key string) (time.Duration, error
 	}
 	if job.Status.DCJobID == "" {
 		return c.start(ctx, job, dc, client)
+	}
+	if err := c.opts.Failpoint(FailpointWhilePolling); err != nil {
+		return 0, err
 	}
 	after, err := c.poll(ctx, job, client)
 	if remaining, ok := c.deadline(job); ok && after > remaining {
@@ -194,11 +252,41 @@ func (c *Controller) deadline(job *v1alpha1.Job) (time.Duration, bool) {
 	return end.Sub(c.opts.Clock.Now()), true
 }
 
-// stop cancels a Job at its datacenter (if it got there) and fails it.
+// finalize cancels at its datacenter a Job deleted before it finished. If the
+// controller may have submitted it without saving dcJobID (a crash between
+// the two), the datacenter is asked for the job by its idempotency key. The
+// status write that ends the Job also drops the finalizer, and the Job goes.
+func (c *Controller) finalize(ctx context.Context, job *v1alpha1.Job, client datacenter.Client) error {
+	if !slices.Contains(job.Finalizers, v1alpha1.JobCancelFinalizer) {
+		return nil // never sent anywhere: nothing to cancel, the deletion goes on by itself
+	}
+	if job.Status.DCJobID == "" {
+		dcJob, err := client.FindJob(ctx, string(job.UID))
+		switch {
+		case datacenter.IsNotFound(err): // never reached the datacenter
+		case err != nil:
+			return err
+		default:
+			job.Status.DCJobID = dcJob.ID
+		}
+	}
+	return c.stop(ctx, job, client, ReasonDeleted, "the Job was deleted before it finished")
+}
+
+// stop cancels a Job at its datacenter (if it got there) and fails it, unless
+// the datacenter had already finished it: then it ends as the datacenter says.
 func (c *Controller) stop(ctx context.Context, job *v1alpha1.Job, client datacenter.Client, reason, message string) error {
 	if job.Status.DCJobID != "" {
-		if _, err := client.Cancel(ctx, job.Status.DCJobID); err != nil && !datacenter.IsNotFound(err) {
+		if err := c.opts.Leading(ctx); err != nil {
+			return err
+		}
+		dcJob, err := client.Cancel(ctx, job.Status.DCJobID)
+		switch {
+		case datacenter.IsNotFound(err):
+		case err != nil:
 			return err // retried: the datacenter must hear of it
+		case dcJob.State == datacenter.JobSucceeded:
+			return c.succeed(ctx, job, client)
 		}
 	}
 	return c.fail(ctx, job, reason, message)
@@ -235,7 +323,11 @@ func (c *Controller) wait(ctx context.Context, job *v1alpha1.Job, reason, messag
 	if apiequality.Semantic.DeepEqual(before, &job.Status) {
 		return c.opts.WaitInterval, nil // still waiting for the same reason: nothing to write
 	}
-	return c.opts.WaitInterval, c.updateStatus(ctx, job)
+	if err := c.updateStatus(ctx, job); err != nil {
+		return 0, err
+	}
+	c.opts.Recorder.Eventf(job, nil, corev1.EventTypeNormal, reason, "Wait", "%s", message)
+	return c.opts.WaitInterval, nil
 }
 
 // start submits a Pending Job to its datacenter.
@@ -243,12 +335,32 @@ func (c *Controller) start(ctx context.Context, job *v1alpha1.Job, dc *v1alpha1.
 	if dc.Spec.Paused {
 		return c.wait(ctx, job, ReasonDatacenterPaused, fmt.Sprintf("Datacenter %s is paused; the Job starts when it is resumed", dc.Name))
 	}
-	if max := ptrValue(dc.Spec.MaxConcurrentJobs, v1alpha1.DefaultMaxConcurrentJobs); controller.RunningJobs(c.jobs, job.Namespace) >= int(max) {
+	max := ptrValue(dc.Spec.MaxConcurrentJobs, v1alpha1.DefaultMaxConcurrentJobs)
+	if !c.running.Reserve(job, int(max)) {
 		return c.wait(ctx, job, ReasonDatacenterBusy, fmt.Sprintf("Datacenter %s is running its maximum of %d Jobs", dc.Name, max))
 	}
+	after, err := c.submit(ctx, job, client)
+	if err != nil || job.Status.Phase != v1alpha1.JobRunning {
+		c.running.Release(job) // it did not start: the slot is free again
+	}
+	return after, err
+}
+
+// submit sends a Job that holds a slot of its datacenter there.
+func (c *Controller) submit(ctx context.Context, job *v1alpha1.Job, client datacenter.Client) (time.Duration, error) {
 	hw, err := c.hardware.Hardwares(job.Namespace).Get(job.Spec.HardwareRef.Name)
 	if err != nil {
 		return 0, fmt.Errorf("hardware %s: %w", job.Spec.HardwareRef.Name, err)
+	}
+	// The finalizer goes on before anything is sent, so a Job deleted from
+	// here on is cancelled at the datacenter rather than left running there.
+	if !slices.Contains(job.Finalizers, v1alpha1.JobCancelFinalizer) {
+		if err := c.addFinalizer(ctx, job); err != nil {
+			return 0, err
+		}
+	}
+	if err := c.opts.Failpoint(FailpointBeforeSubmit); err != nil {
+		return 0, err
 	}
 	req := datacenter.JobRequest{Operation: datacenter.Operation(job.Spec.Operation),
 		Machine: datacenter.Machine{MAC: hw.Spec.MAC, IPv4: hw.Spec.IPv4, Name: hw.Name}}
@@ -269,8 +381,17 @@ func (c *Controller) start(ctx context.Context, job *v1alpha1.Job, dc *v1alpha1.
 		req.Image = &datacenter.Image{URL: job.Status.Template.OSImage, Version: job.Status.Template.OSVersion}
 	}
 
+	if err := c.opts.Leading(ctx); err != nil {
+		return 0, err
+	}
 	job.Status.Attempts++
 	dcJob, err := client.Submit(ctx, string(job.UID), req)
+	if err == nil {
+		err = c.opts.Failpoint(FailpointAfterSubmit)
+		if err != nil {
+			return 0, err
+		}
+	}
 	switch {
 	case err == nil:
 	case datacenter.IsTransient(err):
@@ -299,6 +420,8 @@ func (c *Controller) start(ctx context.Context, job *v1alpha1.Job, dc *v1alpha1.
 		return 0, err
 	}
 	klog.FromContext(ctx).Info("Job submitted", "dcJob", dcJob.ID)
+	c.opts.Recorder.Eventf(job, nil, corev1.EventTypeNormal, ReasonSubmitted, "Submit", "%s", job.Status.Message)
+	metrics.JobsActive.WithLabelValues(job.Namespace).Set(float64(c.running.Count(job.Namespace)))
 	if state := runningState(job.Spec.Operation); state != "" {
 		if err := c.updateHardware(ctx, job.Namespace, hw.Name, func(s *v1alpha1.HardwareStatus) { s.State = state }); err != nil {
 			return 0, err
@@ -318,39 +441,49 @@ func (c *Controller) poll(ctx context.Context, job *v1alpha1.Job, client datacen
 	}
 	switch dcJob.State {
 	case datacenter.JobSucceeded:
-		osVersion := ""
-		if job.Status.Template != nil {
-			osVersion = job.Status.Template.OSVersion
-		}
-		if m, err := client.GetMachine(ctx, c.macOf(job)); err == nil {
-			osVersion = m.CurrentOS
-		}
-		state := v1alpha1.HardwareStateReady
-		if job.Spec.Operation == v1alpha1.OperationPowerOff {
-			state = v1alpha1.HardwareStateOff
-		}
-		if err := c.updateHardware(ctx, job.Namespace, job.Spec.HardwareRef.Name, func(s *v1alpha1.HardwareStatus) {
-			s.State = state
-			if osVersion != "" {
-				s.CurrentOS = osVersion
-			}
-			meta.RemoveStatusCondition(&s.Conditions, ConditionFailed)
-		}); err != nil {
-			return 0, err
-		}
-		now := metav1.NewTime(c.opts.Clock.Now())
-		job.Status.Phase, job.Status.CompletionTime = v1alpha1.JobSucceeded, &now
-		job.Status.Reason, job.Status.Message = ReasonCompleted, fmt.Sprintf("%s %s completed", job.Spec.Operation, job.Spec.HardwareRef.Name)
-		c.setCondition(job, ConditionProgressing, metav1.ConditionFalse, ReasonCompleted, job.Status.Message)
-		c.setCondition(job, ConditionComplete, metav1.ConditionTrue, ReasonCompleted, job.Status.Message)
-		klog.FromContext(ctx).Info("Job succeeded", "dcJob", dcJob.ID)
-		return 0, c.updateStatus(ctx, job)
+		return 0, c.succeed(ctx, job, client)
 	case datacenter.JobFailed:
 		return 0, c.fail(ctx, job, ReasonDatacenterJobFailed, dcJob.Message)
 	case datacenter.JobCancelled:
 		return 0, c.fail(ctx, job, ReasonCancelled, "the datacenter cancelled the job")
 	}
 	return c.opts.PollInterval, nil
+}
+
+// succeed ends a Job whose datacenter job succeeded, with its Hardware ready
+// (or off) and running the OS the datacenter reports.
+func (c *Controller) succeed(ctx context.Context, job *v1alpha1.Job, client datacenter.Client) error {
+	osVersion := ""
+	if job.Status.Template != nil {
+		osVersion = job.Status.Template.OSVersion
+	}
+	if m, err := client.GetMachine(ctx, c.macOf(job)); err == nil {
+		osVersion = m.CurrentOS
+	}
+	state := v1alpha1.HardwareStateReady
+	if job.Spec.Operation == v1alpha1.OperationPowerOff {
+		state = v1alpha1.HardwareStateOff
+	}
+	if err := c.updateHardware(ctx, job.Namespace, job.Spec.HardwareRef.Name, func(s *v1alpha1.HardwareStatus) {
+		s.State = state
+		if osVersion != "" {
+			s.CurrentOS = osVersion
+		}
+		meta.RemoveStatusCondition(&s.Conditions, ConditionFailed)
+	}); err != nil {
+		return err
+	}
+	now := metav1.NewTime(c.opts.Clock.Now())
+	job.Status.Phase, job.Status.CompletionTime = v1alpha1.JobSucceeded, &now
+	job.Status.Reason, job.Status.Message = ReasonCompleted, fmt.Sprintf("%s %s completed", job.Spec.Operation, job.Spec.HardwareRef.Name)
+	c.setCondition(job, ConditionProgressing, metav1.ConditionFalse, ReasonCompleted, job.Status.Message)
+	c.setCondition(job, ConditionComplete, metav1.ConditionTrue, ReasonCompleted, job.Status.Message)
+	if err := c.updateStatus(ctx, job); err != nil {
+		return err
+	}
+	klog.FromContext(ctx).Info("Job succeeded", "dcJob", job.Status.DCJobID)
+	c.ended(job, corev1.EventTypeNormal, ReasonCompleted)
+	return nil
 }
 
 // fail ends a Job as Failed and marks its Hardware in error.
@@ -370,8 +503,46 @@ func (c *Controller) fail(ctx context.Context, job *v1alpha1.Job, reason, messag
 	job.Status.Reason, job.Status.Message = reason, message
 	c.setCondition(job, ConditionProgressing, metav1.ConditionFalse, reason, message)
 	c.setCondition(job, ConditionFailed, metav1.ConditionTrue, reason, message)
+	if err := c.updateStatus(ctx, job); err != nil {
+		return err
+	}
 	klog.FromContext(ctx).Info("Job failed", "reason", reason, "message", message)
-	return c.updateStatus(ctx, job)
+	c.ended(job, corev1.EventTypeWarning, reason)
+	return nil
+}
+
+// ended records a Job's end in metrics and an Event.
+func (c *Controller) ended(job *v1alpha1.Job, eventType, reason string) {
+	result := "succeeded"
+	if job.Status.Phase == v1alpha1.JobFailed {
+		result = "failed"
+	}
+	dc, op := job.Namespace, string(job.Spec.Operation)
+	metrics.JobsTotal.WithLabelValues(dc, op, result).Inc()
+	if job.Status.CompletionTime != nil {
+		metrics.JobDuration.WithLabelValues(dc, op, result).Observe(job.Status.CompletionTime.Sub(job.CreationTimestamp.Time).Seconds())
+	}
+	metrics.JobsActive.WithLabelValues(dc).Set(float64(c.running.Count(dc)))
+	c.opts.Recorder.Eventf(job, nil, eventType, reason, "Finish", "%s", job.Status.Message)
+}
+
+// addFinalizer puts the cancel-at-datacenter finalizer on job and takes the
+// new metadata (resourceVersion) into it; the resourceVersion in the patch
+// makes it fail if the Job changed meanwhile.
+func (c *Controller) addFinalizer(ctx context.Context, job *v1alpha1.Job) error {
+	patch, err := json.Marshal(map[string]interface{}{"metadata": map[string]interface{}{
+		"finalizers":      append(slices.Clone(job.Finalizers), v1alpha1.JobCancelFinalizer),
+		"resourceVersion": job.ResourceVersion,
+	}})
+	if err != nil {
+		return err
+	}
+	patched, err := c.client.StargateV1alpha1().Jobs(job.Namespace).Patch(ctx, job.Name, types.MergePatchType, patch, metav1.PatchOptions{})
+	if err != nil {
+		return err
+	}
+	job.ObjectMeta = patched.ObjectMeta
+	return nil
 }
 
 func (c *Controller) setCondition(job *v1alpha1.Job, typ string, status metav1.ConditionStatus, reason, message string) {

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -12,10 +14,13 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/tools/events"
+	"k8s.io/component-base/metrics/testutil"
 	testingclock "k8s.io/utils/clock/testing"
 	"k8s.io/utils/ptr"
 
 	"stargate.io/stargate/pkg/apis/stargate/v1alpha1"
+	"stargate.io/stargate/pkg/controller/metrics"
 	"stargate.io/stargate/pkg/datacenter"
 	"stargate.io/stargate/pkg/datacenter/fake"
 	clientfake "stargate.io/stargate/pkg/generated/clientset/versioned/fake"
@@ -25,12 +30,17 @@ import (
 var t0 = time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)
 
 type harness struct {
-	t      *testing.T
-	ctx    context.Context
-	client *clientfake.Clientset
-	c      *Controller
-	dcs    map[string]*fake.Client
-	clock  *testingclock.FakeClock
+	t        *testing.T
+	ctx      context.Context
+	client   *clientfake.Clientset
+	c        *Controller
+	dcs      map[string]*fake.Client
+	clock    *testingclock.FakeClock
+	recorder *events.FakeRecorder
+	// crashAt makes the controller stop at that failpoint; notLeading makes
+	// it believe it lost the leader election.
+	crashAt    string
+	notLeading bool
 }
 
 func datacenterObj(name string, mutate ...func(*v1alpha1.Datacenter)) *v1alpha1.Datacenter {
@@ -81,8 +91,21 @@ func newHarness(t *testing.T, dcNames []string, objs ...runtime.Object) *harness
 		}
 		return nil, errors.New("no fake for " + dc.Name)
 	}
+	h.recorder = events.NewFakeRecorder(100)
 	c, err := New(client, v1.Jobs(), v1.Hardwares(), v1.Templates(), v1.Datacenters(), clientFor,
-		Options{Clock: h.clock, PollInterval: time.Second, WaitInterval: 5 * time.Second})
+		Options{Clock: h.clock, PollInterval: time.Second, WaitInterval: 5 * time.Second, Recorder: h.recorder,
+			Failpoint: func(point string) error {
+				if point == h.crashAt {
+					return errors.New("crash injected at " + point)
+				}
+				return nil
+			},
+			Leading: func(context.Context) error {
+				if h.notLeading {
+					return errors.New("not leading")
+				}
+				return nil
+			}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -407,5 +430,128 @@ func TestWaitingWritesNothingNew(t *testing.T) {
 		if a.GetVerb() == "update" {
 			t.Errorf("a Job still waiting for the same reason was written again: %v", a)
 		}
+	}
+}
+
+// events drains the Events recorded so far.
+func (h *harness) events() []string {
+	var out []string
+	for {
+		select {
+		case e := <-h.recorder.Events:
+			out = append(out, e)
+		default:
+			return out
+		}
+	}
+}
+
+func TestFinalizerGoesOnBeforeTheSubmit(t *testing.T) {
+	h := newHarness(t, []string{"dc-west"}, datacenterObj("dc-west"), hardwareObj("dc-west", "server-001", "aa:bb:cc:dd:ee:01"),
+		jobObj("dc-west", "reboot-1", "server-001", v1alpha1.OperationReboot))
+	h.crashAt = FailpointBeforeSubmit
+	if _, err := h.sync("dc-west", "reboot-1"); err == nil {
+		t.Fatal("the injected crash was not reported")
+	}
+	if j := h.job("dc-west", "reboot-1"); !slices.Contains(j.Finalizers, v1alpha1.JobCancelFinalizer) || h.dcs["dc-west"].Calls(fake.MethodSubmit) != 0 {
+		t.Fatalf("before the submit: finalizers %v, %d submits", j.Finalizers, h.dcs["dc-west"].Calls(fake.MethodSubmit))
+	}
+	h.crashAt = ""
+	if _, err := h.sync("dc-west", "reboot-1"); err != nil {
+		t.Fatal(err)
+	}
+	if j := h.job("dc-west", "reboot-1"); j.Status.Phase != v1alpha1.JobRunning || len(j.Finalizers) != 1 {
+		t.Errorf("after the restart: %+v, finalizers %v", j.Status, j.Finalizers)
+	}
+}
+
+func TestCrashAfterSubmitResumesWithoutASecondExecution(t *testing.T) {
+	h := newHarness(t, []string{"dc-west"}, datacenterObj("dc-west"), hardwareObj("dc-west", "server-001", "aa:bb:cc:dd:ee:01"),
+		jobObj("dc-west", "reboot-1", "server-001", v1alpha1.OperationReboot))
+	dc := h.dcs["dc-west"]
+	h.crashAt = FailpointAfterSubmit
+	h.sync("dc-west", "reboot-1")
+	if j := h.job("dc-west", "reboot-1"); j.Status.DCJobID != "" || dc.Executions("uid-reboot-1") != 1 {
+		t.Fatalf("the crash came after the submit, before dcJobID was saved: %+v, %d executions", j.Status, dc.Executions("uid-reboot-1"))
+	}
+	h.crashAt = ""
+	if _, err := h.sync("dc-west", "reboot-1"); err != nil {
+		t.Fatal(err)
+	}
+	if j := h.job("dc-west", "reboot-1"); j.Status.Phase != v1alpha1.JobRunning || dc.Executions("uid-reboot-1") != 1 {
+		t.Errorf("after the restart: %+v, %d executions", j.Status, dc.Executions("uid-reboot-1"))
+	}
+}
+
+func TestDeletedJobsAreCancelledAtTheDatacenter(t *testing.T) {
+	now := metav1.NewTime(t0)
+	// Deleted while Running: cancelled by its dcJobID.
+	running := jobObj("dc-west", "running", "server-001", v1alpha1.OperationRepave)
+	running.Finalizers, running.DeletionTimestamp = []string{v1alpha1.JobCancelFinalizer}, &now
+	running.Status.Phase, running.Status.DCJobID = v1alpha1.JobRunning, "fake-job-1"
+	// Deleted after a submit whose dcJobID was never saved: found by its key.
+	orphan := jobObj("dc-west", "orphan", "server-002", v1alpha1.OperationReboot)
+	orphan.Finalizers, orphan.DeletionTimestamp = []string{v1alpha1.JobCancelFinalizer}, &now
+	// Deleted before anything was sent: nothing to cancel.
+	unsent := jobObj("dc-west", "unsent", "server-003", v1alpha1.OperationReboot)
+	unsent.Finalizers, unsent.DeletionTimestamp = []string{v1alpha1.JobCancelFinalizer}, &now
+
+	h := newHarness(t, []string{"dc-west"}, datacenterObj("dc-west"), templateObj("dc-west"),
+		hardwareObj("dc-west", "server-001", "aa:bb:cc:dd:ee:01"), hardwareObj("dc-west", "server-002", "aa:bb:cc:dd:ee:02"),
+		hardwareObj("dc-west", "server-003", "aa:bb:cc:dd:ee:03"), running, orphan, unsent)
+	dc := h.dcs["dc-west"]
+	first, _ := dc.Submit(h.ctx, "uid-running", datacenter.JobRequest{Operation: datacenter.OperationRepave, Machine: datacenter.Machine{MAC: "aa:bb:cc:dd:ee:01"}})
+	lost, _ := dc.Submit(h.ctx, "uid-orphan", datacenter.JobRequest{Operation: datacenter.OperationReboot, Machine: datacenter.Machine{MAC: "aa:bb:cc:dd:ee:02"}})
+	for _, name := range []string{"running", "orphan", "unsent"} {
+		if _, err := h.sync("dc-west", name); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if j := h.job("dc-west", name); j.Status.Phase != v1alpha1.JobFailed || j.Status.Reason != ReasonDeleted {
+			t.Errorf("%s after deletion: %+v", name, j.Status)
+		}
+	}
+	for _, id := range []string{first.ID, lost.ID} {
+		if j, _ := dc.GetJob(h.ctx, id); j.State != datacenter.JobCancelled {
+			t.Errorf("datacenter job %s is %s, want cancelled", id, j.State)
+		}
+	}
+	if n := dc.Calls(fake.MethodSubmit); n != 2 {
+		t.Errorf("%d submits, want only the test's 2: finalizing must never submit", n)
+	}
+}
+
+func TestNoDatacenterActionAfterLosingTheLead(t *testing.T) {
+	h := newHarness(t, []string{"dc-west"}, datacenterObj("dc-west"), hardwareObj("dc-west", "server-001", "aa:bb:cc:dd:ee:01"),
+		jobObj("dc-west", "reboot-1", "server-001", v1alpha1.OperationReboot))
+	h.notLeading = true
+	if _, err := h.sync("dc-west", "reboot-1"); err == nil {
+		t.Fatal("a replica that lost the lead went on")
+	}
+	if n := h.dcs["dc-west"].Calls(fake.MethodSubmit); n != 0 {
+		t.Errorf("%d submits from a replica that is not the leader", n)
+	}
+}
+
+func TestEventsAndMetricsOnPhaseChanges(t *testing.T) {
+	metrics.Register()
+	h := newHarness(t, []string{"dc-west"}, datacenterObj("dc-west"), hardwareObj("dc-west", "server-001", "aa:bb:cc:dd:ee:01"),
+		jobObj("dc-west", "reboot-1", "server-001", v1alpha1.OperationReboot))
+	succeeded := metrics.JobsTotal.WithLabelValues("dc-west", "reboot", "succeeded")
+	before, err := testutil.GetCounterMetricValue(succeeded)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.sync("dc-west", "reboot-1")
+	j := h.job("dc-west", "reboot-1")
+	h.dcs["dc-west"].Finish(j.Status.DCJobID, datacenter.JobSucceeded, "")
+	h.sync("dc-west", "reboot-1")
+
+	got := h.events()
+	if len(got) != 2 || !strings.HasPrefix(got[0], "Normal Submitted submitted to dc-west as ") ||
+		got[1] != "Normal Completed reboot server-001 completed" {
+		t.Errorf("events %q", got)
+	}
+	if after, _ := testutil.GetCounterMetricValue(succeeded); after != before+1 {
+		t.Errorf("stargate_jobs_total{result=succeeded} went from %v to %v", before, after)
 	}
 }

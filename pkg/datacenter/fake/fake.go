@@ -32,6 +32,7 @@ var _ datacenter.Client = &Client{}
 const (
 	MethodSubmit  = "Submit"
 	MethodGetJob  = "GetJob"
+	MethodFindJob = "FindJob"
 	MethodCancel  = "Cancel"
 	MethodMachine = "GetMachine"
 	MethodHealth  = "Health"
@@ -137,6 +138,21 @@ func (c *Client) GetJob(ctx context.Context, id string) (*datacenter.Job, error)
 		return nil, &datacenter.Error{StatusCode: http.StatusNotFound, Message: "job " + id + " not found", Op: "fake"}
 	}
 	out := *j
+	return &out, nil
+}
+
+// FindJob implements datacenter.Client.
+func (c *Client) FindJob(ctx context.Context, key string) (*datacenter.Job, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err := c.called(MethodFindJob); err != nil {
+		return nil, err
+	}
+	id, ok := c.byKey[key]
+	if !ok {
+		return nil, &datacenter.Error{StatusCode: http.StatusNotFound, Message: "no job with key " + key, Op: "fake"}
+	}
+	out := *c.jobs[id]
 	return &out, nil
 }
 

@@ -24,6 +24,12 @@ func TestFakeBehavesLikeTheContract(t *testing.T) {
 	if j1.ID != j2.ID || c.Executions("k") != 1 || c.Calls(MethodSubmit) != 3 {
 		t.Errorf("idempotency: %s %s executions=%d calls=%d", j1.ID, j2.ID, c.Executions("k"), c.Calls(MethodSubmit))
 	}
+	if j, err := c.FindJob(ctx, "k"); err != nil || j.ID != j1.ID {
+		t.Errorf("find by key: %v %+v", err, j)
+	}
+	if _, err := c.FindJob(ctx, "other"); !datacenter.IsNotFound(err) {
+		t.Errorf("find by an unused key: %v", err)
+	}
 	if err := c.Finish(j1.ID, datacenter.JobSucceeded, ""); err != nil {
 		t.Fatal(err)
 	}

@@ -215,6 +215,11 @@ const (
 	JobFailed    JobPhase = "Failed"
 )
 
+// JobCancelFinalizer is on every Job the controller has sent (or is about to
+// send) to its datacenter: deleting such a Job before it finished first
+// cancels it there. The status write that ends a Job removes it.
+const JobCancelFinalizer = "stargate.io/cancel-at-datacenter"
+
 // ResolvedTemplate is the part of a Template a Job used, copied when it started.
 type ResolvedTemplate struct {
 	// osVersion of the Template when the Job started.

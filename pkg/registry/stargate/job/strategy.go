@@ -4,6 +4,7 @@ package job
 import (
 	"context"
 	"fmt"
+	"slices"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
@@ -91,11 +92,17 @@ func (jobStatusStrategy) GetResetFields() map[fieldpath.APIVersion]*fieldpath.Se
 	return registry.ResetFieldsOfStatus()
 }
 
-// PrepareForUpdate keeps everything but status as stored.
+// PrepareForUpdate keeps everything but status as stored, except that the
+// write ending a Job also removes its cancel-at-datacenter finalizer: a
+// finished Job has nothing left to cancel, and a Job deleted while running
+// goes in the same write that records its cancellation.
 func (jobStatusStrategy) PrepareForUpdate(ctx context.Context, obj, old runtime.Object) {
 	job, oldJob := obj.(*stargate.Job), old.(*stargate.Job)
 	job.Spec = oldJob.Spec
 	metav1.ResetObjectMetaForStatus(&job.ObjectMeta, &oldJob.ObjectMeta)
+	if job.Status.Phase == stargate.JobSucceeded || job.Status.Phase == stargate.JobFailed {
+		job.Finalizers = slices.DeleteFunc(slices.Clone(job.Finalizers), func(f string) bool { return f == stargate.JobCancelFinalizer })
+	}
 }
 
 func (jobStatusStrategy) ValidateUpdate(ctx context.Context, obj, old runtime.Object) field.ErrorList {
