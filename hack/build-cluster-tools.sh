@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds, once, the real kube-apiserver (k8s.io/kubernetes v1.37.2) and etcd
+# Builds, once, the real kube-apiserver and kubectl (k8s.io/kubernetes v1.37.2) and etcd
 # that the end-to-end tests and benchmarks start on 127.0.0.1. The binaries are
 # cached under .cache/cluster/<versions>/ (git-ignored); a second run only
 # checks that they are there. Prints the directory holding them.
@@ -12,7 +12,7 @@ kube_version="$(go list -m -f '{{.Version}}' k8s.io/kubernetes)"
 etcd_version="$(go list -m -f '{{.Version}}' go.etcd.io/etcd/server/v3)"
 out="${CLUSTER_TOOLS_DIR:-${root}/.cache/cluster/kube-${kube_version}-etcd-${etcd_version}}"
 
-if [[ -x "${out}/kube-apiserver" && -x "${out}/etcd" ]]; then
+if [[ -x "${out}/kube-apiserver" && -x "${out}/kubectl" && -x "${out}/etcd" ]]; then
   echo "${out}"
   exit 0
 fi
@@ -26,11 +26,16 @@ ldflags=(
   -X "k8s.io/component-base/version.gitTreeState=clean"
   -X "k8s.io/client-go/pkg/version.gitVersion=${kube_version}"
 )
-echo "building kube-apiserver ${kube_version} and etcd ${etcd_version} into ${out} (a few minutes the first time)" >&2
+echo "building kube-apiserver and kubectl ${kube_version} and etcd ${etcd_version} into ${out} (5-15 minutes the first time)" >&2
 # Built into a temporary name and moved, so an interrupted build is never
 # mistaken for a finished one.
-go build -trimpath -ldflags "${ldflags[*]}" -o "${out}/kube-apiserver.tmp" k8s.io/kubernetes/cmd/kube-apiserver >&2
-go build -trimpath -ldflags "-s -w" -o "${out}/etcd.tmp" ./etcd >&2
-mv "${out}/kube-apiserver.tmp" "${out}/kube-apiserver"
-mv "${out}/etcd.tmp" "${out}/etcd"
+for cmd in kube-apiserver kubectl; do
+  [[ -x "${out}/${cmd}" ]] && continue
+  go build -trimpath -ldflags "${ldflags[*]}" -o "${out}/${cmd}.tmp" "k8s.io/kubernetes/cmd/${cmd}" >&2
+  mv "${out}/${cmd}.tmp" "${out}/${cmd}"
+done
+if [[ ! -x "${out}/etcd" ]]; then
+  go build -trimpath -ldflags "-s -w" -o "${out}/etcd.tmp" ./etcd >&2
+  mv "${out}/etcd.tmp" "${out}/etcd"
+fi
 echo "${out}"
