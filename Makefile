@@ -7,7 +7,7 @@ GOTESTFLAGS ?=
 
 COMMANDS := $(notdir $(wildcard cmd/*))
 
-.PHONY: all build run test unit vet generate verify fuzz clean help
+.PHONY: all build run test unit test-e2e cluster-tools vet generate verify fuzz clean help
 
 FUZZTIME ?= 20s
 
@@ -23,13 +23,20 @@ build: ## Build every command into bin/.
 run: build ## Run Stargate standalone on the embedded defaults (Ctrl-C stops it).
 	PORT=$(PORT) hack/run-local.sh
 
-test: vet unit verify ## Vet, unit/registry/integration tests, and generated-code drift.
+test: vet unit verify test-e2e ## Everything: vet, unit/registry/integration, generated-code drift, end-to-end.
 
 unit: ## Unit, registry and integration tests (no kube-apiserver needed).
 	$(GO) test -count=1 $(GOTESTFLAGS) ./...
 
+test-e2e: cluster-tools ## End-to-end behind a real kube-apiserver, etcd and kubectl on 127.0.0.1.
+	$(GO) test -tags e2e -count=1 -timeout 20m $(GOTESTFLAGS) ./test/e2e/
+
+cluster-tools: ## Build (once, cached in .cache/cluster) kube-apiserver, kubectl and etcd.
+	@hack/build-cluster-tools.sh >/dev/null
+
 vet: ## go vet and gofmt.
 	$(GO) vet ./...
+	$(GO) vet -tags e2e ./test/e2e/
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [[ -n "$$out" ]]; then echo "gofmt needed: $$out"; exit 1; fi
 
 generate: ## Regenerate code with k8s.io/code-generator.

@@ -17,7 +17,6 @@ import (
 	utilerrors "k8s.io/apimachinery/pkg/util/errors"
 	"k8s.io/apiserver/pkg/endpoints/openapi"
 	genericapiserver "k8s.io/apiserver/pkg/server"
-	apiserverconfig "k8s.io/apiserver/pkg/apis/apiserver"
 	genericoptions "k8s.io/apiserver/pkg/server/options"
 	"k8s.io/apiserver/pkg/util/compatibility"
 	cliflag "k8s.io/component-base/cli/flag"
@@ -78,10 +77,6 @@ func NewOptions(out, errOut io.Writer) *Options {
 	o.RecommendedOptions.Etcd.StorageConfig.EncodeVersioner = runtime.NewMultiGroupVersioner(
 		v1alpha1.SchemeGroupVersion, schema.GroupKind{Group: v1alpha1.GroupName})
 	o.RecommendedOptions.SecureServing.BindPort = 8443
-	// No anonymous requests, except health checks (kubelet probes carry no
-	// credentials): everything else is 401 without a verified identity.
-	o.RecommendedOptions.Authentication.Anonymous = &apiserverconfig.AnonymousAuthConfig{Enabled: true,
-		Conditions: []apiserverconfig.AnonymousAuthCondition{{Path: "/healthz"}, {Path: "/livez"}, {Path: "/readyz"}}}
 	return o
 }
 
@@ -200,6 +195,8 @@ func (o *Options) Config() (*apiserver.Config, error) {
 		if err := applyStandaloneAuth(serverConfig, o.pki().CACert()); err != nil {
 			return nil, err
 		}
+	} else {
+		serverConfig.Authentication.Authenticator = refuseAnonymous(serverConfig.Authentication.Authenticator)
 	}
 	// In aggregated mode the hosting cluster's core API (--kubeconfig, or in
 	// cluster) takes the controllers' Events; RecommendedConfig.Complete drops

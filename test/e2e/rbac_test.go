@@ -1,0 +1,148 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+)
+
+const rbacFixture = `apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata:
+  name: e2e-viewers
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: stargate-viewer}
+subjects: [{apiGroup: rbac.authorization.k8s.io, kind: Group, name: viewers}]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata:
+  name: e2e-repavers-view
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: stargate-viewer}
+subjects: [{apiGroup: rbac.authorization.k8s.io, kind: Group, name: repavers}]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata:
+  name: repave-only
+  namespace: dc-west
+rules:
+  - apiGroups: ["stargate.io"]
+    resources: ["hardwares/repave"]
+    verbs: ["create"]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata:
+  name: repavers
+  namespace: dc-west
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: repave-only}
+subjects: [{apiGroup: rbac.authorization.k8s.io, kind: Group, name: repavers}]
+`
+
+const rbacHardware = `apiVersion: stargate.io/v1alpha1
+kind: Hardware
+metadata:
+  name: rbac-001
+  namespace: dc-west
+spec:
+  mac: "aa:bb:cc:dd:ee:10"
+  ipv4: "10.0.1.20"
+`
+
+func forbidden(t *testing.T, what, out string, err error) {
+	t.Helper()
+	if err == nil || !strings.Contains(out, "Forbidden") {
+		t.Errorf("%s was not refused with 403 Forbidden: %v\n%s", what, err, out)
+	}
+}
+
+// TestRBAC: kube-apiserver's RBAC decides who may do what on stargate.io,
+// subresources included, through Stargate's delegated authorization.
+func TestRBAC(t *testing.T) {
+	applySamples(t)
+	if out, err := env.kubectlIn("admin", rbacFixture+"---\n"+rbacHardware, "apply", "-f", "-"); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	repave := []string{"create", "--raw", "/apis/stargate.io/v1alpha1/namespaces/dc-west/hardwares/rbac-001/repave",
+		"-f", env.root + "/artifacts/samples/repave-request.json"}
+	job := `apiVersion: stargate.io/v1alpha1
+kind: Job
+metadata: {name: rbac-reboot, namespace: dc-west}
+spec: {hardwareRef: {name: rbac-001}, operation: reboot}
+`
+
+	// alice (stargate-viewer) reads, and nothing more.
+	if out := env.ok(t, "alice", "get", "hardwares", "-n", "dc-west"); !strings.Contains(out, "rbac-001") {
+		t.Errorf("alice cannot see the inventory:\n%s", out)
+	}
+	out, err := env.kubectl("alice", repave...)
+	forbidden(t, "alice's /repave", out, err)
+	out, err = env.kubectlIn("alice", job, "create", "-f", "-")
+	forbidden(t, "alice's Job create", out, err)
+
+	// bob may repave (create hardwares/repave), but not edit Hardware or its status.
+	if out := env.ok(t, "bob", repave...); !strings.Contains(out, `"kind":"Job"`) {
+		t.Errorf("bob's /repave did not create a Job:\n%s", out)
+	}
+	out, err = env.kubectl("bob", "label", "hardware", "-n", "dc-west", "rbac-001", "owner=bob")
+	forbidden(t, "bob's Hardware edit", out, err)
+	out, err = env.kubectl("bob", "patch", "hardware", "-n", "dc-west", "rbac-001", "--subresource=status", "--type=merge",
+		"-p", `{"status":{"state":"ready"}}`)
+	forbidden(t, "bob's status write", out, err)
+	out, err = env.kubectlIn("bob", job, "create", "-f", "-")
+	forbidden(t, "bob's Job create", out, err)
+}
+
+// TestNoWayAroundTheFrontProxy: straight to Stargate's port, X-Remote-*
+// headers count only with the front-proxy client certificate.
+func TestNoWayAroundTheFrontProxy(t *testing.T) {
+	url := fmt.Sprintf("https://127.0.0.1:%d/apis/stargate.io/v1alpha1/namespaces/dc-west/hardwares", env.stargatePort)
+	forged := func(client *http.Client) int {
+		req, _ := http.NewRequest(http.MethodGet, url, nil)
+		req.Header.Set("X-Remote-User", "admin")
+		req.Header.Set("X-Remote-Group", "system:masters")
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if code := forged(env.stargateHTTP()); code != http.StatusUnauthorized {
+		t.Errorf("forged headers without a client certificate: %d, want 401", code)
+	}
+	// With a valid client certificate that is not the front proxy's, the
+	// request is that certificate's user (alice), not the forged admin.
+	cert, err := tls.LoadX509KeyPair(env.pki.path("alice.crt"), env.pki.path("alice.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(env.pki.sgCA.Cert)
+	cfg := tlsConfig(pool)
+	cfg.Certificates = []tls.Certificate{cert}
+	withCert := &http.Client{Transport: &http.Transport{TLSClientConfig: cfg}}
+	req, _ := http.NewRequest(http.MethodDelete, url+"/server-001", nil)
+	req.Header.Set("X-Remote-User", "admin")
+	req.Header.Set("X-Remote-Group", "system:masters")
+	resp, err := withCert.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusForbidden {
+		t.Errorf("alice's certificate with forged admin headers deleting Hardware: %d, want 403", resp.StatusCode)
+	}
+	// Plain HTTP is not served at all.
+	if resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/apis", env.stargatePort)); err == nil {
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusBadRequest {
+			t.Errorf("plain HTTP answered %d", resp.StatusCode)
+		}
+	}
+}
