@@ -16,13 +16,13 @@ import (
 // TestDeployManifestsPassServerDryRun: what a user deploys (the base with
 // hack/gen-certs.sh's certificates) is accepted by a real kube-apiserver.
 func TestDeployManifestsPassServerDryRun(t *testing.T) {
-	out := filepath.Join(env.work, "deploy")
-	gen := exec.Command(filepath.Join(env.root, "hack/gen-certs.sh"), out)
-	gen.Dir = env.root
+	out := filepath.Join(env.Work, "deploy")
+	gen := exec.Command(filepath.Join(env.Root, "hack/gen-certs.sh"), out)
+	gen.Dir = env.Root
 	if b, err := gen.CombinedOutput(); err != nil {
 		t.Fatalf("hack/gen-certs.sh: %v\n%s", err, b)
 	}
-	applied := env.ok(t, "admin", "apply", "--dry-run=server", "-k", out)
+	applied := ok(t, "admin", "apply", "--dry-run=server", "-k", out)
 	for _, want := range []string{"deployment.apps/stargate-apiserver", "statefulset.apps/stargate-etcd",
 		"apiservice.apiregistration.k8s.io/v1alpha1.stargate.io", "secret/stargate-serving-cert",
 		"clusterrole.rbac.authorization.k8s.io/stargate-operator", "(server dry run)"} {
@@ -31,7 +31,7 @@ func TestDeployManifestsPassServerDryRun(t *testing.T) {
 		}
 	}
 	// The cert-manager overlay needs cert-manager's CRDs to apply; it must build.
-	env.ok(t, "admin", "kustomize", filepath.Join(env.root, "artifacts/deploy/overlays/cert-manager"))
+	ok(t, "admin", "kustomize", filepath.Join(env.Root, "artifacts/deploy/overlays/cert-manager"))
 }
 
 // TestRestartMidJob: stargate-apiserver is killed (SIGKILL) while a repave
@@ -54,23 +54,23 @@ kind: Job
 metadata: {name: repave-east-001, namespace: dc-east}
 spec: {hardwareRef: {name: east-001}, templateRef: {name: os-2-0-0}, operation: repave}
 `
-	if out, err := env.kubectlIn("admin", objects, "apply", "-f", "-"); err != nil {
+	if out, err := env.KubectlIn("admin", objects, "apply", "-f", "-"); err != nil {
 		t.Fatalf("%v\n%s", err, out)
 	}
-	env.ok(t, "admin", "wait", "-n", "dc-east", "--for=jsonpath={.status.phase}=Running", "job.stargate.io/repave-east-001", "--timeout=60s")
-	uid := env.ok(t, "admin", "get", "job.stargate.io", "-n", "dc-east", "repave-east-001", "-o", "jsonpath={.metadata.uid}")
+	ok(t, "admin", "wait", "-n", "dc-east", "--for=jsonpath={.status.phase}=Running", "job.stargate.io/repave-east-001", "--timeout=60s")
+	uid := ok(t, "admin", "get", "job.stargate.io", "-n", "dc-east", "repave-east-001", "-o", "jsonpath={.metadata.uid}")
 
 	start := time.Now()
-	if err := env.restartStargate(); err != nil {
+	if err := env.RestartStargate(); err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("killed and back (APIService Available) in %s", time.Since(start).Round(time.Millisecond))
-	env.ok(t, "admin", "wait", "-n", "dc-east", "--for=condition=Complete", "job.stargate.io/repave-east-001", "--timeout=90s")
-	if out := env.ok(t, "admin", "get", "hardware", "-n", "dc-east", "east-001"); !strings.Contains(out, "2.0.0") {
+	ok(t, "admin", "wait", "-n", "dc-east", "--for=condition=Complete", "job.stargate.io/repave-east-001", "--timeout=90s")
+	if out := ok(t, "admin", "get", "hardware", "-n", "dc-east", "east-001"); !strings.Contains(out, "2.0.0") {
 		t.Errorf("the Hardware after the restart:\n%s", out)
 	}
 	// Nothing written before the kill is lost.
-	if out := env.ok(t, "admin", "get", "template", "-n", "dc-east", "os-2-0-0", "-o", "name"); strings.TrimSpace(out) != "template.stargate.io/os-2-0-0" {
+	if out := ok(t, "admin", "get", "template", "-n", "dc-east", "os-2-0-0", "-o", "name"); strings.TrimSpace(out) != "template.stargate.io/os-2-0-0" {
 		t.Errorf("the Template after the restart: %s", out)
 	}
 	if n := ledgerCount(t, "dc-east", uid); n != 1 {
@@ -81,8 +81,8 @@ spec: {hardwareRef: {name: east-001}, templateRef: {name: os-2-0-0}, operation: 
 // ledgerCount reads a mock datacenter's ledger: how often a key was executed.
 func ledgerCount(t *testing.T, dc, key string) int {
 	t.Helper()
-	req, _ := http.NewRequest(http.MethodGet, env.mockdc[dc]+"/debug/ledger", nil)
-	req.Header.Set("Authorization", "Bearer e2e-token-of-"+dc)
+	req, _ := http.NewRequest(http.MethodGet, env.MockDC[dc]+"/debug/ledger", nil)
+	req.Header.Set("Authorization", "Bearer "+env.Token(dc))
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)

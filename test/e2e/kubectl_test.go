@@ -12,13 +12,13 @@ import (
 
 // TestDiscoveryThroughTheAggregator: kubectl sees stargate.io like any group.
 func TestDiscoveryThroughTheAggregator(t *testing.T) {
-	out := env.ok(t, "admin", "api-resources", "--api-group=stargate.io")
+	out := ok(t, "admin", "api-resources", "--api-group=stargate.io")
 	for _, want := range []string{"hardwares", "hw", "templates", "jobs", "datacenters", "stargate.io/v1alpha1"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("kubectl api-resources lacks %q:\n%s", want, out)
 		}
 	}
-	if v := env.ok(t, "admin", "version", "-o", "json"); !strings.Contains(v, `"gitVersion": "v1.37.2"`) {
+	if v := ok(t, "admin", "version", "-o", "json"); !strings.Contains(v, `"gitVersion": "v1.37.2"`) {
 		t.Errorf("kubectl version does not report v1.37.2:\n%s", v)
 	}
 }
@@ -29,8 +29,8 @@ func TestKubectlAsUsual(t *testing.T) {
 	applySamples(t)
 
 	// /repave through kubectl create --raw, then kubectl wait on the Job's condition.
-	body := env.ok(t, "admin", "create", "--raw", "/apis/stargate.io/v1alpha1/namespaces/dc-west/hardwares/server-002/repave",
-		"-f", filepath.Join(env.root, "artifacts/samples/repave-request.json"))
+	body := ok(t, "admin", "create", "--raw", "/apis/stargate.io/v1alpha1/namespaces/dc-west/hardwares/server-002/repave",
+		"-f", filepath.Join(env.Root, "artifacts/samples/repave-request.json"))
 	var job struct {
 		Kind     string `json:"kind"`
 		Metadata struct {
@@ -40,21 +40,21 @@ func TestKubectlAsUsual(t *testing.T) {
 	if err := json.Unmarshal([]byte(body), &job); err != nil || job.Kind != "Job" || job.Metadata.Name == "" {
 		t.Fatalf("/repave answered %v:\n%s", err, body)
 	}
-	env.ok(t, "admin", "wait", "-n", "dc-west", "--for=condition=Complete", "job.stargate.io/"+job.Metadata.Name, "--timeout=90s")
+	ok(t, "admin", "wait", "-n", "dc-west", "--for=condition=Complete", "job.stargate.io/"+job.Metadata.Name, "--timeout=90s")
 
 	// The Job controller's Events reach the hosting cluster.
 	eventually(t, 30*time.Second, "the Job's Events", func() (string, bool) {
-		out, _ := env.kubectl("admin", "get", "events", "-n", "dc-west", "--field-selector", "involvedObject.name="+job.Metadata.Name)
+		out, _ := env.Kubectl("admin", "get", "events", "-n", "dc-west", "--field-selector", "involvedObject.name="+job.Metadata.Name)
 		return out, strings.Contains(out, "Submitted") && strings.Contains(out, "Completed")
 	})
 
-	describe := env.ok(t, "admin", "describe", "job.stargate.io", "-n", "dc-west", job.Metadata.Name)
+	describe := ok(t, "admin", "describe", "job.stargate.io", "-n", "dc-west", job.Metadata.Name)
 	for _, want := range []string{"Name:", job.Metadata.Name, "Operation:", "repave", "Phase:", "Succeeded", "Complete", "Events:"} {
 		if !strings.Contains(describe, want) {
 			t.Errorf("kubectl describe lacks %q:\n%s", want, describe)
 		}
 	}
-	explain := env.ok(t, "admin", "explain", "hardware.spec")
+	explain := ok(t, "admin", "explain", "hardware.spec")
 	for _, want := range []string{"KIND:", "Hardware", "stargate.io", "mac", "ipv4"} {
 		if !strings.Contains(explain, want) {
 			t.Errorf("kubectl explain hardware.spec lacks %q:\n%s", want, explain)
@@ -71,18 +71,18 @@ spec:
   osVersion: "3.0.0"
   osImage: https://images.example.com/os-3.0.0.img
 `
-	if out, err := env.kubectlIn("admin", tmpl, "apply", "--server-side", "--field-manager=fleet", "-f", "-"); err != nil {
+	if out, err := env.KubectlIn("admin", tmpl, "apply", "--server-side", "--field-manager=fleet", "-f", "-"); err != nil {
 		t.Fatalf("apply --server-side: %v\n%s", err, out)
 	}
-	out, err := env.kubectlIn("admin", strings.Replace(tmpl, `"3.0.0"`, `"3.0.1"`, 1), "apply", "--server-side", "--field-manager=other", "-f", "-")
+	out, err := env.KubectlIn("admin", strings.Replace(tmpl, `"3.0.0"`, `"3.0.1"`, 1), "apply", "--server-side", "--field-manager=other", "-f", "-")
 	if err == nil || !strings.Contains(out, "conflict") {
 		t.Errorf("a conflicting server-side apply was not refused: %v\n%s", err, out)
 	}
-	if v := env.ok(t, "admin", "get", "template", "-n", "dc-west", "os-3-0-0", "-o", "jsonpath={.spec.osVersion}"); v != "3.0.0" {
+	if v := ok(t, "admin", "get", "template", "-n", "dc-west", "os-3-0-0", "-o", "jsonpath={.spec.osVersion}"); v != "3.0.0" {
 		t.Errorf("osVersion %q after the refused apply", v)
 	}
 
-	all := env.ok(t, "admin", "get", "stargate", "-A")
+	all := ok(t, "admin", "get", "stargate", "-A")
 	for _, want := range []string{"hardware.stargate.io/server-001", "template.stargate.io/os-2-0-0", "datacenter.stargate.io/dc-west", "job.stargate.io/" + job.Metadata.Name} {
 		if !strings.Contains(all, want) {
 			t.Errorf("kubectl get stargate -A lacks %s:\n%s", want, all)
@@ -102,7 +102,7 @@ spec:
   mac: "aa:bb:cc:dd:ee:99"
   ipv4: "10.9.9.9"
 `
-	out, err := env.kubectlIn("admin", hw, "create", "-f", "-")
+	out, err := env.KubectlIn("admin", hw, "create", "-f", "-")
 	if err == nil || !strings.Contains(out, `namespaces "no-such-namespace" not found`) {
 		t.Errorf("a Hardware in a missing namespace: %v\n%s", err, out)
 	}

@@ -3,8 +3,6 @@
 package e2e
 
 import (
-	"crypto/tls"
-	"crypto/x509"
 	"fmt"
 	"net/http"
 	"strings"
@@ -65,11 +63,11 @@ func forbidden(t *testing.T, what, out string, err error) {
 // subresources included, through Stargate's delegated authorization.
 func TestRBAC(t *testing.T) {
 	applySamples(t)
-	if out, err := env.kubectlIn("admin", rbacFixture+"---\n"+rbacHardware, "apply", "-f", "-"); err != nil {
+	if out, err := env.KubectlIn("admin", rbacFixture+"---\n"+rbacHardware, "apply", "-f", "-"); err != nil {
 		t.Fatalf("%v\n%s", err, out)
 	}
 	repave := []string{"create", "--raw", "/apis/stargate.io/v1alpha1/namespaces/dc-west/hardwares/rbac-001/repave",
-		"-f", env.root + "/artifacts/samples/repave-request.json"}
+		"-f", env.Root + "/artifacts/samples/repave-request.json"}
 	job := `apiVersion: stargate.io/v1alpha1
 kind: Job
 metadata: {name: rbac-reboot, namespace: dc-west}
@@ -77,31 +75,31 @@ spec: {hardwareRef: {name: rbac-001}, operation: reboot}
 `
 
 	// alice (stargate-viewer) reads, and nothing more.
-	if out := env.ok(t, "alice", "get", "hardwares", "-n", "dc-west"); !strings.Contains(out, "rbac-001") {
+	if out := ok(t, "alice", "get", "hardwares", "-n", "dc-west"); !strings.Contains(out, "rbac-001") {
 		t.Errorf("alice cannot see the inventory:\n%s", out)
 	}
-	out, err := env.kubectl("alice", repave...)
+	out, err := env.Kubectl("alice", repave...)
 	forbidden(t, "alice's /repave", out, err)
-	out, err = env.kubectlIn("alice", job, "create", "-f", "-")
+	out, err = env.KubectlIn("alice", job, "create", "-f", "-")
 	forbidden(t, "alice's Job create", out, err)
 
 	// bob may repave (create hardwares/repave), but not edit Hardware or its status.
-	if out := env.ok(t, "bob", repave...); !strings.Contains(out, `"kind":"Job"`) {
+	if out := ok(t, "bob", repave...); !strings.Contains(out, `"kind":"Job"`) {
 		t.Errorf("bob's /repave did not create a Job:\n%s", out)
 	}
-	out, err = env.kubectl("bob", "label", "hardware", "-n", "dc-west", "rbac-001", "owner=bob")
+	out, err = env.Kubectl("bob", "label", "hardware", "-n", "dc-west", "rbac-001", "owner=bob")
 	forbidden(t, "bob's Hardware edit", out, err)
-	out, err = env.kubectl("bob", "patch", "hardware", "-n", "dc-west", "rbac-001", "--subresource=status", "--type=merge",
+	out, err = env.Kubectl("bob", "patch", "hardware", "-n", "dc-west", "rbac-001", "--subresource=status", "--type=merge",
 		"-p", `{"status":{"state":"ready"}}`)
 	forbidden(t, "bob's status write", out, err)
-	out, err = env.kubectlIn("bob", job, "create", "-f", "-")
+	out, err = env.KubectlIn("bob", job, "create", "-f", "-")
 	forbidden(t, "bob's Job create", out, err)
 }
 
 // TestNoWayAroundTheFrontProxy: straight to Stargate's port, X-Remote-*
 // headers count only with the front-proxy client certificate.
 func TestNoWayAroundTheFrontProxy(t *testing.T) {
-	url := fmt.Sprintf("https://127.0.0.1:%d/apis/stargate.io/v1alpha1/namespaces/dc-west/hardwares", env.stargatePort)
+	url := fmt.Sprintf("https://127.0.0.1:%d/apis/stargate.io/v1alpha1/namespaces/dc-west/hardwares", env.StargatePort)
 	forged := func(client *http.Client) int {
 		req, _ := http.NewRequest(http.MethodGet, url, nil)
 		req.Header.Set("X-Remote-User", "admin")
@@ -113,19 +111,15 @@ func TestNoWayAroundTheFrontProxy(t *testing.T) {
 		resp.Body.Close()
 		return resp.StatusCode
 	}
-	if code := forged(env.stargateHTTP()); code != http.StatusUnauthorized {
+	if code := forged(env.StargateHTTP()); code != http.StatusUnauthorized {
 		t.Errorf("forged headers without a client certificate: %d, want 401", code)
 	}
 	// With a valid client certificate that is not the front proxy's, the
 	// request is that certificate's user (alice), not the forged admin.
-	cert, err := tls.LoadX509KeyPair(env.pki.path("alice.crt"), env.pki.path("alice.key"))
+	cfg, err := env.UserTLS("alice")
 	if err != nil {
 		t.Fatal(err)
 	}
-	pool := x509.NewCertPool()
-	pool.AddCert(env.pki.sgCA.Cert)
-	cfg := tlsConfig(pool)
-	cfg.Certificates = []tls.Certificate{cert}
 	withCert := &http.Client{Transport: &http.Transport{TLSClientConfig: cfg}}
 	req, _ := http.NewRequest(http.MethodDelete, url+"/server-001", nil)
 	req.Header.Set("X-Remote-User", "admin")
@@ -139,7 +133,7 @@ func TestNoWayAroundTheFrontProxy(t *testing.T) {
 		t.Errorf("alice's certificate with forged admin headers deleting Hardware: %d, want 403", resp.StatusCode)
 	}
 	// Plain HTTP is not served at all.
-	if resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/apis", env.stargatePort)); err == nil {
+	if resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/apis", env.StargatePort)); err == nil {
 		resp.Body.Close()
 		if resp.StatusCode != http.StatusBadRequest {
 			t.Errorf("plain HTTP answered %d", resp.StatusCode)

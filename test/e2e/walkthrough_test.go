@@ -17,22 +17,22 @@ func applySamples(t *testing.T) {
 	// On a cluster, namespaces are the cluster's: NamespaceLifecycle refuses
 	// objects in one that does not exist.
 	for _, ns := range []string{"dc-west", "dc-east"} {
-		if out, err := env.kubectl("admin", "get", "namespace", ns); err != nil {
-			env.ok(t, "admin", "create", "namespace", ns)
+		if out, err := env.Kubectl("admin", "get", "namespace", ns); err != nil {
+			ok(t, "admin", "create", "namespace", ns)
 		} else if !strings.Contains(out, ns) {
 			t.Fatalf("kubectl get namespace %s: %s", ns, out)
 		}
 	}
-	dcs, err := os.ReadFile(filepath.Join(env.root, "artifacts/samples/datacenters.yaml"))
+	dcs, err := os.ReadFile(filepath.Join(env.Root, "artifacts/samples/datacenters.yaml"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	manifest := strings.NewReplacer("http://127.0.0.1:8080", env.mockdc["dc-west"], "http://127.0.0.1:8081", env.mockdc["dc-east"]).Replace(string(dcs))
-	if out, err := env.kubectlIn("admin", manifest, "apply", "-f", "-"); err != nil {
+	manifest := strings.NewReplacer("http://127.0.0.1:8080", env.MockDC["dc-west"], "http://127.0.0.1:8081", env.MockDC["dc-east"]).Replace(string(dcs))
+	if out, err := env.KubectlIn("admin", manifest, "apply", "-f", "-"); err != nil {
 		t.Fatalf("kubectl apply datacenters: %v\n%s", err, out)
 	}
-	samples := filepath.Join(env.root, "artifacts/samples")
-	env.ok(t, "admin", "apply", "-f", filepath.Join(samples, "hardware.yaml"), "-f", filepath.Join(samples, "template.yaml"))
+	samples := filepath.Join(env.Root, "artifacts/samples")
+	ok(t, "admin", "apply", "-f", filepath.Join(samples, "hardware.yaml"), "-f", filepath.Join(samples, "template.yaml"))
 }
 
 // rows returns kubectl's table output as whitespace-split fields per line.
@@ -82,24 +82,24 @@ func eventually(t *testing.T, timeout time.Duration, what string, check func() (
 func TestSeedWalkThrough(t *testing.T) {
 	applySamples(t)
 	eventually(t, time.Minute, "the inventory looked up at dc-west", func() (string, bool) {
-		out, _ := env.kubectl("admin", "get", "hardwares", "-n", "dc-west")
+		out, _ := env.Kubectl("admin", "get", "hardwares", "-n", "dc-west")
 		header, server1 := row(out, "server-001")
 		return out, strings.Join(header, " ") == "NAME STATE OS IPV4" && strings.Join(server1, " ") == "server-001 ready 1.0.0 10.0.1.5"
 	})
 
-	stop, err := env.watch("admin", "get", "jobs.stargate.io", "-n", "dc-west", "-w")
+	stop, err := env.Watch("admin", "get", "jobs.stargate.io", "-n", "dc-west", "-w")
 	if err != nil {
 		t.Fatal(err)
 	}
 	time.Sleep(time.Second) // the watch is listening before the Job exists
-	env.ok(t, "admin", "apply", "-f", filepath.Join(env.root, "artifacts/samples/job-repave.yaml"))
+	ok(t, "admin", "apply", "-f", filepath.Join(env.Root, "artifacts/samples/job-repave.yaml"))
 	started := time.Now()
-	env.ok(t, "admin", "wait", "-n", "dc-west", "--for=jsonpath={.status.phase}=Succeeded", "job.stargate.io/repave-server-001", "--timeout=90s")
+	ok(t, "admin", "wait", "-n", "dc-west", "--for=jsonpath={.status.phase}=Succeeded", "job.stargate.io/repave-server-001", "--timeout=90s")
 	took := time.Since(started)
 	time.Sleep(500 * time.Millisecond) // let the watch print the last event
 	lines := stop()
-	if took < repaveDuration {
-		t.Errorf("the repave finished in %s, before the datacenter's %s repave could", took, repaveDuration)
+	if took < env.RepaveDuration() {
+		t.Errorf("the repave finished in %s, before the datacenter's %s repave could", took, env.RepaveDuration())
 	}
 
 	if len(lines) == 0 || strings.Join(strings.Fields(lines[0]), " ") != "NAME HARDWARE OPERATION PHASE AGE" {
@@ -117,7 +117,7 @@ func TestSeedWalkThrough(t *testing.T) {
 		t.Errorf("the watch showed phases %v, want Pending, Running, Succeeded:\n%s", phases, strings.Join(lines, "\n"))
 	}
 
-	out := env.ok(t, "admin", "get", "hardwares", "-n", "dc-west")
+	out := ok(t, "admin", "get", "hardwares", "-n", "dc-west")
 	if _, server1 := row(out, "server-001"); strings.Join(server1, " ") != "server-001 ready 2.0.0 10.0.1.5" {
 		t.Errorf("after the repave:\n%s", out)
 	}

@@ -1,17 +1,18 @@
-//go:build e2e
-
-// Package e2e runs Stargate behind a real kube-apiserver (built from
-// k8s.io/kubernetes by hack/build-cluster-tools.sh) on a real etcd, and drives
-// it with a real kubectl, as an operator would. Everything listens on
-// 127.0.0.1; `make test-e2e` runs it.
-package e2e
+// Package framework starts, on 127.0.0.1 only, what the end-to-end tests and
+// the benchmarks run against: a real etcd and a real kube-apiserver (built
+// from k8s.io/kubernetes by hack/build-cluster-tools.sh) with the aggregation
+// layer, two mock datacenters, and stargate-apiserver in aggregated mode,
+// registered through an APIService; and a real kubectl to drive them.
+package framework
 
 import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/base64"
 	"fmt"
 	"net"
 	"net/http"
@@ -21,7 +22,6 @@ import (
 	"strings"
 	"sync"
 	"syscall"
-	"testing"
 	"time"
 
 	"k8s.io/client-go/tools/clientcmd"
@@ -30,20 +30,22 @@ import (
 	"stargate.io/stargate/pkg/pki"
 )
 
-// cluster is everything the suite started.
-type cluster struct {
-	root, work string // the repository, the suite's scratch directory
-	bin        map[string]string
-	pki        *clusterPKI
+// Cluster is everything Start started.
+type Cluster struct {
+	Root, Work string // the repository, the scratch directory
+	Bin        map[string]string
+	PKI        *PKI
 
-	etcdURL, kubeURL string
-	stargatePort     int
-	mockdc           map[string]string // datacenter -> URL
-	credsDir         string
-	kubeconfigs      map[string]string // user -> kubeconfig
-	mu               sync.Mutex
-	procs            map[string]*process
-	stargateArgs     []string
+	EtcdURL, KubeURL string
+	StargatePort     int
+	MockDC           map[string]string // datacenter -> URL
+	CredsDir         string
+	Kubeconfigs      map[string]string // user -> kubeconfig
+
+	opts         Options
+	mu           sync.Mutex
+	procs        map[string]*process
+	stargateArgs []string
 }
 
 type process struct {
@@ -53,38 +55,24 @@ type process struct {
 	done chan struct{}
 }
 
-type clusterPKI struct {
-	dir                           string
-	clusterCA, frontProxyCA, sgCA *pki.CA
+// PKI is the cluster's certificate authorities and where their files are:
+// ClusterCA signs kube-apiserver's serving and the users' client certificates,
+// FrontProxyCA the aggregator's client certificate, StargateCA Stargate's
+// serving certificate (the APIService caBundle).
+type PKI struct {
+	Dir                                 string
+	ClusterCA, FrontProxyCA, StargateCA *pki.CA
 }
 
-func (p *clusterPKI) path(name string) string { return filepath.Join(p.dir, name) }
+// Path is a file in the PKI directory; user certificates are <user>.crt and .key
+// with colons as underscores.
+func (p *PKI) Path(name string) string { return filepath.Join(p.Dir, name) }
 
-var env *cluster
-
-func TestMain(m *testing.M) {
-	var err error
-	env, err = startCluster()
-	code := 1
-	if err == nil {
-		code = m.Run()
-	} else {
-		fmt.Fprintln(os.Stderr, "e2e: starting the cluster:", err)
-	}
-	if env != nil {
-		if code != 0 {
-			env.dumpLogs()
-		}
-		env.stop()
-		if code == 0 {
-			os.RemoveAll(env.work)
-		}
-	}
-	os.Exit(code)
-}
-
-func startCluster() (*cluster, error) {
-	root, err := filepath.Abs("../..")
+// Start starts the cluster from the repository at root. On error the
+// returned Cluster (if any) holds what started: Stop it.
+func Start(root string, opts Options) (*Cluster, error) {
+	opts.defaults()
+	root, err := filepath.Abs(root)
 	if err != nil {
 		return nil, err
 	}
@@ -92,8 +80,8 @@ func startCluster() (*cluster, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &cluster{root: root, work: work, bin: map[string]string{}, procs: map[string]*process{},
-		mockdc: map[string]string{}, kubeconfigs: map[string]string{}}
+	c := &Cluster{opts: opts, Root: root, Work: work, Bin: map[string]string{}, procs: map[string]*process{},
+		MockDC: map[string]string{}, Kubeconfigs: map[string]string{}}
 	fmt.Fprintln(os.Stderr, "e2e: scratch directory", work)
 	steps := []struct {
 		name string
@@ -120,24 +108,24 @@ func startCluster() (*cluster, error) {
 
 // build finds (or builds, once) kube-apiserver, kubectl and etcd, and builds
 // this tree's stargate-apiserver and mockdc.
-func (c *cluster) build() error {
-	out, err := exec.Command(filepath.Join(c.root, "hack/build-cluster-tools.sh")).Output()
+func (c *Cluster) build() error {
+	out, err := exec.Command(filepath.Join(c.Root, "hack/build-cluster-tools.sh")).Output()
 	if err != nil {
 		return fmt.Errorf("hack/build-cluster-tools.sh: %w", err)
 	}
 	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
 	tools := lines[len(lines)-1]
 	for _, t := range []string{"kube-apiserver", "kubectl", "etcd"} {
-		c.bin[t] = filepath.Join(tools, t)
+		c.Bin[t] = filepath.Join(tools, t)
 	}
-	binDir := filepath.Join(c.work, "bin")
+	binDir := filepath.Join(c.Work, "bin")
 	cmd := exec.Command("go", "build", "-o", binDir+"/", "./cmd/stargate-apiserver", "./cmd/mockdc")
-	cmd.Dir = c.root
+	cmd.Dir = c.Root
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("go build: %v\n%s", err, out)
 	}
-	c.bin["stargate-apiserver"] = filepath.Join(binDir, "stargate-apiserver")
-	c.bin["mockdc"] = filepath.Join(binDir, "mockdc")
+	c.Bin["stargate-apiserver"] = filepath.Join(binDir, "stargate-apiserver")
+	c.Bin["mockdc"] = filepath.Join(binDir, "mockdc")
 	return nil
 }
 
@@ -151,53 +139,53 @@ var users = map[string][]string{
 	"bob":   {"repavers"},
 }
 
-func (c *cluster) makePKI() error {
-	p := &clusterPKI{dir: filepath.Join(c.work, "pki")}
-	if err := os.MkdirAll(p.dir, 0o700); err != nil {
+func (c *Cluster) makePKI() error {
+	p := &PKI{Dir: filepath.Join(c.Work, "pki")}
+	if err := os.MkdirAll(p.Dir, 0o700); err != nil {
 		return err
 	}
 	var err error
-	if p.clusterCA, err = pki.EnsureCA(p.path("cluster-ca.crt"), p.path("cluster-ca.key"), "e2e-cluster-ca"); err != nil {
+	if p.ClusterCA, err = pki.EnsureCA(p.Path("cluster-ca.crt"), p.Path("cluster-ca.key"), "e2e-cluster-ca"); err != nil {
 		return err
 	}
-	if p.frontProxyCA, err = pki.EnsureCA(p.path("front-proxy-ca.crt"), p.path("front-proxy-ca.key"), "e2e-front-proxy-ca"); err != nil {
+	if p.FrontProxyCA, err = pki.EnsureCA(p.Path("front-proxy-ca.crt"), p.Path("front-proxy-ca.key"), "e2e-front-proxy-ca"); err != nil {
 		return err
 	}
-	if p.sgCA, err = pki.EnsureCA(p.path("stargate-ca.crt"), p.path("stargate-ca.key"), "e2e-stargate-ca"); err != nil {
+	if p.StargateCA, err = pki.EnsureCA(p.Path("stargate-ca.crt"), p.Path("stargate-ca.key"), "e2e-stargate-ca"); err != nil {
 		return err
 	}
 	loopback := []net.IP{net.IPv4(127, 0, 0, 1)}
-	if err := p.clusterCA.EnsureLeaf(p.path("kube-apiserver.crt"), p.path("kube-apiserver.key"), &x509.Certificate{
+	if err := p.ClusterCA.EnsureLeaf(p.Path("kube-apiserver.crt"), p.Path("kube-apiserver.key"), &x509.Certificate{
 		Subject: pkix.Name{CommonName: "kube-apiserver"}, DNSNames: []string{"localhost", "kubernetes.default.svc"},
 		IPAddresses: loopback, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}); err != nil {
 		return err
 	}
 	// The aggregator checks Stargate's certificate against the APIService's
 	// caBundle for <service>.<namespace>.svc.
-	if err := p.sgCA.EnsureLeaf(p.path("stargate.crt"), p.path("stargate.key"), &x509.Certificate{
+	if err := p.StargateCA.EnsureLeaf(p.Path("stargate.crt"), p.Path("stargate.key"), &x509.Certificate{
 		Subject: pkix.Name{CommonName: "stargate.stargate-system.svc"}, DNSNames: []string{"stargate.stargate-system.svc", "localhost"},
 		IPAddresses: loopback, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}); err != nil {
 		return err
 	}
-	if err := p.frontProxyCA.ClientCert(p.path("front-proxy-client.crt"), p.path("front-proxy-client.key"), "front-proxy-client"); err != nil {
+	if err := p.FrontProxyCA.ClientCert(p.Path("front-proxy-client.crt"), p.Path("front-proxy-client.key"), "front-proxy-client"); err != nil {
 		return err
 	}
 	for user, groups := range users {
 		file := strings.ReplaceAll(user, ":", "_")
-		if err := p.clusterCA.ClientCert(p.path(file+".crt"), p.path(file+".key"), user, groups...); err != nil {
+		if err := p.ClusterCA.ClientCert(p.Path(file+".crt"), p.Path(file+".key"), user, groups...); err != nil {
 			return err
 		}
 	}
-	if err := pki.EnsureKey(p.path("service-account.key")); err != nil {
+	if err := pki.EnsureKey(p.Path("service-account.key")); err != nil {
 		return err
 	}
-	c.pki = p
+	c.PKI = p
 	return nil
 }
 
 // start runs a binary with its output in <work>/<name>.log.
-func (c *cluster) start(name string, bin string, args ...string) (*process, error) {
-	log := filepath.Join(c.work, name+".log")
+func (c *Cluster) start(name string, bin string, args ...string) (*process, error) {
+	log := filepath.Join(c.Work, name+".log")
 	f, err := os.OpenFile(log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		return nil, err
@@ -236,7 +224,8 @@ func (p *process) kill(hard bool) {
 	}
 }
 
-func (c *cluster) stop() {
+// Stop stops every process, Stargate first.
+func (c *Cluster) Stop() {
 	// Stargate first, then what it depends on.
 	for _, name := range []string{"stargate-apiserver", "mockdc-dc-west", "mockdc-dc-east", "kube-apiserver", "etcd"} {
 		c.mu.Lock()
@@ -248,7 +237,8 @@ func (c *cluster) stop() {
 	}
 }
 
-func (c *cluster) dumpLogs() {
+// DumpLogs prints the last lines of every process's log.
+func (c *Cluster) DumpLogs() {
 	for name, p := range c.procs {
 		data, _ := os.ReadFile(p.log)
 		lines := strings.Split(strings.TrimSpace(string(data)), "\n")
@@ -283,7 +273,7 @@ func waitFor(what string, timeout time.Duration, check func() error) error {
 	}
 }
 
-func (c *cluster) startEtcd() error {
+func (c *Cluster) startEtcd() error {
 	client, err := freePort()
 	if err != nil {
 		return err
@@ -292,16 +282,16 @@ func (c *cluster) startEtcd() error {
 	if err != nil {
 		return err
 	}
-	c.etcdURL = fmt.Sprintf("http://127.0.0.1:%d", client)
+	c.EtcdURL = fmt.Sprintf("http://127.0.0.1:%d", client)
 	peerURL := fmt.Sprintf("http://127.0.0.1:%d", peer)
-	if _, err := c.start("etcd", c.bin["etcd"], "--name=e2e", "--data-dir="+filepath.Join(c.work, "etcd"),
-		"--listen-client-urls="+c.etcdURL, "--advertise-client-urls="+c.etcdURL,
+	if _, err := c.start("etcd", c.Bin["etcd"], "--name=e2e", "--data-dir="+filepath.Join(c.Work, "etcd"),
+		"--listen-client-urls="+c.EtcdURL, "--advertise-client-urls="+c.EtcdURL,
 		"--listen-peer-urls="+peerURL, "--initial-advertise-peer-urls="+peerURL,
 		"--initial-cluster=e2e="+peerURL, "--log-level=warn"); err != nil {
 		return err
 	}
 	return waitFor("etcd", time.Minute, func() error {
-		resp, err := http.Get(c.etcdURL + "/health")
+		resp, err := http.Get(c.EtcdURL + "/health")
 		if err != nil {
 			return err
 		}
@@ -313,48 +303,48 @@ func (c *cluster) startEtcd() error {
 	})
 }
 
-func (c *cluster) startKubeAPIServer() error {
+func (c *Cluster) startKubeAPIServer() error {
 	port, err := freePort()
 	if err != nil {
 		return err
 	}
-	c.kubeURL = fmt.Sprintf("https://127.0.0.1:%d", port)
-	p := c.pki
-	if _, err := c.start("kube-apiserver", c.bin["kube-apiserver"],
-		"--etcd-servers="+c.etcdURL,
+	c.KubeURL = fmt.Sprintf("https://127.0.0.1:%d", port)
+	p := c.PKI
+	if _, err := c.start("kube-apiserver", c.Bin["kube-apiserver"],
+		"--etcd-servers="+c.EtcdURL,
 		"--bind-address=127.0.0.1", "--advertise-address=127.0.0.1", fmt.Sprintf("--secure-port=%d", port),
-		"--tls-cert-file="+p.path("kube-apiserver.crt"), "--tls-private-key-file="+p.path("kube-apiserver.key"),
-		"--client-ca-file="+p.path("cluster-ca.crt"),
+		"--tls-cert-file="+p.Path("kube-apiserver.crt"), "--tls-private-key-file="+p.Path("kube-apiserver.key"),
+		"--client-ca-file="+p.Path("cluster-ca.crt"),
 		"--authorization-mode=RBAC",
 		"--anonymous-auth=false",
 		"--service-account-issuer=https://kubernetes.default.svc",
-		"--service-account-key-file="+p.path("service-account.key"),
-		"--service-account-signing-key-file="+p.path("service-account.key"),
+		"--service-account-key-file="+p.Path("service-account.key"),
+		"--service-account-signing-key-file="+p.Path("service-account.key"),
 		// No controller manager here to keep the kubernetes Endpoints, which
 		// could not hold 127.0.0.1 anyway.
 		"--endpoint-reconciler-type=none",
 		// The aggregation layer: kube-apiserver proxies stargate.io with this
 		// client certificate and the user in X-Remote-* headers.
-		"--requestheader-client-ca-file="+p.path("front-proxy-ca.crt"),
+		"--requestheader-client-ca-file="+p.Path("front-proxy-ca.crt"),
 		"--requestheader-allowed-names=front-proxy-client",
 		"--requestheader-username-headers=X-Remote-User",
 		"--requestheader-group-headers=X-Remote-Group",
 		"--requestheader-extra-headers-prefix=X-Remote-Extra-",
-		"--proxy-client-cert-file="+p.path("front-proxy-client.crt"),
-		"--proxy-client-key-file="+p.path("front-proxy-client.key"),
+		"--proxy-client-cert-file="+p.Path("front-proxy-client.crt"),
+		"--proxy-client-key-file="+p.Path("front-proxy-client.key"),
 	); err != nil {
 		return err
 	}
 	for user := range users {
 		file := strings.ReplaceAll(user, ":", "_")
-		kubeconfig := filepath.Join(c.work, file+".kubeconfig")
-		if err := writeKubeconfig(kubeconfig, c.kubeURL, p.path("cluster-ca.crt"), p.path(file+".crt"), p.path(file+".key")); err != nil {
+		kubeconfig := filepath.Join(c.Work, file+".kubeconfig")
+		if err := writeKubeconfig(kubeconfig, c.KubeURL, p.Path("cluster-ca.crt"), p.Path(file+".crt"), p.Path(file+".key")); err != nil {
 			return err
 		}
-		c.kubeconfigs[user] = kubeconfig
+		c.Kubeconfigs[user] = kubeconfig
 	}
 	return waitFor("kube-apiserver", 2*time.Minute, func() error {
-		out, err := c.kubectl("admin", "get", "--raw", "/readyz")
+		out, err := c.Kubectl("admin", "get", "--raw", "/readyz")
 		if err != nil || strings.TrimSpace(out) != "ok" {
 			return fmt.Errorf("%v: %s", err, out)
 		}
@@ -373,9 +363,9 @@ func writeKubeconfig(path, server, ca, cert, key string) error {
 
 // applyRBAC applies the deploy manifests' namespace, ServiceAccount and RBAC:
 // the suite's Stargate runs with exactly what a deployed one gets.
-func (c *cluster) applyRBAC() error {
-	base := filepath.Join(c.root, "artifacts/deploy/base")
-	out, err := c.kubectl("admin", "apply", "-f", filepath.Join(base, "namespace.yaml"),
+func (c *Cluster) applyRBAC() error {
+	base := filepath.Join(c.Root, "artifacts/deploy/base")
+	out, err := c.Kubectl("admin", "apply", "-f", filepath.Join(base, "namespace.yaml"),
 		"-f", filepath.Join(base, "serviceaccount.yaml"), "-f", filepath.Join(base, "rbac.yaml"))
 	if err != nil {
 		return fmt.Errorf("%v: %s", err, out)
@@ -383,12 +373,9 @@ func (c *cluster) applyRBAC() error {
 	return nil
 }
 
-// Mock datacenter durations: long enough to watch a Job run, short enough for CI.
-const repaveDuration = 4 * time.Second
-
-func (c *cluster) startMockDCs() error {
-	c.credsDir = filepath.Join(c.work, "datacenter-credentials")
-	if err := os.MkdirAll(c.credsDir, 0o700); err != nil {
+func (c *Cluster) startMockDCs() error {
+	c.CredsDir = filepath.Join(c.Work, "datacenter-credentials")
+	if err := os.MkdirAll(c.CredsDir, 0o700); err != nil {
 		return err
 	}
 	for _, dc := range []string{"dc-west", "dc-east"} {
@@ -396,22 +383,23 @@ func (c *cluster) startMockDCs() error {
 		if err != nil {
 			return err
 		}
-		token := filepath.Join(c.credsDir, dc)
-		if err := os.WriteFile(token, []byte("e2e-token-of-"+dc), 0o600); err != nil {
+		token := filepath.Join(c.CredsDir, dc)
+		if err := os.WriteFile(token, []byte("token-of-"+dc), 0o600); err != nil {
 			return err
 		}
 		args := []string{"-v=1", "--name=" + dc, fmt.Sprintf("--listen=127.0.0.1:%d", port), "--token-file=" + token,
-			"--state-file=" + filepath.Join(c.work, "mockdc-"+dc+".json"), "--repave-duration=" + repaveDuration.String(),
-			"--reboot-duration=1s", "--power-duration=500ms"}
+			"--state-file=" + filepath.Join(c.Work, "mockdc-"+dc+".json"), "--repave-duration=" + c.opts.RepaveDuration.String(),
+			"--reboot-duration=" + c.opts.RebootDuration.String(), "--power-duration=" + c.opts.PowerDuration.String(),
+			fmt.Sprintf("--max-running=%d", c.opts.MockDCMaxRunning)}
 		if dc == "dc-west" {
-			args = append(args, "--inventory="+filepath.Join(c.root, "artifacts/samples/mockdc-inventory-dc-west.yaml"))
+			args = append(args, "--inventory="+filepath.Join(c.Root, "artifacts/samples/mockdc-inventory-dc-west.yaml"))
 		}
-		if _, err := c.start("mockdc-"+dc, c.bin["mockdc"], args...); err != nil {
+		if _, err := c.start("mockdc-"+dc, c.Bin["mockdc"], args...); err != nil {
 			return err
 		}
-		c.mockdc[dc] = fmt.Sprintf("http://127.0.0.1:%d", port)
+		c.MockDC[dc] = fmt.Sprintf("http://127.0.0.1:%d", port)
 		if err := waitFor(dc, 30*time.Second, func() error {
-			resp, err := http.Get(c.mockdc[dc] + "/healthz")
+			resp, err := http.Get(c.MockDC[dc] + "/healthz")
 			if err == nil {
 				resp.Body.Close()
 			}
@@ -426,29 +414,30 @@ func (c *cluster) startMockDCs() error {
 // startStargate runs stargate-apiserver in aggregated mode: delegated
 // authentication and authorization through kube-apiserver, its objects in the
 // same etcd under its own prefix.
-func (c *cluster) startStargate() error {
-	if c.stargatePort == 0 {
+func (c *Cluster) startStargate() error {
+	if c.StargatePort == 0 {
 		port, err := freePort()
 		if err != nil {
 			return err
 		}
-		c.stargatePort = port
-		self := c.kubeconfigs["system:serviceaccount:stargate-system:stargate-apiserver"]
+		c.StargatePort = port
+		self := c.Kubeconfigs["system:serviceaccount:stargate-system:stargate-apiserver"]
 		c.stargateArgs = []string{
-			"--etcd-servers=" + c.etcdURL,
+			"--etcd-servers=" + c.EtcdURL,
 			"--bind-address=127.0.0.1", fmt.Sprintf("--secure-port=%d", port),
-			"--tls-cert-file=" + c.pki.path("stargate.crt"), "--tls-private-key-file=" + c.pki.path("stargate.key"),
+			"--tls-cert-file=" + c.PKI.Path("stargate.crt"), "--tls-private-key-file=" + c.PKI.Path("stargate.key"),
 			"--kubeconfig=" + self, "--authentication-kubeconfig=" + self, "--authorization-kubeconfig=" + self,
-			"--datacenter-credentials-dir=" + c.credsDir,
-			"--data-dir=" + filepath.Join(c.work, "stargate"),
+			"--datacenter-credentials-dir=" + c.CredsDir,
+			"--data-dir=" + filepath.Join(c.Work, "stargate"),
 			"--leader-elect-lease-duration=3s",
 		}
+		c.stargateArgs = append(c.stargateArgs, c.opts.StargateArgs...)
 	}
-	if _, err := c.start("stargate-apiserver", c.bin["stargate-apiserver"], c.stargateArgs...); err != nil {
+	if _, err := c.start("stargate-apiserver", c.Bin["stargate-apiserver"], c.stargateArgs...); err != nil {
 		return err
 	}
 	return waitFor("stargate-apiserver", 2*time.Minute, func() error {
-		resp, err := c.stargateHTTP().Get(fmt.Sprintf("https://127.0.0.1:%d/readyz", c.stargatePort))
+		resp, err := c.StargateHTTP().Get(fmt.Sprintf("https://127.0.0.1:%d/readyz", c.StargatePort))
 		if err != nil {
 			return err
 		}
@@ -460,18 +449,18 @@ func (c *cluster) startStargate() error {
 	})
 }
 
-// stargateHTTP is a client that verifies Stargate's certificate and presents none.
-func (c *cluster) stargateHTTP() *http.Client {
+// StargateHTTP is a client that verifies Stargate's certificate and presents none.
+func (c *Cluster) StargateHTTP() *http.Client {
 	pool := x509.NewCertPool()
-	pool.AddCert(c.pki.sgCA.Cert)
+	pool.AddCert(c.PKI.StargateCA.Cert)
 	return &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: tlsConfig(pool)}}
 }
 
 // register tells kube-apiserver where stargate.io is served: an ExternalName
 // Service to localhost (Endpoints may not hold loopback addresses) and an
 // APIService with the real caBundle.
-func (c *cluster) register() error {
-	caPEM, err := os.ReadFile(c.pki.path("stargate-ca.crt"))
+func (c *Cluster) register() error {
+	caPEM, err := os.ReadFile(c.PKI.Path("stargate-ca.crt"))
 	if err != nil {
 		return err
 	}
@@ -501,25 +490,26 @@ spec:
     name: stargate
     namespace: stargate-system
     port: %[1]d
-`, c.stargatePort, b64(caPEM))
-	if out, err := c.kubectlIn("admin", manifest, "apply", "-f", "-"); err != nil {
+`, c.StargatePort, b64(caPEM))
+	if out, err := c.KubectlIn("admin", manifest, "apply", "-f", "-"); err != nil {
 		return fmt.Errorf("%v: %s", err, out)
 	}
-	return c.waitAvailable()
+	return c.WaitAvailable()
 }
 
-func (c *cluster) waitAvailable() error {
-	out, err := c.kubectl("admin", "wait", "--for=condition=Available", "apiservice/v1alpha1.stargate.io", "--timeout=120s")
+// WaitAvailable waits for the APIService to be Available.
+func (c *Cluster) WaitAvailable() error {
+	out, err := c.Kubectl("admin", "wait", "--for=condition=Available", "apiservice/v1alpha1.stargate.io", "--timeout=120s")
 	if err != nil {
-		status, _ := c.kubectl("admin", "get", "apiservice/v1alpha1.stargate.io", "-o", "jsonpath={.status}")
+		status, _ := c.Kubectl("admin", "get", "apiservice/v1alpha1.stargate.io", "-o", "jsonpath={.status}")
 		return fmt.Errorf("%v: %s (status %s)", err, out, status)
 	}
 	return nil
 }
 
-// restartStargate kills stargate-apiserver (SIGKILL: no goodbye) and starts it
+// RestartStargate kills stargate-apiserver (SIGKILL: no goodbye) and starts it
 // again on the same port and etcd.
-func (c *cluster) restartStargate() error {
+func (c *Cluster) RestartStargate() error {
 	c.mu.Lock()
 	p := c.procs["stargate-apiserver"]
 	c.mu.Unlock()
@@ -527,18 +517,19 @@ func (c *cluster) restartStargate() error {
 	if err := c.startStargate(); err != nil {
 		return err
 	}
-	return c.waitAvailable()
+	return c.WaitAvailable()
 }
 
-// kubectl runs the real kubectl as user and returns its combined output.
-func (c *cluster) kubectl(user string, args ...string) (string, error) {
-	return c.kubectlIn(user, "", args...)
+// Kubectl runs the real kubectl as user and returns its combined output.
+func (c *Cluster) Kubectl(user string, args ...string) (string, error) {
+	return c.KubectlIn(user, "", args...)
 }
 
-func (c *cluster) kubectlIn(user, stdin string, args ...string) (string, error) {
+// KubectlIn is Kubectl with stdin.
+func (c *Cluster) KubectlIn(user, stdin string, args ...string) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, c.bin["kubectl"], append([]string{"--kubeconfig=" + c.kubeconfigs[user]}, args...)...)
+	cmd := exec.CommandContext(ctx, c.Bin["kubectl"], append([]string{"--kubeconfig=" + c.Kubeconfigs[user]}, args...)...)
 	if stdin != "" {
 		cmd.Stdin = strings.NewReader(stdin)
 	}
@@ -548,10 +539,10 @@ func (c *cluster) kubectlIn(user, stdin string, args ...string) (string, error) 
 	return out.String(), err
 }
 
-// watch starts `kubectl ... -w` and returns a function that stops it and
+// Watch starts `kubectl ... -w` and returns a function that stops it and
 // returns the lines it printed.
-func (c *cluster) watch(user string, args ...string) (func() []string, error) {
-	cmd := exec.Command(c.bin["kubectl"], append([]string{"--kubeconfig=" + c.kubeconfigs[user]}, args...)...)
+func (c *Cluster) Watch(user string, args ...string) (func() []string, error) {
+	cmd := exec.Command(c.Bin["kubectl"], append([]string{"--kubeconfig=" + c.Kubeconfigs[user]}, args...)...)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		return nil, err
@@ -581,12 +572,69 @@ func (c *cluster) watch(user string, args ...string) (func() []string, error) {
 	}, nil
 }
 
-// ok runs kubectl as user and fails the test, with kubectl's output, when it fails.
-func (c *cluster) ok(t *testing.T, user string, args ...string) string {
-	t.Helper()
-	out, err := c.kubectl(user, args...)
-	if err != nil {
-		t.Fatalf("kubectl %s: %v\n%s", strings.Join(args, " "), err, out)
+// Options shape the cluster.
+type Options struct {
+	// RepaveDuration, RebootDuration and PowerDuration are the mock
+	// datacenters' operation times (defaults 4s, 1s, 500ms).
+	RepaveDuration, RebootDuration, PowerDuration time.Duration
+	// MockDCMaxRunning is how many jobs each mock datacenter runs at once (default 10).
+	MockDCMaxRunning int
+	// StargateArgs are added to stargate-apiserver's flags.
+	StargateArgs []string
+}
+
+func (o *Options) defaults() {
+	if o.RepaveDuration <= 0 {
+		o.RepaveDuration = 4 * time.Second
 	}
-	return out
+	if o.RebootDuration <= 0 {
+		o.RebootDuration = time.Second
+	}
+	if o.PowerDuration <= 0 {
+		o.PowerDuration = 500 * time.Millisecond
+	}
+	if o.MockDCMaxRunning <= 0 {
+		o.MockDCMaxRunning = 10
+	}
+}
+
+// PID is the process ID of a started process ("etcd", "kube-apiserver",
+// "stargate-apiserver", "mockdc-dc-west"...), 0 if it is not running.
+func (c *Cluster) PID(name string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if p := c.procs[name]; p != nil {
+		return p.cmd.Process.Pid
+	}
+	return 0
+}
+
+// RepaveDuration is the mock datacenters' repave time.
+func (c *Cluster) RepaveDuration() time.Duration { return c.opts.RepaveDuration }
+
+func tlsConfig(roots *x509.CertPool) *tls.Config {
+	return &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}
+}
+
+// UserTLS is a TLS configuration presenting user's client certificate and
+// trusting Stargate's serving CA: straight to Stargate, past the aggregator.
+func (c *Cluster) UserTLS(user string) (*tls.Config, error) {
+	file := strings.ReplaceAll(user, ":", "_")
+	cert, err := tls.LoadX509KeyPair(c.PKI.Path(file+".crt"), c.PKI.Path(file+".key"))
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(c.PKI.StargateCA.Cert)
+	cfg := tlsConfig(pool)
+	cfg.Certificates = []tls.Certificate{cert}
+	return cfg, nil
+}
+
+func b64(b []byte) string { return base64.StdEncoding.EncodeToString(b) }
+
+// Token is the bearer token of a mock datacenter (for its /debug endpoints).
+func (c *Cluster) Token(dc string) string {
+	b, _ := os.ReadFile(filepath.Join(c.CredsDir, dc))
+	return string(b)
 }
