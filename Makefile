@@ -7,7 +7,7 @@ GOTESTFLAGS ?=
 
 COMMANDS := $(notdir $(wildcard cmd/*))
 
-.PHONY: all build run test unit test-e2e cluster-tools vet generate verify fuzz clean help
+.PHONY: all build run test unit test-e2e cluster-tools bench bench-quick bench-micro vet generate verify fuzz clean help
 
 FUZZTIME ?= 20s
 
@@ -30,6 +30,15 @@ unit: ## Unit, registry and integration tests (no kube-apiserver needed).
 
 test-e2e: cluster-tools ## End-to-end behind a real kube-apiserver, etcd and kubectl on 127.0.0.1.
 	$(GO) test -tags e2e -count=1 -timeout 20m $(GOTESTFLAGS) ./test/e2e/
+
+bench: cluster-tools ## Stargate vs a CRD vs etcd, full counts (under 15 min); writes test/bench/RESULTS.md.
+	$(GO) run ./test/bench
+
+bench-quick: cluster-tools ## The same with small counts (under 2 min); prints, does not write RESULTS.md.
+	$(GO) run ./test/bench -quick -out ''
+
+bench-micro: ## go test -bench of the hot paths, benchstat-comparable (-count 6).
+	$(GO) test -run '^$$' -bench . -benchmem -count 6 ./pkg/apis/stargate/validation ./pkg/registry/stargate/hardware ./pkg/controller/jobs
 
 cluster-tools: ## Build (once, cached in .cache/cluster) kube-apiserver, kubectl and etcd.
 	@hack/build-cluster-tools.sh >/dev/null

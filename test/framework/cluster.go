@@ -388,9 +388,12 @@ func (c *Cluster) startMockDCs() error {
 			return err
 		}
 		args := []string{"-v=1", "--name=" + dc, fmt.Sprintf("--listen=127.0.0.1:%d", port), "--token-file=" + token,
-			"--state-file=" + filepath.Join(c.Work, "mockdc-"+dc+".json"), "--repave-duration=" + c.opts.RepaveDuration.String(),
+			"--repave-duration=" + c.opts.RepaveDuration.String(),
 			"--reboot-duration=" + c.opts.RebootDuration.String(), "--power-duration=" + c.opts.PowerDuration.String(),
 			fmt.Sprintf("--max-running=%d", c.opts.MockDCMaxRunning)}
+		if !c.opts.MockDCInMemory {
+			args = append(args, "--state-file="+filepath.Join(c.Work, "mockdc-"+dc+".json"))
+		}
 		if dc == "dc-west" {
 			args = append(args, "--inventory="+filepath.Join(c.Root, "artifacts/samples/mockdc-inventory-dc-west.yaml"))
 		}
@@ -579,6 +582,10 @@ type Options struct {
 	RepaveDuration, RebootDuration, PowerDuration time.Duration
 	// MockDCMaxRunning is how many jobs each mock datacenter runs at once (default 10).
 	MockDCMaxRunning int
+	// MockDCInMemory runs the mock datacenters without a state file. Theirs
+	// rewrites all their state on every change, which a benchmark of
+	// thousands of Jobs would measure instead of Stargate.
+	MockDCInMemory bool
 	// StargateArgs are added to stargate-apiserver's flags.
 	StargateArgs []string
 }

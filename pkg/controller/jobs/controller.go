@@ -75,11 +75,15 @@ const (
 
 // Options tune the controller.
 type Options struct {
-	// PollInterval is how often a running datacenter job is checked.
-	PollInterval time.Duration
+	// PollInterval is how often a long-running datacenter job is checked.
+	// A job is first checked after MinPollInterval, then at half its running
+	// time so far, up to PollInterval: quick operations finish quickly, long
+	// ones cost a request every PollInterval.
+	PollInterval, MinPollInterval time.Duration
 	// WaitInterval is how often a Job held back by its Datacenter is looked at again.
 	WaitInterval time.Duration
-	// Workers is the number of workers per datacenter.
+	// Workers is the number of workers per datacenter (default 16: most of
+	// a sync is waiting on the API server and the datacenter).
 	Workers int
 	Clock   clock.Clock
 	// Recorder records Events on phase changes (default: none).
@@ -119,11 +123,14 @@ func New(client clientset.Interface, jobInformer informers.JobInformer, hwInform
 	if opts.PollInterval <= 0 {
 		opts.PollInterval = 2 * time.Second
 	}
+	if opts.MinPollInterval <= 0 || opts.MinPollInterval > opts.PollInterval {
+		opts.MinPollInterval = min(100*time.Millisecond, opts.PollInterval)
+	}
 	if opts.WaitInterval <= 0 {
 		opts.WaitInterval = 10 * time.Second
 	}
 	if opts.Workers <= 0 {
-		opts.Workers = 4
+		opts.Workers = 16
 	}
 	if opts.Clock == nil {
 		opts.Clock = clock.RealClock{}
@@ -427,7 +434,16 @@ func (c *Controller) submit(ctx context.Context, job *v1alpha1.Job, client datac
 			return 0, err
 		}
 	}
-	return c.opts.PollInterval, nil
+	return c.opts.MinPollInterval, nil
+}
+
+// pollAfter is when to check a running Job again: half its running time so
+// far, between MinPollInterval and PollInterval.
+func (c *Controller) pollAfter(job *v1alpha1.Job) time.Duration {
+	if job.Status.StartTime == nil {
+		return c.opts.MinPollInterval
+	}
+	return min(max(c.opts.Clock.Since(job.Status.StartTime.Time)/2, c.opts.MinPollInterval), c.opts.PollInterval)
 }
 
 // poll follows a submitted Job at its datacenter.
@@ -447,7 +463,7 @@ func (c *Controller) poll(ctx context.Context, job *v1alpha1.Job, client datacen
 	case datacenter.JobCancelled:
 		return 0, c.fail(ctx, job, ReasonCancelled, "the datacenter cancelled the job")
 	}
-	return c.opts.PollInterval, nil
+	return c.pollAfter(job), nil
 }
 
 // succeed ends a Job whose datacenter job succeeded, with its Hardware ready

@@ -30,7 +30,7 @@ import (
 var t0 = time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)
 
 type harness struct {
-	t        *testing.T
+	t        testing.TB
 	ctx      context.Context
 	client   *clientfake.Clientset
 	c        *Controller
@@ -74,7 +74,7 @@ func jobObj(ns, name, hw string, op v1alpha1.Operation) *v1alpha1.Job {
 
 // newHarness runs the controller's informers over a fake clientset holding
 // objs; each Datacenter named in dcNames gets its own fake datacenter.
-func newHarness(t *testing.T, dcNames []string, objs ...runtime.Object) *harness {
+func newHarness(t testing.TB, dcNames []string, objs ...runtime.Object) *harness {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
@@ -93,7 +93,7 @@ func newHarness(t *testing.T, dcNames []string, objs ...runtime.Object) *harness
 	}
 	h.recorder = events.NewFakeRecorder(100)
 	c, err := New(client, v1.Jobs(), v1.Hardwares(), v1.Templates(), v1.Datacenters(), clientFor,
-		Options{Clock: h.clock, PollInterval: time.Second, WaitInterval: 5 * time.Second, Recorder: h.recorder,
+		Options{Clock: h.clock, PollInterval: time.Second, MinPollInterval: 100 * time.Millisecond, WaitInterval: 5 * time.Second, Recorder: h.recorder,
 			Failpoint: func(point string) error {
 				if point == h.crashAt {
 					return errors.New("crash injected at " + point)
@@ -161,8 +161,8 @@ func TestRepaveRunsToSuccess(t *testing.T) {
 	dc := h.dcs["dc-west"]
 
 	after, err := h.sync("dc-west", "repave-1")
-	if err != nil || after != time.Second {
-		t.Fatalf("submit: requeue %s, err %v", after, err)
+	if err != nil || after != 100*time.Millisecond {
+		t.Fatalf("submit: requeue %s (want the first poll after MinPollInterval), err %v", after, err)
 	}
 	j := h.job("dc-west", "repave-1")
 	if j.Status.Phase != v1alpha1.JobRunning || j.Status.DCJobID == "" || j.Status.Attempts != 1 ||
@@ -176,15 +176,21 @@ func TestRepaveRunsToSuccess(t *testing.T) {
 		t.Errorf("the idempotency key is not the Job UID")
 	}
 
-	// Still running at the datacenter: poll again later, no change.
+	// Still running at the datacenter: polls back off with its running time
+	// (half of it), from MinPollInterval up to PollInterval.
+	h.clock.Step(600 * time.Millisecond)
+	if after, err := h.sync("dc-west", "repave-1"); err != nil || after != 300*time.Millisecond {
+		t.Fatalf("poll after 0.6s running: %s (want 0.3s) %v", after, err)
+	}
+	h.clock.Step(10 * time.Second)
 	if after, err := h.sync("dc-west", "repave-1"); err != nil || after != time.Second {
-		t.Fatalf("poll: %s %v", after, err)
+		t.Fatalf("poll after 10s running: %s (want PollInterval 1s) %v", after, err)
 	}
 	dc.AddMachine(datacenter.MachineState{MAC: "aa:bb:cc:dd:ee:01", CurrentOS: "2.0.0", State: "ready", PowerState: datacenter.PowerOn})
 	if err := dc.Finish(j.Status.DCJobID, datacenter.JobSucceeded, ""); err != nil {
 		t.Fatal(err)
 	}
-	h.clock.Step(30 * time.Second)
+	h.clock.Step(30*time.Second - 10600*time.Millisecond)
 	if after, err := h.sync("dc-west", "repave-1"); err != nil || after != 0 {
 		t.Fatalf("finish: %s %v", after, err)
 	}
@@ -197,7 +203,7 @@ func TestRepaveRunsToSuccess(t *testing.T) {
 		t.Errorf("hardware after success: %+v", hw.Status)
 	}
 	// A finished Job is left alone.
-	if after, err := h.sync("dc-west", "repave-1"); err != nil || after != 0 || dc.Calls(fake.MethodGetJob) != 2 {
+	if after, err := h.sync("dc-west", "repave-1"); err != nil || after != 0 || dc.Calls(fake.MethodGetJob) != 3 {
 		t.Errorf("sync of a finished Job: %s %v, %d polls", after, err, dc.Calls(fake.MethodGetJob))
 	}
 }

@@ -154,6 +154,27 @@ func (x *Index) claim(ctx context.Context, self string, claims []claim, dryRun b
 	if len(claims) == 0 {
 		return nil, nil
 	}
+	if !dryRun {
+		// The common case is a new identity: claim every key in one
+		// transaction that succeeds only if none exists. Otherwise the
+		// careful path below reads them and decides.
+		cmps := make([]clientv3.Cmp, 0, len(claims))
+		puts := make([]clientv3.Op, 0, len(claims))
+		taken := make([]string, 0, len(claims))
+		value, _ := json.Marshal(entry{Holder: self, ClaimedAt: x.clock.Now().UTC()})
+		for _, c := range claims {
+			cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(c.key), "=", 0))
+			puts = append(puts, clientv3.OpPut(c.key, string(value)))
+			taken = append(taken, c.key)
+		}
+		resp, err := x.client.Txn(ctx).If(cmps...).Then(puts...).Commit()
+		if err != nil {
+			return nil, apierrors.NewServiceUnavailable("writing the Hardware identity index: " + err.Error())
+		}
+		if resp.Succeeded {
+			return taken, nil
+		}
+	}
 	for range maxAttempts {
 		var cmps []clientv3.Cmp
 		var puts []clientv3.Op

@@ -1,0 +1,184 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+
+	clientset "stargate.io/stargate/pkg/generated/clientset/versioned"
+	"stargate.io/stargate/test/framework"
+)
+
+// path is one way to the same kind of object.
+type path struct {
+	key, name  string
+	client     dynamic.Interface
+	gvr        schema.GroupVersionResource
+	apiVersion string
+}
+
+type bench struct {
+	c     *framework.Cluster
+	sz    sizes
+	kube  kubernetes.Interface
+	sg    clientset.Interface // Stargate direct (typed)
+	etcd  *clientv3.Client
+	paths []path // direct, aggregated, crd
+	rows  []row
+	// ceiling is etcd's puts/s per client concurrency.
+	ceiling map[int]sample
+	seq     atomic.Int64
+	// finishedJobs is how many Jobs the controller rounds have finished.
+	finishedJobs int // MAC and IPv4 of every Hardware are unique
+}
+
+const adminUser = "admin"
+
+func restConfig(c *framework.Cluster, host, caFile string) *rest.Config {
+	return &rest.Config{Host: host, QPS: -1, Timeout: time.Minute, TLSClientConfig: rest.TLSClientConfig{
+		CertFile: c.PKI.Path(adminUser + ".crt"), KeyFile: c.PKI.Path(adminUser + ".key"), CAFile: caFile}}
+}
+
+func newBench(ctx context.Context, c *framework.Cluster, sz sizes) (*bench, error) {
+	direct := restConfig(c, fmt.Sprintf("https://127.0.0.1:%d", c.StargatePort), c.PKI.StargateCA.CertFile)
+	aggregated := restConfig(c, c.KubeURL, c.PKI.ClusterCA.CertFile)
+	b := &bench{c: c, sz: sz}
+	var err error
+	if b.kube, err = kubernetes.NewForConfig(aggregated); err != nil {
+		return nil, err
+	}
+	if b.sg, err = clientset.NewForConfig(direct); err != nil {
+		return nil, err
+	}
+	if b.etcd, err = clientv3.New(clientv3.Config{Endpoints: []string{c.EtcdURL}, DialTimeout: 10 * time.Second}); err != nil {
+		return nil, err
+	}
+	dDirect, err := dynamic.NewForConfig(direct)
+	if err != nil {
+		return nil, err
+	}
+	dAgg, err := dynamic.NewForConfig(aggregated)
+	if err != nil {
+		return nil, err
+	}
+	sgGVR := schema.GroupVersionResource{Group: "stargate.io", Version: "v1alpha1", Resource: "hardwares"}
+	crdGVR := schema.GroupVersionResource{Group: "crd.stargate.io", Version: "v1alpha1", Resource: "hardwares"}
+	b.paths = []path{
+		{key: "a", name: "Stargate direct", client: dDirect, gvr: sgGVR, apiVersion: "stargate.io/v1alpha1"},
+		{key: "b", name: "Stargate via aggregator", client: dAgg, gvr: sgGVR, apiVersion: "stargate.io/v1alpha1"},
+		{key: "c", name: "CRD on kube-apiserver", client: dAgg, gvr: crdGVR, apiVersion: "crd.stargate.io/v1alpha1"},
+	}
+	if err := b.installCRD(ctx, dAgg); err != nil {
+		return nil, fmt.Errorf("installing the CRD: %w", err)
+	}
+	return b, nil
+}
+
+func (b *bench) add(r row) {
+	b.rows = append(b.rows, r)
+	fmt.Printf("  %s: %s\n", r.name, strings.Join(r.cells()[1:], " "))
+}
+
+func (b *bench) run(ctx context.Context) error {
+	steps := []struct {
+		name string
+		run  func(context.Context) error
+	}{
+		{"etcd ceiling", b.etcdCeiling},
+		{"create throughput and CPU", b.creates},
+		{"list and watch", b.listAndWatch},
+		{"controller", b.controller},
+		{"scale", b.scale},
+	}
+	for _, s := range steps {
+		start := time.Now()
+		fmt.Printf("== %s\n", s.name)
+		if err := s.run(ctx); err != nil {
+			return fmt.Errorf("%s: %w", s.name, err)
+		}
+		fmt.Printf("   (%s)\n", time.Since(start).Round(time.Second))
+	}
+	return nil
+}
+
+func (b *bench) ensureNamespace(ctx context.Context, name string) error {
+	_, err := b.kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{})
+	if apierrors.IsAlreadyExists(err) {
+		return nil
+	}
+	return err
+}
+
+// hardware is a Hardware of about size bytes in JSON, with a MAC and IPv4 of
+// its own (Stargate refuses duplicates; the CRD takes the same objects).
+func (b *bench) hardware(apiVersion, name string, size int) *unstructured.Unstructured {
+	n := b.seq.Add(1)
+	mac := fmt.Sprintf("02:00:%02x:%02x:%02x:%02x", byte(n>>24), byte(n>>16), byte(n>>8), byte(n))
+	ip := fmt.Sprintf("10.%d.%d.%d", (n/62500)%250+1, (n/250)%250, n%250+1)
+	obj := map[string]interface{}{
+		"apiVersion": apiVersion, "kind": "Hardware",
+		"metadata": map[string]interface{}{"name": name},
+		"spec": map[string]interface{}{"mac": mac, "ipv4": ip,
+			"inventory": map[string]interface{}{"sku": "GPU-8xH100", "location": "rack-5-slot-12"}},
+	}
+	raw, _ := json.Marshal(obj)
+	if pad := size - len(raw) - 60; pad > 0 {
+		obj["metadata"].(map[string]interface{})["annotations"] = map[string]interface{}{"bench.stargate.io/pad": strings.Repeat("x", pad)}
+	}
+	return &unstructured.Unstructured{Object: obj}
+}
+
+// createMany creates n Hardware in ns at the given concurrency and returns
+// the creates per second.
+func (b *bench) createMany(ctx context.Context, p path, ns string, n, concurrency, size int) (float64, error) {
+	objs := make([]*unstructured.Unstructured, n)
+	for i := range objs {
+		objs[i] = b.hardware(p.apiVersion, fmt.Sprintf("hw-%06d", i), size)
+	}
+	next := atomic.Int64{}
+	var firstErr error
+	var once sync.Once
+	var wg sync.WaitGroup
+	start := time.Now()
+	for range concurrency {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= n || ctx.Err() != nil {
+					return
+				}
+				if _, err := p.client.Resource(p.gvr).Namespace(ns).Create(ctx, objs[i], metav1.CreateOptions{}); err != nil {
+					once.Do(func() { firstErr = fmt.Errorf("%s create: %w", p.name, err) })
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	return float64(n) / time.Since(start).Seconds(), firstErr
+}
+
+// cpu is the CPU seconds used so far by the servers.
+type cpu struct{ stargate, kube, etcd float64 }
+
+func (b *bench) cpuNow() cpu {
+	return cpu{stargate: cpuSeconds(b.c.PID("stargate-apiserver")), kube: cpuSeconds(b.c.PID("kube-apiserver")), etcd: cpuSeconds(b.c.PID("etcd"))}
+}
+
+func (c cpu) since(before cpu) cpu {
+	return cpu{stargate: c.stargate - before.stargate, kube: c.kube - before.kube, etcd: c.etcd - before.etcd}
+}

@@ -1,0 +1,93 @@
+// Command bench measures Stargate against the obvious alternative, a CRD
+// served by kube-apiserver, side by side in one run on one machine and one
+// etcd, and against etcd's own write rate. It starts everything itself on
+// 127.0.0.1 (test/framework), runs bounded loads, prints one table (median of
+// interleaved repetitions, min-max beside it, PASS/MISS against the targets)
+// and writes it to test/bench/RESULTS.md.
+//
+//	go run ./test/bench            # make bench: the full run (under 15 minutes)
+//	go run ./test/bench -quick     # make bench-quick: smaller counts (under 2 minutes)
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"time"
+
+	"stargate.io/stargate/test/framework"
+)
+
+// sizes of one run.
+type sizes struct {
+	reps           int
+	creates        int   // objects per create run
+	concurrencies  []int // client concurrency of create runs
+	listObjects    int
+	watchEvents    int
+	controllerJobs int
+	pacedJobs      int
+	scaleHardware  int
+	scaleJobs      int
+}
+
+var (
+	full  = sizes{reps: 3, creates: 1000, concurrencies: []int{1, 8, 32}, listObjects: 10000, watchEvents: 100, controllerJobs: 2000, pacedJobs: 250, scaleHardware: 100000, scaleJobs: 10000}
+	quick = sizes{reps: 3, creates: 150, concurrencies: []int{1, 32}, listObjects: 2000, watchEvents: 30, controllerJobs: 400, pacedJobs: 100, scaleHardware: 5000, scaleJobs: 400}
+)
+
+func main() {
+	quickRun := flag.Bool("quick", false, "smaller counts (make bench-quick)")
+	out := flag.String("out", "test/bench/RESULTS.md", "where to write the results table (empty: do not write)")
+	profile := flag.String("profile", "", "only profile stargate-apiserver serving creates, into this file")
+	flag.Parse()
+	sz, mode := full, "make bench"
+	if *quickRun {
+		sz, mode = quick, "make bench-quick"
+	}
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), 14*time.Minute)
+	defer cancel()
+	cluster, err := framework.Start(".", framework.Options{
+		// Zero-time operations at the mock datacenters: the controller
+		// benchmark measures Stargate, not the simulated machines.
+		RepaveDuration: time.Millisecond, RebootDuration: time.Millisecond, PowerDuration: time.Millisecond,
+		MockDCMaxRunning: 100000, MockDCInMemory: true,
+	})
+	if err != nil {
+		if cluster != nil {
+			cluster.DumpLogs()
+			cluster.Stop()
+		}
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+	defer cluster.Stop()
+	b, err := newBench(ctx, cluster, sz)
+	if err == nil && *profile != "" {
+		if err = b.profileCreates(ctx, *profile, 15); err == nil {
+			return
+		}
+	}
+	if err == nil {
+		err = b.run(ctx)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		cluster.DumpLogs()
+		os.Exit(1)
+	}
+	report := b.report(mode, time.Since(start))
+	fmt.Print(report)
+	if *out != "" {
+		if err := os.WriteFile(filepath.Clean(*out), []byte(report), 0o644); err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(1)
+		}
+	}
+}
+
+func numCPU() int { return runtime.NumCPU() }
