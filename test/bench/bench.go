@@ -49,7 +49,7 @@ type bench struct {
 const adminUser = "admin"
 
 func restConfig(c *framework.Cluster, host, caFile string) *rest.Config {
-	return &rest.Config{Host: host, QPS: -1, Timeout: time.Minute, TLSClientConfig: rest.TLSClientConfig{
+	return &rest.Config{Host: host, QPS: -1, TLSClientConfig: rest.TLSClientConfig{
 		CertFile: c.PKI.Path(adminUser + ".crt"), KeyFile: c.PKI.Path(adminUser + ".key"), CAFile: caFile}}
 }
 

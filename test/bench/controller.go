@@ -46,11 +46,12 @@ func (b *bench) controllerSetup(ctx context.Context) error {
 // paced at perSecond (0: as fast as concurrency 32 goes), and waits until all
 // Succeeded. It returns the wall time and each Job's create-answered time.
 func (b *bench) jobRound(ctx context.Context, round string, n int, perSecond float64) (time.Duration, map[types.UID]time.Time, error) {
-	w, err := b.sg.StargateV1alpha1().Jobs("").Watch(ctx, metav1.ListOptions{LabelSelector: "bench-round=" + round})
+	selector := "bench-round=" + round
+	w, err := b.sg.StargateV1alpha1().Jobs("").Watch(ctx, metav1.ListOptions{LabelSelector: selector})
 	if err != nil {
 		return 0, nil, err
 	}
-	defer w.Stop()
+	defer func() { w.Stop() }()
 	acked := map[types.UID]time.Time{}
 	var mu sync.Mutex
 	next := atomic.Int64{}
@@ -93,8 +94,27 @@ func (b *bench) jobRound(ctx context.Context, round string, n int, perSecond flo
 	for len(done) < n {
 		select {
 		case ev, ok := <-w.ResultChan():
-			if !ok {
-				return 0, nil, fmt.Errorf("round %s: the watch ended at %d of %d", round, len(done), n)
+			if !ok || ev.Type == watch.Error {
+				// The server ended the watch: catch up with a list and
+				// watch again from there.
+				if ok {
+					fmt.Printf("   (watch error: %v; resuming)\n", ev.Object)
+				}
+				w.Stop()
+				list, err := b.sg.StargateV1alpha1().Jobs("").List(ctx, metav1.ListOptions{LabelSelector: selector})
+				if err != nil {
+					return 0, nil, err
+				}
+				for _, j := range list.Items {
+					if j.Status.Phase == v1alpha1.JobSucceeded {
+						done[j.Namespace+"/"+j.Name] = true
+					}
+				}
+				if w, err = b.sg.StargateV1alpha1().Jobs("").Watch(ctx, metav1.ListOptions{LabelSelector: selector,
+					ResourceVersion: list.ResourceVersion}); err != nil {
+					return 0, nil, err
+				}
+				continue
 			}
 			if j, isJob := ev.Object.(*v1alpha1.Job); isJob && ev.Type != watch.Deleted {
 				if j.Status.Phase == v1alpha1.JobFailed {

@@ -35,7 +35,7 @@ type sizes struct {
 }
 
 var (
-	full  = sizes{reps: 3, creates: 1000, concurrencies: []int{1, 8, 32}, listObjects: 10000, watchEvents: 100, controllerJobs: 2000, pacedJobs: 250, scaleHardware: 100000, scaleJobs: 10000}
+	full  = sizes{reps: 3, creates: 400, concurrencies: []int{1, 8, 32}, listObjects: 10000, watchEvents: 50, controllerJobs: 2000, pacedJobs: 250, scaleHardware: 100000, scaleJobs: 10000}
 	quick = sizes{reps: 3, creates: 150, concurrencies: []int{1, 32}, listObjects: 2000, watchEvents: 30, controllerJobs: 400, pacedJobs: 100, scaleHardware: 5000, scaleJobs: 400}
 )
 
@@ -49,7 +49,7 @@ func main() {
 		sz, mode = quick, "make bench-quick"
 	}
 	start := time.Now()
-	ctx, cancel := context.WithTimeout(context.Background(), 14*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
 	cluster, err := framework.Start(".", framework.Options{
 		// Zero-time operations at the mock datacenters: the controller
@@ -78,6 +78,7 @@ func main() {
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		cluster.DumpLogs()
+		cluster.Stop() // os.Exit skips the deferred Stop
 		os.Exit(1)
 	}
 	report := b.report(mode, time.Since(start))

@@ -16,7 +16,10 @@ import (
 // then reads its memory, lists everything and restarts it.
 func (b *bench) scale(ctx context.Context) error {
 	section := fmt.Sprintf("6. Scale: %d Hardware and %d finished Jobs", b.sz.scaleHardware, b.sz.scaleJobs)
-	have := b.sz.listObjects + b.sz.controllerJobs + len(b.sz.concurrencies)*2*b.sz.reps*b.sz.creates + 2*b.sz.reps*b.sz.watchEvents
+	have, err := countAll(ctx, b.paths[0].client, b.paths[0].gvr)
+	if err != nil {
+		return err
+	}
 	if more := b.sz.scaleHardware - have; more > 0 {
 		if err := b.ensureNamespace(ctx, "bench-scale"); err != nil {
 			return err

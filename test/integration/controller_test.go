@@ -274,14 +274,8 @@ func TestCancelARunningRepave(t *testing.T) {
 	if _, err := c.Jobs(ns).Create(ctx, repaveJob("next"), metav1.CreateOptions{}); err != nil {
 		t.Errorf("the Hardware stayed locked after the cancel: %v", err)
 	}
-	var executions int
-	for _, e := range west.Ledger() {
-		if e.IdempotencyKey == string(running.UID) {
-			executions++
-		}
-	}
-	if executions != 1 {
-		t.Errorf("the cancelled Job executed %d times, want 1", executions)
+	if n := executions(west, string(running.UID)); n != 1 {
+		t.Errorf("the cancelled Job executed %d times, want 1", n)
 	}
 }
 
