@@ -86,6 +86,7 @@ func main() {
 	if *out != "" {
 		if err := os.WriteFile(filepath.Clean(*out), []byte(report), 0o644); err != nil {
 			fmt.Fprintln(os.Stderr, "bench:", err)
+			cluster.Stop() // os.Exit skips the deferred Stop
 			os.Exit(1)
 		}
 	}
