@@ -9,7 +9,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -54,9 +53,6 @@ func (b *bench) jobRound(ctx context.Context, round string, n int, perSecond flo
 	defer func() { w.Stop() }()
 	acked := map[types.UID]time.Time{}
 	var mu sync.Mutex
-	next := atomic.Int64{}
-	var failed atomic.Value
-	var wg sync.WaitGroup
 	var tick <-chan time.Time
 	workers := 32
 	if perSecond > 0 {
@@ -65,30 +61,25 @@ func (b *bench) jobRound(ctx context.Context, round string, n int, perSecond flo
 		tick, workers = t.C, 1
 	}
 	start := time.Now()
-	for range workers {
-		wg.Go(func() {
-			for {
-				i := int(next.Add(1)) - 1
-				if i >= n || ctx.Err() != nil {
-					return
-				}
-				if tick != nil {
-					<-tick
-				}
-				dc := datacenters[i%2]
-				job := &v1alpha1.Job{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("%s-%05d", round, i), Labels: map[string]string{"bench-round": round}},
-					Spec: v1alpha1.JobSpec{HardwareRef: v1alpha1.LocalObjectReference{Name: fmt.Sprintf("hw-%06d", i/2)}, Operation: v1alpha1.OperationReboot}}
-				created, err := b.sg.StargateV1alpha1().Jobs(dc).Create(ctx, job, metav1.CreateOptions{})
-				if err != nil {
-					failed.Store(err)
-					return
-				}
-				mu.Lock()
-				acked[created.UID] = time.Now()
-				mu.Unlock()
+	created := make(chan error, 1)
+	go func() {
+		created <- fanOut(ctx, n, workers, func(i int) error {
+			if tick != nil {
+				<-tick
 			}
+			dc := datacenters[i%2]
+			job := &v1alpha1.Job{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("%s-%05d", round, i), Labels: map[string]string{"bench-round": round}},
+				Spec: v1alpha1.JobSpec{HardwareRef: v1alpha1.LocalObjectReference{Name: fmt.Sprintf("hw-%06d", i/2)}, Operation: v1alpha1.OperationReboot}}
+			got, err := b.sg.StargateV1alpha1().Jobs(dc).Create(ctx, job, metav1.CreateOptions{})
+			if err != nil {
+				return err
+			}
+			mu.Lock()
+			acked[got.UID] = time.Now()
+			mu.Unlock()
+			return nil
 		})
-	}
+	}()
 	done := map[string]bool{}
 	timeout := time.After(5 * time.Minute)
 	for len(done) < n {
@@ -124,15 +115,23 @@ func (b *bench) jobRound(ctx context.Context, round string, n int, perSecond flo
 					done[j.Namespace+"/"+j.Name] = true
 				}
 			}
+		case err := <-created:
+			if err != nil {
+				return 0, nil, err
+			}
+			created = nil // all created; a nil channel is never ready again
 		case <-timeout:
 			return 0, nil, fmt.Errorf("round %s: %d of %d Jobs succeeded in 5 minutes", round, len(done), n)
 		}
-		if err, _ := failed.Load().(error); err != nil {
+	}
+	took := time.Since(start)
+	if created != nil {
+		if err := <-created; err != nil {
 			return 0, nil, err
 		}
 	}
-	took := time.Since(start)
-	wg.Wait()
+	mu.Lock()
+	defer mu.Unlock()
 	return took, acked, nil
 }
 

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -21,32 +20,17 @@ func (b *bench) etcdCeiling(ctx context.Context) error {
 	for rep := range b.sz.reps {
 		for _, conc := range b.sz.concurrencies {
 			n := b.sz.creates
-			next := atomic.Int64{}
-			var wg sync.WaitGroup
-			var failed atomic.Value
 			start := time.Now()
-			for range conc {
-				wg.Go(func() {
-					for {
-						i := next.Add(1)
-						if i > int64(n) {
-							return
-						}
-						if _, err := b.etcd.Put(ctx, fmt.Sprintf("/bench/ceiling/%d/%d/%d", rep, conc, i), value); err != nil {
-							failed.Store(err)
-							return
-						}
-					}
-				})
-			}
-			wg.Wait()
-			if err, _ := failed.Load().(error); err != nil {
+			if err := fanOut(ctx, n, conc, func(i int) error {
+				_, err := b.etcd.Put(ctx, fmt.Sprintf("/bench/ceiling/%d/%d/%d", rep, conc, i), value)
+				return err
+			}); err != nil {
 				return err
 			}
 			ceilings[conc] = append(ceilings[conc], float64(n)/time.Since(start).Seconds())
 		}
 	}
-	if _, err := b.etcd.Delete(ctx, "/bench/ceiling/", clientv3WithPrefix()...); err != nil {
+	if _, err := b.etcd.Delete(ctx, "/bench/ceiling/", clientv3.WithPrefix()); err != nil {
 		return err
 	}
 	b.ceiling = ceilings
@@ -298,5 +282,3 @@ func (b *bench) watchLatency(ctx context.Context, p path, ns string, watchers, e
 	}
 	return lat, nil
 }
-
-func clientv3WithPrefix() []clientv3.OpOption { return []clientv3.OpOption{clientv3.WithPrefix()} }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"strings"
 	"time"
@@ -143,7 +144,7 @@ func hardwareSchema(doc []byte) (map[string]interface{}, error) {
 			Schemas map[string]map[string]interface{} `json:"schemas"`
 		} `json:"components"`
 	}
-	if err := jsonUnmarshal(doc, &openapi); err != nil {
+	if err := json.Unmarshal(doc, &openapi); err != nil {
 		return nil, err
 	}
 	schemas := openapi.Components.Schemas

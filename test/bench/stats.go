@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"sort"
 	"strings"
@@ -107,5 +106,3 @@ func table(rows []row) string {
 }
 
 func passIf(ok bool) *bool { return &ok }
-
-func jsonUnmarshal(b []byte, v interface{}) error { return json.Unmarshal(b, v) }

@@ -249,6 +249,19 @@ func (c *Cluster) DumpLogs() {
 	}
 }
 
+// httpOK is nil when GET url answers 200.
+func httpOK(client *http.Client, url string) error {
+	resp, err := client.Get(url)
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s: %d", url, resp.StatusCode)
+	}
+	return nil
+}
+
 func freePort() (int, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -290,17 +303,7 @@ func (c *Cluster) startEtcd() error {
 		"--initial-cluster=e2e="+peerURL, "--log-level=warn"); err != nil {
 		return err
 	}
-	return waitFor("etcd", time.Minute, func() error {
-		resp, err := http.Get(c.EtcdURL + "/health")
-		if err != nil {
-			return err
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("/health: %d", resp.StatusCode)
-		}
-		return nil
-	})
+	return waitFor("etcd", time.Minute, func() error { return httpOK(http.DefaultClient, c.EtcdURL+"/health") })
 }
 
 func (c *Cluster) startKubeAPIServer() error {
@@ -401,13 +404,7 @@ func (c *Cluster) startMockDCs() error {
 			return err
 		}
 		c.MockDC[dc] = fmt.Sprintf("http://127.0.0.1:%d", port)
-		if err := waitFor(dc, 30*time.Second, func() error {
-			resp, err := http.Get(c.MockDC[dc] + "/healthz")
-			if err == nil {
-				resp.Body.Close()
-			}
-			return err
-		}); err != nil {
+		if err := waitFor(dc, 30*time.Second, func() error { return httpOK(http.DefaultClient, c.MockDC[dc]+"/healthz") }); err != nil {
 			return err
 		}
 	}
@@ -440,15 +437,7 @@ func (c *Cluster) startStargate() error {
 		return err
 	}
 	return waitFor("stargate-apiserver", 2*time.Minute, func() error {
-		resp, err := c.StargateHTTP().Get(fmt.Sprintf("https://127.0.0.1:%d/readyz", c.StargatePort))
-		if err != nil {
-			return err
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("/readyz: %d", resp.StatusCode)
-		}
-		return nil
+		return httpOK(c.StargateHTTP(), fmt.Sprintf("https://127.0.0.1:%d/readyz", c.StargatePort))
 	})
 }
 

@@ -241,20 +241,27 @@ func TestManyJobsAcrossTwoDatacenters(t *testing.T) {
 	}
 }
 
-// TestCancelARunningRepave: spec.cancel stops the job at the datacenter, the
-// Job fails with reason Cancelled, and the Hardware is free for the next Job.
-func TestCancelARunningRepave(t *testing.T) {
+// startLongRepave runs the server with controllers and a dc-west whose
+// repaves take an hour, and returns once repave Job name is Running there.
+func startLongRepave(t *testing.T, name string) (*testServer, *mockDC, *v1alpha1.Job) {
+	t.Helper()
 	creds := t.TempDir()
 	west := startMockDC(t, "dc-west", creds, func(o *mockdc.Options) { o.RepaveDuration = time.Hour })
 	ts := startWithControllers(t, creds)
 	createDatacenter(t, ts, "dc-west", west.URL)
 	seedInventory(t, ts.Client)
-	ctx := context.Background()
-	c := ts.Client.StargateV1alpha1()
-	if _, err := c.Jobs(ns).Create(ctx, repaveJob("long"), metav1.CreateOptions{}); err != nil {
+	if _, err := ts.Client.StargateV1alpha1().Jobs(ns).Create(context.Background(), repaveJob(name), metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	running := waitForPhase(t, ts, ns, "long", v1alpha1.JobRunning, 10*time.Second)
+	return ts, west, waitForPhase(t, ts, ns, name, v1alpha1.JobRunning, 10*time.Second)
+}
+
+// TestCancelARunningRepave: spec.cancel stops the job at the datacenter, the
+// Job fails with reason Cancelled, and the Hardware is free for the next Job.
+func TestCancelARunningRepave(t *testing.T) {
+	ts, west, running := startLongRepave(t, "long")
+	ctx := context.Background()
+	c := ts.Client.StargateV1alpha1()
 	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
 		j, err := c.Jobs(ns).Get(ctx, "long", metav1.GetOptions{})
 		if err != nil {

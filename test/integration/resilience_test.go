@@ -38,17 +38,9 @@ func executions(dc *mockDC, uid string) int {
 // running Job until the controller has cancelled it at the datacenter; then
 // it goes, and its Hardware is free.
 func TestDeletingAnUnfinishedJobCancelsItAtTheDatacenter(t *testing.T) {
-	creds := t.TempDir()
-	west := startMockDC(t, "dc-west", creds, func(o *mockdc.Options) { o.RepaveDuration = time.Hour })
-	ts := startWithControllers(t, creds)
-	createDatacenter(t, ts, "dc-west", west.URL)
-	seedInventory(t, ts.Client)
+	ts, west, running := startLongRepave(t, "doomed")
 	ctx := context.Background()
 	c := ts.Client.StargateV1alpha1()
-	if _, err := c.Jobs(ns).Create(ctx, repaveJob("doomed"), metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	running := waitForPhase(t, ts, ns, "doomed", v1alpha1.JobRunning, 10*time.Second)
 	if !slices.Contains(running.Finalizers, v1alpha1.JobCancelFinalizer) {
 		t.Fatalf("a Running Job without the %s finalizer: %v", v1alpha1.JobCancelFinalizer, running.Finalizers)
 	}
