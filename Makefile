@@ -7,7 +7,7 @@ GOTESTFLAGS ?=
 
 COMMANDS := $(notdir $(wildcard cmd/*))
 
-.PHONY: all build run test unit test-e2e cluster-tools bench bench-quick bench-micro vet generate verify fuzz clean help
+.PHONY: all build run test unit test-e2e test-faults cluster-tools bench bench-quick bench-micro vet generate verify fuzz clean help
 
 FUZZTIME ?= 20s
 
@@ -30,6 +30,9 @@ unit: ## Unit, registry and integration tests (no kube-apiserver needed).
 
 test-e2e: cluster-tools ## End-to-end behind a real kube-apiserver, etcd and kubectl on 127.0.0.1.
 	$(GO) test -tags e2e -count=1 -timeout 20m $(GOTESTFLAGS) ./test/e2e/
+
+test-faults: cluster-tools ## Fault suite: kill -9, paused leader, etcd down, DC faults, hostile input, steady load (under 20 min).
+	$(GO) test -tags faults -count=1 -timeout 20m -v $(GOTESTFLAGS) ./test/faults/
 
 bench: cluster-tools ## Stargate vs a CRD vs etcd, full counts (under 15 min); writes test/bench/RESULTS.md.
 	$(GO) run ./test/bench

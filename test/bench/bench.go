@@ -17,7 +17,6 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/rest"
 
 	clientset "stargate.io/stargate/pkg/generated/clientset/versioned"
 	"stargate.io/stargate/test/framework"
@@ -48,14 +47,9 @@ type bench struct {
 
 const adminUser = "admin"
 
-func restConfig(c *framework.Cluster, host, caFile string) *rest.Config {
-	return &rest.Config{Host: host, QPS: -1, TLSClientConfig: rest.TLSClientConfig{
-		CertFile: c.PKI.Path(adminUser + ".crt"), KeyFile: c.PKI.Path(adminUser + ".key"), CAFile: caFile}}
-}
-
 func newBench(ctx context.Context, c *framework.Cluster, sz sizes) (*bench, error) {
-	direct := restConfig(c, fmt.Sprintf("https://127.0.0.1:%d", c.StargatePort), c.PKI.StargateCA.CertFile)
-	aggregated := restConfig(c, c.KubeURL, c.PKI.ClusterCA.CertFile)
+	direct := c.RESTConfig(adminUser, c.StargatePort)
+	aggregated := c.RESTConfig(adminUser, 0)
 	b := &bench{c: c, sz: sz}
 	var err error
 	if b.kube, err = kubernetes.NewForConfig(aggregated); err != nil {
@@ -190,7 +184,7 @@ func fanOut(ctx context.Context, n, workers int, do func(i int) error) error {
 type cpu struct{ stargate, kube, etcd float64 }
 
 func (b *bench) cpuNow() cpu {
-	return cpu{stargate: cpuSeconds(b.c.PID("stargate-apiserver")), kube: cpuSeconds(b.c.PID("kube-apiserver")), etcd: cpuSeconds(b.c.PID("etcd"))}
+	return cpu{stargate: framework.CPUSeconds(b.c.PID("stargate-apiserver")), kube: framework.CPUSeconds(b.c.PID("kube-apiserver")), etcd: framework.CPUSeconds(b.c.PID("etcd"))}
 }
 
 func (c cpu) since(before cpu) cpu {

@@ -3,9 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
-	"encoding/json"
 	"fmt"
-	"net/http"
 	"strconv"
 	"strings"
 	"sync"
@@ -140,18 +138,7 @@ func (b *bench) jobRound(ctx context.Context, round string, n int, perSecond flo
 func (b *bench) submitLatencies(acked map[types.UID]time.Time) ([]time.Duration, error) {
 	var out []time.Duration
 	for _, dc := range datacenters {
-		req, _ := http.NewRequest(http.MethodGet, b.c.MockDC[dc]+"/debug/ledger", nil)
-		req.Header.Set("Authorization", "Bearer "+b.c.Token(dc))
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			return nil, err
-		}
-		var ledger []struct {
-			IdempotencyKey string    `json:"idempotencyKey"`
-			StartedAt      time.Time `json:"startedAt"`
-		}
-		err = json.NewDecoder(resp.Body).Decode(&ledger)
-		resp.Body.Close()
+		ledger, err := b.c.Ledger(dc)
 		if err != nil {
 			return nil, err
 		}

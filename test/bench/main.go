@@ -15,7 +15,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"runtime"
 	"time"
 
 	"stargate.io/stargate/test/framework"
@@ -91,5 +90,3 @@ func main() {
 		}
 	}
 }
-
-func numCPU() int { return runtime.NumCPU() }

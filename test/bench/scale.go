@@ -11,6 +11,8 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/dynamic"
+
+	"stargate.io/stargate/test/framework"
 )
 
 // scale grows Stargate to scaleHardware Hardware and scaleJobs finished Jobs,
@@ -39,9 +41,9 @@ func (b *bench) scale(ctx context.Context) error {
 		b.finishedJobs += n
 	}
 	pid := b.c.PID("stargate-apiserver")
-	b.add(row{section: section, name: "stargate-apiserver RSS now", value: sample{rssMiB(pid)}, unit: "MiB"})
-	b.add(row{section: section, name: "stargate-apiserver peak RSS over the whole run (VmHWM)", value: sample{peakMiB(pid)}, unit: "MiB",
-		target: "<= 1024 MiB", pass: passIf(peakMiB(pid) <= 1024)})
+	b.add(row{section: section, name: "stargate-apiserver RSS now", value: sample{framework.RSSMiB(pid)}, unit: "MiB"})
+	b.add(row{section: section, name: "stargate-apiserver peak RSS over the whole run (VmHWM)", value: sample{framework.PeakMiB(pid)}, unit: "MiB",
+		target: "<= 1024 MiB", pass: passIf(framework.PeakMiB(pid) <= 1024)})
 
 	var listAll sample
 	var count int
@@ -68,7 +70,7 @@ func (b *bench) scale(ctx context.Context) error {
 	}
 	b.add(row{section: section, name: "restart (SIGKILL, start, /readyz ok, APIService Available)", value: restart, unit: "s",
 		target: "<= 15 s", pass: passIf(restart.median() <= 15)})
-	b.add(row{section: section, name: "stargate-apiserver RSS after the restarts", value: sample{rssMiB(b.c.PID("stargate-apiserver"))}, unit: "MiB"})
+	b.add(row{section: section, name: "stargate-apiserver RSS after the restarts", value: sample{framework.RSSMiB(b.c.PID("stargate-apiserver"))}, unit: "MiB"})
 	return nil
 }
 

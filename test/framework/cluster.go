@@ -46,6 +46,7 @@ type Cluster struct {
 	mu           sync.Mutex
 	procs        map[string]*process
 	stargateArgs []string
+	etcdArgs     []string
 }
 
 type process struct {
@@ -226,8 +227,16 @@ func (p *process) kill(hard bool) {
 
 // Stop stops every process, Stargate first.
 func (c *Cluster) Stop() {
-	// Stargate first, then what it depends on.
-	for _, name := range []string{"stargate-apiserver", "mockdc-dc-west", "mockdc-dc-east", "kube-apiserver", "etcd"} {
+	// Stargate (and any replica) first, then what it depends on.
+	c.mu.Lock()
+	var replicas []string
+	for name := range c.procs {
+		if strings.HasPrefix(name, "stargate-apiserver-") {
+			replicas = append(replicas, name)
+		}
+	}
+	c.mu.Unlock()
+	for _, name := range append(replicas, "stargate-apiserver", "mockdc-dc-west", "mockdc-dc-east", "kube-apiserver", "etcd") {
 		c.mu.Lock()
 		p := c.procs[name]
 		c.mu.Unlock()
@@ -297,10 +306,16 @@ func (c *Cluster) startEtcd() error {
 	}
 	c.EtcdURL = fmt.Sprintf("http://127.0.0.1:%d", client)
 	peerURL := fmt.Sprintf("http://127.0.0.1:%d", peer)
-	if _, err := c.start("etcd", c.Bin["etcd"], "--name=e2e", "--data-dir="+filepath.Join(c.Work, "etcd"),
-		"--listen-client-urls="+c.EtcdURL, "--advertise-client-urls="+c.EtcdURL,
-		"--listen-peer-urls="+peerURL, "--initial-advertise-peer-urls="+peerURL,
-		"--initial-cluster=e2e="+peerURL, "--log-level=warn"); err != nil {
+	c.etcdArgs = []string{"--name=e2e", "--data-dir=" + filepath.Join(c.Work, "etcd"),
+		"--listen-client-urls=" + c.EtcdURL, "--advertise-client-urls=" + c.EtcdURL,
+		"--listen-peer-urls=" + peerURL, "--initial-advertise-peer-urls=" + peerURL,
+		"--initial-cluster=e2e=" + peerURL, "--log-level=warn"}
+	return c.StartEtcd()
+}
+
+// StartEtcd starts etcd (again, after Kill("etcd")) on its ports and data.
+func (c *Cluster) StartEtcd() error {
+	if _, err := c.start("etcd", c.Bin["etcd"], c.etcdArgs...); err != nil {
 		return err
 	}
 	return waitFor("etcd", time.Minute, func() error { return httpOK(http.DefaultClient, c.EtcdURL+"/health") })

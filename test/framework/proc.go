@@ -1,8 +1,9 @@
-package main
+package framework
 
 import (
 	"fmt"
 	"os"
+	"runtime"
 	"strconv"
 	"strings"
 )
@@ -11,8 +12,8 @@ import (
 // (100 on Linux for every architecture Go supports).
 const clockTicks = 100
 
-// cpuSeconds is the user+system CPU time a process has used so far.
-func cpuSeconds(pid int) float64 {
+// CPUSeconds is the user+system CPU time a process has used so far.
+func CPUSeconds(pid int) float64 {
 	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
 		return 0
@@ -25,9 +26,11 @@ func cpuSeconds(pid int) float64 {
 	return (utime + stime) / clockTicks
 }
 
-// rssMiB is a process's resident set now; peakMiB its high-water mark.
-func rssMiB(pid int) float64  { return statusKiB(pid, "VmRSS:") / 1024 }
-func peakMiB(pid int) float64 { return statusKiB(pid, "VmHWM:") / 1024 }
+// RSSMiB is a process's resident set now.
+func RSSMiB(pid int) float64 { return statusKiB(pid, "VmRSS:") / 1024 }
+
+// PeakMiB is the high-water mark of a process's resident set.
+func PeakMiB(pid int) float64 { return statusKiB(pid, "VmHWM:") / 1024 }
 
 func statusKiB(pid int, key string) float64 {
 	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
@@ -44,8 +47,8 @@ func statusKiB(pid int, key string) float64 {
 	return 0
 }
 
-// machine describes this machine for RESULTS.md.
-func machine() string {
+// Machine describes this machine for reports.
+func Machine() string {
 	model := "unknown CPU"
 	if data, err := os.ReadFile("/proc/cpuinfo"); err == nil {
 		for _, line := range strings.Split(string(data), "\n") {
@@ -56,7 +59,7 @@ func machine() string {
 		}
 	}
 	mem := statusLine("/proc/meminfo", "MemTotal:")
-	return fmt.Sprintf("%s; %d logical CPUs (GOMAXPROCS); %s RAM", model, numCPU(), mem)
+	return fmt.Sprintf("%s; %d logical CPUs (GOMAXPROCS); %s RAM", model, runtime.GOMAXPROCS(0), mem)
 }
 
 func statusLine(file, key string) string {
