@@ -3,6 +3,7 @@ package datacenter_test
 import (
 	"context"
 	"errors"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -151,6 +152,21 @@ func TestErrorClasses(t *testing.T) {
 	}
 }
 
+// Nothing listening is an outage too: connection refused, nothing started.
+func TestARefusedConnectionIsUnavailable(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	e := newEnv(t)
+	c := e.client(t, func(c *datacenter.Config) { c.Endpoint = "http://" + addr })
+	if err := c.Health(context.Background()); !datacenter.IsUnavailable(err) {
+		t.Errorf("nothing listening: %v, want it reported unavailable", err)
+	}
+}
+
 func TestRetriesTransientErrors(t *testing.T) {
 	e := newEnv(t)
 	c := e.client(t)
@@ -162,8 +178,8 @@ func TestRetriesTransientErrors(t *testing.T) {
 	}
 	before := e.requests.Load()
 	_, err := c.Submit(ctx, "k", repave("aa:bb:cc:dd:ee:01"))
-	if !datacenter.IsTransient(err) {
-		t.Fatalf("got %v, want a transient error", err)
+	if !datacenter.IsTransient(err) || datacenter.IsUnavailable(err) {
+		t.Fatalf("got %v, want a transient error that is not an outage", err)
 	}
 	if n := e.requests.Load() - before; n != int64(fastBackoff.Steps) {
 		t.Errorf("%d attempts, want %d", n, fastBackoff.Steps)
@@ -171,10 +187,13 @@ func TestRetriesTransientErrors(t *testing.T) {
 
 	// An outage: 503s, retried, then success once it ends. A long retry
 	// budget keeps this independent of scheduling on a loaded machine.
-	c = e.client(t, func(c *datacenter.Config) { c.Backoff.Steps = 500 })
 	if err := e.dc.SetFaults(mockdc.Faults{Outage: true}); err != nil {
 		t.Fatal(err)
 	}
+	if err := c.Health(ctx); !datacenter.IsUnavailable(err) {
+		t.Errorf("during an outage: %v, want it reported unavailable", err)
+	}
+	c = e.client(t, func(c *datacenter.Config) { c.Backoff.Steps = 500 })
 	go func() {
 		time.Sleep(15 * time.Millisecond)
 		_ = e.dc.SetFaults(mockdc.Faults{})

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"syscall"
 	"time"
 )
 
@@ -54,6 +55,13 @@ func IsConflict(err error) bool {
 func IsUnauthorized(err error) bool {
 	code, ok := statusOf(err)
 	return ok && (code == http.StatusUnauthorized || code == http.StatusForbidden)
+}
+
+// IsUnavailable reports a datacenter that is down rather than failing: it
+// answered 503, or refused the connection. Nothing was started there.
+func IsUnavailable(err error) bool {
+	code, ok := statusOf(err)
+	return ok && (code == http.StatusServiceUnavailable || (code == 0 && errors.Is(err, syscall.ECONNREFUSED)))
 }
 
 // IsTransient reports an error worth retrying: no answer at all, a 5xx, or a

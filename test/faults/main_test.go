@@ -237,6 +237,8 @@ type outcome struct {
 	// finished when the wait ended.
 	Lost, Duplicated, Stuck int
 	FailedReasons           map[string]int
+	// Retried counts Jobs submitted more than once (same idempotency key).
+	Retried int
 }
 
 // waitAndJudge waits (up to timeout) for every Job labelled run to finish,
@@ -274,6 +276,9 @@ func waitAndJudge(t *testing.T, c clientset.Interface, run string, acknowledged 
 	for _, j := range jobs {
 		present[j.Namespace+"/"+j.Name] = true
 		n := runs[string(j.UID)]
+		if j.Status.Attempts > 1 {
+			o.Retried++
+		}
 		if n > 1 {
 			o.Duplicated++
 			t.Errorf("Job %s/%s (%s) ran %d times", j.Namespace, j.Name, j.UID, n)

@@ -28,13 +28,14 @@ func (c *Cluster) Signal(name string, sig syscall.Signal) error {
 	return syscall.Kill(-pid, sig)
 }
 
-// Kill SIGKILLs a started process and waits until it is gone.
-func (c *Cluster) Kill(name string) {
+// Kill stops a started process and waits until it is gone: SIGKILL when
+// hard, else SIGTERM (SIGKILL after 20s).
+func (c *Cluster) Kill(name string, hard bool) {
 	c.mu.Lock()
 	p := c.procs[name]
 	c.mu.Unlock()
 	if p != nil {
-		p.kill(true)
+		p.kill(hard)
 	}
 }
 

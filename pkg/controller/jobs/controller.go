@@ -47,6 +47,7 @@ const (
 	ReasonDatacenterNotFound   = "DatacenterNotFound"
 	ReasonDatacenterPaused     = "DatacenterPaused"
 	ReasonDatacenterBusy       = "DatacenterBusy"
+	ReasonDatacenterDown       = "DatacenterUnavailable"
 	ReasonSubmitted            = "Submitted"
 	ReasonCompleted            = "Completed"
 	ReasonDatacenterJobFailed  = "DatacenterJobFailed"
@@ -401,6 +402,14 @@ func (c *Controller) submit(ctx context.Context, job *v1alpha1.Job, client datac
 	}
 	switch {
 	case err == nil:
+	case datacenter.IsUnavailable(err):
+		// A datacenter that is down did not start anything: the Job waits
+		// for it, as for a paused one, rather than spending its backoff
+		// limit on an outage. The Datacenter's probe turning Ready again
+		// wakes it; so does the wait interval.
+		job.Status.Attempts--
+		return c.wait(ctx, job, ReasonDatacenterDown,
+			fmt.Sprintf("Datacenter %s is unavailable (%v); the Job starts when it is back", job.Namespace, err))
 	case datacenter.IsTransient(err):
 		limit := ptrValue(job.Spec.BackoffLimit, v1alpha1.DefaultBackoffLimit)
 		if job.Status.Attempts > limit {

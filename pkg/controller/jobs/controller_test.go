@@ -239,6 +239,38 @@ func TestBusyDatacenterHoldsJobs(t *testing.T) {
 	}
 }
 
+// A datacenter that is down (503, connection refused) started nothing: the
+// Job waits for it however long the outage lasts instead of failing on its
+// backoff limit, and starts once the datacenter answers.
+func TestAnUnavailableDatacenterMakesJobsWaitNotFail(t *testing.T) {
+	h := newHarness(t, []string{"dc-west"}, datacenterObj("dc-west"), hardwareObj("dc-west", "server-001", "aa:bb:cc:dd:ee:01"),
+		jobObj("dc-west", "reboot-1", "server-001", v1alpha1.OperationReboot))
+	dc := h.dcs["dc-west"]
+	outage := v1alpha1.DefaultBackoffLimit + 3
+	for range outage {
+		dc.FailNext(fake.MethodSubmit, fake.Unavailable())
+	}
+	for i := range outage {
+		after, err := h.sync("dc-west", "reboot-1")
+		if err != nil {
+			t.Fatalf("sync %d during the outage: %v", i, err)
+		}
+		j := h.job("dc-west", "reboot-1")
+		if j.Status.Phase != v1alpha1.JobPending || j.Status.Reason != ReasonDatacenterDown || after <= 0 {
+			t.Fatalf("sync %d during the outage: requeue after %s, status %+v", i, after, j.Status)
+		}
+	}
+	if _, err := h.sync("dc-west", "reboot-1"); err != nil {
+		t.Fatal(err)
+	}
+	if j := h.job("dc-west", "reboot-1"); j.Status.Phase != v1alpha1.JobRunning || j.Status.Attempts != 1 {
+		t.Errorf("once the datacenter is back: %+v", j.Status)
+	}
+	if n := dc.Calls(fake.MethodSubmit); int32(n) != outage+1 {
+		t.Errorf("%d submissions, want %d", n, outage+1)
+	}
+}
+
 func TestTransientErrorsAreRetriedUpToTheBackoffLimit(t *testing.T) {
 	h := newHarness(t, []string{"dc-west"}, datacenterObj("dc-west"), hardwareObj("dc-west", "server-001", "aa:bb:cc:dd:ee:01"),
 		jobObj("dc-west", "reboot-1", "server-001", v1alpha1.OperationReboot), jobObj("dc-west", "reboot-2", "server-001", v1alpha1.OperationReboot))

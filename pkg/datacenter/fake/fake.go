@@ -52,8 +52,13 @@ func (c *Client) FailNext(method string, errs ...error) {
 	c.errs[method] = append(c.errs[method], errs...)
 }
 
-// Transient is a 503, as a datacenter in trouble answers.
+// Transient is a 500, as a datacenter in trouble answers.
 func Transient() error {
+	return &datacenter.Error{StatusCode: http.StatusInternalServerError, Message: "internal error (fake)", Op: "fake"}
+}
+
+// Unavailable is a 503, as a datacenter that is down answers.
+func Unavailable() error {
 	return &datacenter.Error{StatusCode: http.StatusServiceUnavailable, Message: "unavailable (fake)", Op: "fake"}
 }
 
