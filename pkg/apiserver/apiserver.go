@@ -5,6 +5,7 @@ package apiserver
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"os"
 	"path"
 	"sync"
@@ -15,6 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/runtime/serializer"
+	"k8s.io/apimachinery/pkg/util/managedfields"
 	utilrand "k8s.io/apimachinery/pkg/util/rand"
 	"k8s.io/apiserver/pkg/registry/rest"
 	genericapiserver "k8s.io/apiserver/pkg/server"
@@ -114,6 +116,13 @@ func (cfg *Config) Complete() CompletedConfig {
 
 // New builds the server from a completed configuration.
 func (c CompletedConfig) New() (*StargateServer, error) {
+	guard := &applyGuard{maxBody: c.GenericConfig.MaxRequestBodyBytes}
+	if buildChain := c.GenericConfig.BuildHandlerChainFunc; buildChain != nil {
+		// Inside the chain: the guard sees only authenticated, authorized requests.
+		c.GenericConfig.BuildHandlerChainFunc = func(h http.Handler, cfg *genericapiserver.Config) http.Handler {
+			return buildChain(guard.wrap(h), cfg)
+		}
+	}
 	genericServer, err := c.GenericConfig.New("stargate-apiserver", genericapiserver.NewEmptyDelegate())
 	if err != nil {
 		return nil, err
@@ -129,6 +138,12 @@ func (c CompletedConfig) New() (*StargateServer, error) {
 	if err := s.GenericAPIServer.InstallAPIGroup(&apiGroupInfo); err != nil {
 		return nil, err
 	}
+	// InstallAPIGroup built the group's OpenAPI models for the field manager.
+	typeConverter, err := managedfields.NewTypeConverter(apiGroupInfo.StaticOpenAPISpec, false)
+	if err != nil {
+		return nil, err
+	}
+	guard.setSchema(typeConverter)
 	metrics.Register()
 	if c.ExtraConfig.Controllers {
 		if err := s.GenericAPIServer.AddPostStartHook("stargate-controllers", c.startControllers); err != nil {

@@ -15,6 +15,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 
@@ -382,5 +383,39 @@ func TestServerSideApply(t *testing.T) {
 	if extracted.Spec == nil || extracted.Spec.Inventory == nil || extracted.Spec.Inventory.Location == nil ||
 		*extracted.Spec.Inventory.Location != "rack-5-slot-12" || extracted.Spec.Inventory.SKU != nil {
 		t.Errorf("rack-planner's fields: %+v", extracted.Spec)
+	}
+}
+
+// An applied object that does not fit the schema is the caller's mistake:
+// 400 with the offending field, never the 500 k8s.io/apiserver's field
+// manager gives on its own; the object is left as it was.
+func TestApplyOutsideTheSchemaIs400(t *testing.T) {
+	ts := startServer(t, "")
+	ctx := context.Background()
+	c := ts.Client.StargateV1alpha1()
+	if _, err := c.Hardwares(ns).Create(ctx, hardware("server-001", "aa:bb:cc:dd:ee:01", "10.0.1.5"), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for name, body := range map[string]string{
+		"unknown field":  `{"apiVersion":"stargate.io/v1alpha1","kind":"Hardware","metadata":{"name":"server-001"},"spec":{"notAField":1}}`,
+		"wrong type":     `{"apiVersion":"stargate.io/v1alpha1","kind":"Hardware","metadata":{"name":"server-001"},"spec":{"mac":["x"]}}`,
+		"spec is a list": `{"apiVersion":"stargate.io/v1alpha1","kind":"Hardware","metadata":{"name":"server-001"},"spec":[]}`,
+		"status field":   `{"apiVersion":"stargate.io/v1alpha1","kind":"Hardware","metadata":{"name":"server-001"},"status":{"phase":"x"}}`,
+	} {
+		for _, sub := range []string{"", "status"} {
+			req := c.RESTClient().Patch(types.ApplyYAMLPatchType).Namespace(ns).Resource("hardwares").Name("server-001").
+				Param("fieldManager", "t").Body([]byte(body))
+			if sub != "" {
+				req = req.SubResource(sub)
+			}
+			err := req.Do(ctx).Error()
+			if !apierrors.IsBadRequest(err) {
+				t.Errorf("%s (%q): got %v, want 400", name, sub, err)
+			}
+		}
+	}
+	hw, err := c.Hardwares(ns).Get(ctx, "server-001", metav1.GetOptions{})
+	if err != nil || hw.Spec.MAC != "aa:bb:cc:dd:ee:01" || len(hw.ManagedFields) != 1 {
+		t.Errorf("after the refused applies: %v %+v, managers %d", err, hw.Spec, len(hw.ManagedFields))
 	}
 }
