@@ -57,8 +57,14 @@ generate: ## Regenerate code with k8s.io/code-generator.
 verify: ## Fail if generated code is out of date.
 	hack/verify-codegen.sh
 
-fuzz: ## Run each fuzz target for FUZZTIME (default 20s).
-	$(GO) test -run '^$$' -fuzz '^FuzzSubmitDecoding$$' -fuzztime $(FUZZTIME) ./mockdc
+FUZZ_TARGETS := ./mockdc:FuzzSubmitDecoding \
+	$(addprefix ./pkg/apis/stargate/validation:,FuzzHardware FuzzTemplate FuzzJob FuzzDatacenter FuzzRepaveRequest)
+
+fuzz: ## Run each fuzz target for FUZZTIME (default 20s); seeds are in each package's testdata/fuzz.
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		echo "== $${t#*:} ($${t%%:*}, $(FUZZTIME))"; \
+		$(GO) test -run '^$$' -fuzz "^$${t#*:}$$" -fuzztime $(FUZZTIME) "$${t%%:*}"; \
+	done
 
 clean: ## Remove build output (not .stargate/ data).
 	rm -rf $(BIN)
