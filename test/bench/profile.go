@@ -7,6 +7,8 @@ import (
 	"os/exec"
 	"sync"
 	"time"
+
+	"stargate.io/stargate/test/framework"
 )
 
 // profileCreates takes a CPU profile of stargate-apiserver while it serves
@@ -39,5 +41,40 @@ func (b *bench) profileCreates(ctx context.Context, file string, seconds int) er
 	}
 	out, err := exec.Command("go", "tool", "pprof", "-top", "-nodecount=35", file).CombinedOutput()
 	fmt.Printf("CPU profile of stargate-apiserver serving creates: %s\n%s", file, out)
+	return err
+}
+
+// profileHeap grows Stargate to hardware Hardware and jobs finished Jobs, as
+// the scale section does, then writes its heap profile (after a GC) to file
+// and prints the top of it with the RSS: where the memory of a large fleet goes.
+func (b *bench) profileHeap(ctx context.Context, file string, hardware, jobs int) error {
+	if err := b.ensureNamespace(ctx, "bench-scale"); err != nil {
+		return err
+	}
+	if _, err := b.createMany(ctx, b.paths[0], "bench-scale", hardware, 32, 1024); err != nil {
+		return err
+	}
+	if err := b.controllerSetup(ctx); err != nil {
+		return err
+	}
+	for round := 0; b.finishedJobs < jobs; round++ {
+		n := min(b.sz.controllerJobs, jobs-b.finishedJobs)
+		if _, _, err := b.jobRound(ctx, fmt.Sprintf("h%d", round), n, 0); err != nil {
+			return err
+		}
+		b.finishedJobs += n
+	}
+	prof, err := b.sg.Discovery().RESTClient().Get().AbsPath("/debug/pprof/heap").Param("gc", "1").DoRaw(ctx)
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(file, prof, 0o644); err != nil {
+		return err
+	}
+	pid := b.c.PID("stargate-apiserver")
+	fmt.Printf("%d Hardware, %d finished Jobs: stargate-apiserver RSS %.0f MiB (peak %.0f MiB)\n",
+		hardware, b.finishedJobs, framework.RSSMiB(pid), framework.PeakMiB(pid))
+	out, err := exec.Command("go", "tool", "pprof", "-top", "-nodecount=30", "-sample_index=inuse_space", file).CombinedOutput()
+	fmt.Print(string(out))
 	return err
 }

@@ -154,7 +154,7 @@ func TestEtcdKilledUnderWriteLoad(t *testing.T) {
 	seenMu.Lock()
 	defer seenMu.Unlock()
 	record(t, row{Fault: "external etcd SIGKILLed under write load, down 5s", Runs: 1, Jobs: 0,
-		Lost: lost + missed, S5xx: int(answered5xx.Load()), Recovery: recovery.Round(100 * time.Millisecond).String(),
+		Lost: lost + missed, S5xx: int(answered5xx.Load()), Recovery: recovery.Round(10 * time.Millisecond).String(),
 		Note: fmt.Sprintf("%d creates acknowledged, all kept; %d refused while etcd was down (%d of them 5xx: etcd unavailable); watch delivered all %d, %d error events; recovery = etcd back to /readyz",
 			len(acknowledged), refused.Load(), answered5xx.Load(), len(inFinal), watchErrors)})
 }

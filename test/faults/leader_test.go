@@ -134,7 +134,7 @@ func TestPausedLeader(t *testing.T) {
 	record(t, row{Fault: "leader SIGSTOPped past its lease, then SIGCONT (2 replicas)", Runs: 1, Jobs: o1.Jobs + o2.Jobs,
 		Lost: o1.Lost + o2.Lost, Duplicated: o1.Duplicated + o2.Duplicated, Stuck: o1.Stuck + o2.Stuck,
 		Recovery: takeover.Round(100 * time.Millisecond).String(),
-		Note: fmt.Sprintf("recovery = pause to takeover (lease 3s); two leaders seen %d times after SIGCONT", both)})
+		Note:     fmt.Sprintf("recovery = pause to takeover (lease 3s); two leaders seen %d times after SIGCONT", both)})
 }
 
 // isLeader reads stargate_controllers_leader from a replica's /metrics.

@@ -233,12 +233,10 @@ func createUntilAcknowledged(ctx context.Context, c clientset.Interface, ns stri
 type outcome struct {
 	Jobs, Succeeded, Failed int
 	// Lost: acknowledged but gone, or Succeeded with no execution in the
-	// ledger. Duplicated: Jobs executed more than once. Stuck: not
-	// finished when the wait ended.
+	// ledger. Duplicated: operations beyond what the Jobs asked for, per
+	// machine. Stuck: not finished when the wait ended.
 	Lost, Duplicated, Stuck int
 	FailedReasons           map[string]int
-	// Retried counts Jobs submitted more than once (same idempotency key).
-	Retried int
 }
 
 // waitAndJudge waits (up to timeout) for every Job labelled run to finish,
@@ -261,7 +259,35 @@ func waitAndJudge(t *testing.T, c clientset.Interface, run string, acknowledged 
 		}
 		return len(jobs) >= len(acknowledged), nil
 	})
-	runs := map[string]int{}
+	// The machines of this run and, for each, how many operations Jobs
+	// asked for: every Job (of any run) on it that reached its datacenter.
+	// A machine operated more often than that was operated twice — under
+	// the same key, or under a key no Job has (what a lost or unstable
+	// idempotency key leads to).
+	macOf := map[string]string{} // namespace/name -> MAC
+	hws, err := c.StargateV1alpha1().Hardwares("").List(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatalf("listing Hardware: %v", err)
+	}
+	for _, hw := range hws.Items {
+		macOf[hw.Namespace+"/"+hw.Name] = hw.Spec.MAC
+	}
+	all, err := c.StargateV1alpha1().Jobs("").List(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatalf("listing all Jobs: %v", err)
+	}
+	asked := map[string]int{}
+	for _, j := range all.Items {
+		if j.Status.DCJobID != "" {
+			asked[macOf[j.Namespace+"/"+j.Spec.HardwareRef.Name]]++
+		}
+	}
+	mine := map[string]bool{}
+	for _, j := range jobs {
+		mine[macOf[j.Namespace+"/"+j.Spec.HardwareRef.Name]] = true
+	}
+	runs := map[string]int{}     // idempotency key -> executions
+	operated := map[string]int{} // MAC -> executions
 	for _, dc := range datacenters {
 		ledger, err := env.Ledger(dc)
 		if err != nil {
@@ -269,18 +295,21 @@ func waitAndJudge(t *testing.T, c clientset.Interface, run string, acknowledged 
 		}
 		for _, e := range ledger {
 			runs[e.IdempotencyKey]++
+			operated[e.MAC]++
 		}
 	}
 	o := outcome{Jobs: len(acknowledged), FailedReasons: map[string]int{}}
+	for mac := range mine {
+		if extra := operated[mac] - asked[mac]; extra > 0 {
+			o.Duplicated += extra
+			t.Errorf("machine %s was operated %d times for %d Jobs", mac, operated[mac], asked[mac])
+		}
+	}
 	present := map[string]bool{}
 	for _, j := range jobs {
 		present[j.Namespace+"/"+j.Name] = true
 		n := runs[string(j.UID)]
-		if j.Status.Attempts > 1 {
-			o.Retried++
-		}
-		if n > 1 {
-			o.Duplicated++
+		if n > 1 { // counted in Duplicated through its machine
 			t.Errorf("Job %s/%s (%s) ran %d times", j.Namespace, j.Name, j.UID, n)
 		}
 		switch {

@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -103,6 +105,29 @@ func (c *Cluster) SetFaults(dc string, f mockdc.Faults) error {
 	return c.mockDebug(dc, http.MethodPost, "/debug/faults", body, nil)
 }
 
+// MockCounter sums the samples of a counter of mock datacenter dc's /metrics
+// whose line has every one of the given substrings (label matches).
+func (c *Cluster) MockCounter(dc, name string, has ...string) (float64, error) {
+	var text string
+	if err := c.mockDebug(dc, http.MethodGet, "/metrics", nil, &text); err != nil {
+		return 0, err
+	}
+	total := 0.0
+	for _, line := range strings.Split(text, "\n") {
+		if !strings.HasPrefix(line, name+"{") {
+			continue
+		}
+		matches := true
+		for _, h := range has {
+			matches = matches && strings.Contains(line, h)
+		}
+		if v, err := strconv.ParseFloat(line[strings.LastIndexByte(line, ' ')+1:], 64); matches && err == nil {
+			total += v
+		}
+	}
+	return total, nil
+}
+
 func (c *Cluster) mockDebug(dc, method, path string, body []byte, into any) error {
 	req, err := http.NewRequest(method, c.MockDC[dc]+path, bytes.NewReader(body))
 	if err != nil {
@@ -118,10 +143,16 @@ func (c *Cluster) mockDebug(dc, method, path string, body []byte, into any) erro
 	if resp.StatusCode/100 != 2 {
 		return fmt.Errorf("%s %s on %s: %s", method, path, dc, resp.Status)
 	}
-	if into == nil {
+	switch into := into.(type) {
+	case nil:
 		return nil
+	case *string:
+		data, err := io.ReadAll(resp.Body)
+		*into = string(data)
+		return err
+	default:
+		return json.NewDecoder(resp.Body).Decode(into)
 	}
-	return json.NewDecoder(resp.Body).Decode(into)
 }
 
 // Logs is the captured output of every process started so far, by name.
