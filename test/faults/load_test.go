@@ -130,7 +130,7 @@ func TestSustainedLoad(t *testing.T) {
 	inflight.Wait()
 	elapsed := time.Since(begin)
 	mean := func(from, to time.Duration) float64 { // samples are 2s apart
-		window := rssSamples[min(int(from/(2*time.Second)), len(rssSamples)) : min(int(to/(2*time.Second)), len(rssSamples))]
+		window := rssSamples[min(int(from/(2*time.Second)), len(rssSamples)):min(int(to/(2*time.Second)), len(rssSamples))]
 		total := 0.0
 		for _, v := range window {
 			total += v

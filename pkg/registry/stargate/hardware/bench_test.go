@@ -59,7 +59,7 @@ func BenchmarkWireEncoding(b *testing.B) {
 			ResourceVersion: "123456", Generation: 1, CreationTimestamp: now, Labels: map[string]string{"rack": "5", "sku": "gpu"},
 			ManagedFields: []metav1.ManagedFieldsEntry{{Manager: "kubectl", Operation: metav1.ManagedFieldsOperationUpdate, APIVersion: "stargate.io/v1alpha1",
 				Time: &now, FieldsType: "FieldsV1", FieldsV1: &metav1.FieldsV1{Raw: []byte(`{"f:metadata":{"f:labels":{".":{},"f:rack":{},"f:sku":{}}},"f:spec":{".":{},"f:ipv4":{},"f:mac":{},"f:inventory":{".":{},"f:location":{},"f:sku":{}}}}`)}}}},
-		Spec: v1alpha1.HardwareSpec{MAC: "aa:bb:cc:dd:ee:01", IPv4: "10.0.1.5", Inventory: v1alpha1.HardwareInventory{SKU: "GPU-8xH100", Location: "rack-5-slot-12"}},
+		Spec:   v1alpha1.HardwareSpec{MAC: "aa:bb:cc:dd:ee:01", IPv4: "10.0.1.5", Inventory: v1alpha1.HardwareInventory{SKU: "GPU-8xH100", Location: "rack-5-slot-12"}},
 		Status: v1alpha1.HardwareStatus{State: v1alpha1.HardwareStateReady, CurrentOS: "2.0.0"}}
 	for _, mediaType := range []string{runtime.ContentTypeJSON, runtime.ContentTypeCBOR} {
 		info, ok := runtime.SerializerInfoForMediaType(codecs.SupportedMediaTypes(), mediaType)
