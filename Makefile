@@ -49,6 +49,7 @@ cluster-tools: ## Build (once, cached in .cache/cluster) kube-apiserver, kubectl
 vet: ## go vet and gofmt.
 	$(GO) vet ./...
 	$(GO) vet -tags e2e ./test/e2e/
+	$(GO) vet -tags faults ./test/faults/
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [[ -n "$$out" ]]; then echo "gofmt needed: $$out"; exit 1; fi
 
 generate: ## Regenerate code with k8s.io/code-generator.

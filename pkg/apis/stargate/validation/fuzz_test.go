@@ -81,79 +81,65 @@ func noInternalErrors(t *testing.T, errs field.ErrorList) {
 	}
 }
 
-func FuzzHardware(f *testing.F) {
+// storedKind is one kind the server keeps, as the fuzz targets need it.
+type storedKind[T interface {
+	runtime.Object
+	SetResourceVersion(string)
+}] struct {
+	versioned    func() runtime.Object
+	internal     func() T
+	validate     func(T) field.ErrorList
+	update       func(T, T) field.ErrorList
+	statusUpdate func(T, T) field.ErrorList // nil: the kind has no status
+}
+
+func (k storedKind[T]) fuzz(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
-		hw := &stargate.Hardware{}
-		if !decode(t, data, &v1alpha1.Hardware{}, hw) {
+		obj := k.internal()
+		if !decode(t, data, k.versioned(), obj) {
 			return
 		}
-		errs := validation.ValidateHardware(hw)
+		errs := k.validate(obj)
 		noInternalErrors(t, errs)
 		if len(errs) > 0 {
 			return
 		}
-		noInternalErrors(t, validation.ValidateHardwareStatusUpdate(stored(hw), stored(hw)))
-		if errs := validation.ValidateHardwareUpdate(stored(hw), stored(hw)); len(errs) > 0 {
-			t.Fatalf("updating a valid Hardware to itself: %v", errs)
+		if k.statusUpdate != nil {
+			noInternalErrors(t, k.statusUpdate(stored(obj), stored(obj)))
 		}
-		roundTrip(t, hw, &v1alpha1.Hardware{}, &stargate.Hardware{})
+		if errs := k.update(stored(obj), stored(obj)); len(errs) > 0 {
+			t.Fatalf("updating a valid object to itself: %v", errs)
+		}
+		roundTrip(t, obj, k.versioned(), k.internal())
 	})
+}
+
+func FuzzHardware(f *testing.F) {
+	storedKind[*stargate.Hardware]{
+		versioned: func() runtime.Object { return &v1alpha1.Hardware{} }, internal: func() *stargate.Hardware { return &stargate.Hardware{} },
+		validate: validation.ValidateHardware, update: validation.ValidateHardwareUpdate, statusUpdate: validation.ValidateHardwareStatusUpdate,
+	}.fuzz(f)
 }
 
 func FuzzTemplate(f *testing.F) {
-	f.Fuzz(func(t *testing.T, data []byte) {
-		tmpl := &stargate.Template{}
-		if !decode(t, data, &v1alpha1.Template{}, tmpl) {
-			return
-		}
-		errs := validation.ValidateTemplate(tmpl)
-		noInternalErrors(t, errs)
-		if len(errs) > 0 {
-			return
-		}
-		if errs := validation.ValidateTemplateUpdate(stored(tmpl), stored(tmpl)); len(errs) > 0 {
-			t.Fatalf("updating a valid Template to itself: %v", errs)
-		}
-		roundTrip(t, tmpl, &v1alpha1.Template{}, &stargate.Template{})
-	})
+	storedKind[*stargate.Template]{
+		versioned: func() runtime.Object { return &v1alpha1.Template{} }, internal: func() *stargate.Template { return &stargate.Template{} },
+		validate: validation.ValidateTemplate, update: validation.ValidateTemplateUpdate,
+	}.fuzz(f)
 }
 
 func FuzzJob(f *testing.F) {
-	f.Fuzz(func(t *testing.T, data []byte) {
-		job := &stargate.Job{}
-		if !decode(t, data, &v1alpha1.Job{}, job) {
-			return
-		}
-		errs := validation.ValidateJob(job)
-		noInternalErrors(t, errs)
-		if len(errs) > 0 {
-			return
-		}
-		noInternalErrors(t, validation.ValidateJobStatusUpdate(stored(job), stored(job)))
-		if errs := validation.ValidateJobUpdate(stored(job), stored(job)); len(errs) > 0 {
-			t.Fatalf("updating a valid Job to itself: %v", errs)
-		}
-		roundTrip(t, job, &v1alpha1.Job{}, &stargate.Job{})
-	})
+	storedKind[*stargate.Job]{
+		versioned: func() runtime.Object { return &v1alpha1.Job{} }, internal: func() *stargate.Job { return &stargate.Job{} },
+		validate: validation.ValidateJob, update: validation.ValidateJobUpdate, statusUpdate: validation.ValidateJobStatusUpdate,
+	}.fuzz(f)
 }
 
 func FuzzDatacenter(f *testing.F) {
-	f.Fuzz(func(t *testing.T, data []byte) {
-		dc := &stargate.Datacenter{}
-		if !decode(t, data, &v1alpha1.Datacenter{}, dc) {
-			return
-		}
-		errs := validation.ValidateDatacenter(dc)
-		noInternalErrors(t, errs)
-		if len(errs) > 0 {
-			return
-		}
-		noInternalErrors(t, validation.ValidateDatacenterStatusUpdate(stored(dc), stored(dc)))
-		if errs := validation.ValidateDatacenterUpdate(stored(dc), stored(dc)); len(errs) > 0 {
-			t.Fatalf("updating a valid Datacenter to itself: %v", errs)
-		}
-		roundTrip(t, dc, &v1alpha1.Datacenter{}, &stargate.Datacenter{})
-	})
+	storedKind[*stargate.Datacenter]{
+		versioned: func() runtime.Object { return &v1alpha1.Datacenter{} }, internal: func() *stargate.Datacenter { return &stargate.Datacenter{} },
+		validate: validation.ValidateDatacenter, update: validation.ValidateDatacenterUpdate, statusUpdate: validation.ValidateDatacenterStatusUpdate,
+	}.fuzz(f)
 }
 
 func FuzzRepaveRequest(f *testing.F) {
