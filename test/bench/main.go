@@ -38,9 +38,6 @@ var (
 	quick = sizes{reps: 3, creates: 150, concurrencies: []int{1, 32}, listObjects: 2000, watchEvents: 30, controllerJobs: 400, pacedJobs: 100, scaleHardware: 5000, scaleJobs: 400}
 )
 
-// stargateMemoryLimit is the GOMEMLIMIT of the shipped Deployment.
-const stargateMemoryLimit = "850MiB"
-
 func main() {
 	quickRun := flag.Bool("quick", false, "smaller counts (make bench-quick)")
 	out := flag.String("out", "test/bench/RESULTS.md", "where to write the results table (empty: do not write)")
@@ -59,10 +56,6 @@ func main() {
 		// benchmark measures Stargate, not the simulated machines.
 		RepaveDuration: time.Millisecond, RebootDuration: time.Millisecond, PowerDuration: time.Millisecond,
 		MockDCMaxRunning: 100000, MockDCInMemory: true,
-		// As deployed (artifacts/deploy/base): a soft memory limit under the
-		// container's 1Gi, so the garbage collector, not the kernel, keeps
-		// the heap in bounds.
-		StargateEnv: []string{"GOMEMLIMIT=" + stargateMemoryLimit},
 	})
 	if err != nil {
 		if cluster != nil {

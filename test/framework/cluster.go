@@ -186,18 +186,12 @@ func (c *Cluster) makePKI() error {
 
 // start runs a binary with its output in <work>/<name>.log.
 func (c *Cluster) start(name string, bin string, args ...string) (*process, error) {
-	return c.startWithEnv(name, nil, bin, args...)
-}
-
-// startWithEnv is start with variables added to the environment.
-func (c *Cluster) startWithEnv(name string, env []string, bin string, args ...string) (*process, error) {
 	log := filepath.Join(c.Work, name+".log")
 	f, err := os.OpenFile(log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		return nil, err
 	}
 	cmd := exec.Command(bin, args...)
-	cmd.Env = append(os.Environ(), env...)
 	cmd.Stdout, cmd.Stderr = f, f
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
@@ -454,7 +448,7 @@ func (c *Cluster) startStargate() error {
 		}
 		c.stargateArgs = append(c.stargateArgs, c.opts.StargateArgs...)
 	}
-	if _, err := c.startWithEnv("stargate-apiserver", c.opts.StargateEnv, c.Bin["stargate-apiserver"], c.stargateArgs...); err != nil {
+	if _, err := c.start("stargate-apiserver", c.Bin["stargate-apiserver"], c.stargateArgs...); err != nil {
 		return err
 	}
 	return waitFor("stargate-apiserver", 2*time.Minute, func() error {
@@ -598,8 +592,6 @@ type Options struct {
 	MockDCInMemory bool
 	// StargateArgs are added to stargate-apiserver's flags.
 	StargateArgs []string
-	// StargateEnv is added to stargate-apiserver's environment (e.g. GOMEMLIMIT).
-	StargateEnv []string
 }
 
 func (o *Options) defaults() {

@@ -62,7 +62,7 @@ func (c *Cluster) StartReplica(name string) (int, error) {
 			args[i] = "--data-dir=" + filepath.Join(c.Work, name)
 		}
 	}
-	if _, err := c.startWithEnv(name, c.opts.StargateEnv, c.Bin["stargate-apiserver"], args...); err != nil {
+	if _, err := c.start(name, c.Bin["stargate-apiserver"], args...); err != nil {
 		return 0, err
 	}
 	return port, waitFor(name, 2*time.Minute, func() error {
