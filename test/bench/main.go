@@ -42,6 +42,7 @@ func main() {
 	quickRun := flag.Bool("quick", false, "smaller counts (make bench-quick)")
 	out := flag.String("out", "test/bench/RESULTS.md", "where to write the results table (empty: do not write)")
 	profile := flag.String("profile", "", "only profile stargate-apiserver serving creates, into this file")
+	profileLists := flag.String("profile-lists", "", "only profile stargate-apiserver serving full lists of the list section's size, into this file")
 	heapProfile := flag.String("heap-profile", "", "only grow stargate-apiserver to the scale section's fleet and write its heap profile here")
 	flag.Parse()
 	sz, mode := full, "make bench"
@@ -69,6 +70,11 @@ func main() {
 	b, err := newBench(ctx, cluster, sz)
 	if err == nil && *profile != "" {
 		if err = b.profileCreates(ctx, *profile, 15); err == nil {
+			return
+		}
+	}
+	if err == nil && *profileLists != "" {
+		if err = b.profileLists(ctx, *profileLists, 15); err == nil {
 			return
 		}
 	}

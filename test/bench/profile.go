@@ -8,13 +8,18 @@ import (
 	"sync"
 	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
 	"stargate.io/stargate/test/framework"
 )
 
-// profileCreates takes a CPU profile of stargate-apiserver while it serves
-// direct creates at concurrency 32 for about seconds, writes it to file and
+// profileCPU takes a CPU profile of stargate-apiserver while load runs
+// round after round for about seconds (after setup), writes it to file and
 // prints its top functions: how a missed target is looked into.
-func (b *bench) profileCreates(ctx context.Context, file string, seconds int) error {
+func (b *bench) profileCPU(ctx context.Context, what, file string, seconds int, setup func() error, load func(round int) error) error {
+	if err := setup(); err != nil {
+		return err
+	}
 	var prof []byte
 	var profErr error
 	var wg sync.WaitGroup
@@ -23,12 +28,8 @@ func (b *bench) profileCreates(ctx context.Context, file string, seconds int) er
 			Param("seconds", fmt.Sprint(seconds)).Timeout(time.Duration(seconds+30) * time.Second).DoRaw(ctx)
 	})
 	deadline := time.Now().Add(time.Duration(seconds) * time.Second)
-	for i := 0; time.Now().Before(deadline); i++ {
-		ns := fmt.Sprintf("bench-profile-%d", i)
-		if err := b.ensureNamespace(ctx, ns); err != nil {
-			return err
-		}
-		if _, err := b.createMany(ctx, b.paths[0], ns, 500, 32, 1024); err != nil {
+	for round := 0; time.Now().Before(deadline); round++ {
+		if err := load(round); err != nil {
 			return err
 		}
 	}
@@ -40,8 +41,36 @@ func (b *bench) profileCreates(ctx context.Context, file string, seconds int) er
 		return err
 	}
 	out, err := exec.Command("go", "tool", "pprof", "-top", "-nodecount=35", file).CombinedOutput()
-	fmt.Printf("CPU profile of stargate-apiserver serving creates: %s\n%s", file, out)
+	fmt.Printf("CPU profile of stargate-apiserver serving %s: %s\n%s", what, file, out)
 	return err
+}
+
+// profileCreates profiles direct creates of 1 KiB Hardware at concurrency 32.
+func (b *bench) profileCreates(ctx context.Context, file string, seconds int) error {
+	return b.profileCPU(ctx, "creates", file, seconds, func() error { return nil }, func(round int) error {
+		ns := fmt.Sprintf("bench-profile-%d", round)
+		if err := b.ensureNamespace(ctx, ns); err != nil {
+			return err
+		}
+		_, err := b.createMany(ctx, b.paths[0], ns, 500, 32, 1024)
+		return err
+	})
+}
+
+// profileLists profiles full direct lists of the list section's namespace
+// of listObjects Hardware, one at a time.
+func (b *bench) profileLists(ctx context.Context, file string, seconds int) error {
+	const ns = "bench-profile-list"
+	return b.profileCPU(ctx, fmt.Sprintf("full lists of %d Hardware", b.sz.listObjects), file, seconds, func() error {
+		if err := b.ensureNamespace(ctx, ns); err != nil {
+			return err
+		}
+		_, err := b.createMany(ctx, b.paths[0], ns, b.sz.listObjects, 32, 1024)
+		return err
+	}, func(int) error {
+		_, err := b.paths[0].client.Resource(b.paths[0].gvr).Namespace(ns).List(ctx, metav1.ListOptions{})
+		return err
+	})
 }
 
 // profileHeap grows Stargate to hardware Hardware and jobs finished Jobs, as

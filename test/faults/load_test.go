@@ -31,7 +31,7 @@ import (
 func TestSustainedLoad(t *testing.T) {
 	const warmUp, measured, tick = 30 * time.Second, 3 * time.Minute, 100 * time.Millisecond // 10 rounds a second
 	const duration = warmUp + measured
-	const pool = 20                                                // Hardware repaved in turn
+	const pool = 20 // Hardware repaved in turn
 	createHardware(t, "ld", pool)
 	ctx, cancel := context.WithTimeout(context.Background(), duration+2*time.Minute)
 	defer cancel()
