@@ -3,7 +3,6 @@
 package faults
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"strings"
@@ -139,18 +138,9 @@ func TestPausedLeader(t *testing.T) {
 
 // isLeader reads stargate_controllers_leader from a replica's /metrics.
 func isLeader(c clientset.Interface, port int) (bool, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	raw, err := c.Discovery().RESTClient().Get().AbsPath("/metrics").DoRaw(ctx)
+	v, err := metricValue(c, "stargate_controllers_leader")
 	if err != nil {
 		return false, fmt.Errorf("port %d: %w", port, err)
 	}
-	s := bufio.NewScanner(strings.NewReader(string(raw)))
-	s.Buffer(make([]byte, 1<<20), 1<<20)
-	for s.Scan() {
-		if v, ok := strings.CutPrefix(s.Text(), "stargate_controllers_leader "); ok {
-			return strings.TrimSpace(v) == "1", nil
-		}
-	}
-	return false, fmt.Errorf("port %d: no stargate_controllers_leader in /metrics", port)
+	return v == 1, nil
 }
