@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -144,40 +143,13 @@ func (b *bench) createMany(ctx context.Context, p path, ns string, n, concurrenc
 		objs[i] = b.hardware(p.apiVersion, fmt.Sprintf("hw-%06d", i), size)
 	}
 	start := time.Now()
-	err := fanOut(ctx, n, concurrency, func(i int) error {
+	err := framework.FanOut(ctx, n, concurrency, func(i int) error {
 		if _, err := p.client.Resource(p.gvr).Namespace(ns).Create(ctx, objs[i], metav1.CreateOptions{}); err != nil {
 			return fmt.Errorf("%s create: %w", p.name, err)
 		}
 		return nil
 	})
 	return float64(n) / time.Since(start).Seconds(), err
-}
-
-// fanOut calls do(i) for every i in [0, n) from workers goroutines and
-// returns the first error (the others stop taking work then).
-func fanOut(ctx context.Context, n, workers int, do func(i int) error) error {
-	var next atomic.Int64
-	var first error
-	var once sync.Once
-	var failed atomic.Bool
-	var wg sync.WaitGroup
-	for range workers {
-		wg.Go(func() {
-			for {
-				i := int(next.Add(1)) - 1
-				if i >= n || ctx.Err() != nil || failed.Load() {
-					return
-				}
-				if err := do(i); err != nil {
-					once.Do(func() { first = err })
-					failed.Store(true)
-					return
-				}
-			}
-		})
-	}
-	wg.Wait()
-	return first
 }
 
 // cpu is the CPU seconds used so far by the servers.

@@ -15,6 +15,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"stargate.io/stargate/pkg/apis/stargate/v1alpha1"
+	"stargate.io/stargate/test/framework"
 )
 
 var datacenters = []string{"dc-west", "dc-east"}
@@ -61,7 +62,7 @@ func (b *bench) jobRound(ctx context.Context, round string, n int, perSecond flo
 	start := time.Now()
 	created := make(chan error, 1)
 	go func() {
-		created <- fanOut(ctx, n, workers, func(i int) error {
+		created <- framework.FanOut(ctx, n, workers, func(i int) error {
 			if tick != nil {
 				<-tick
 			}

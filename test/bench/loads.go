@@ -10,6 +10,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/watch"
+	"stargate.io/stargate/test/framework"
 )
 
 // etcdCeiling measures puts/s of 1 KiB values straight to the etcd every
@@ -21,7 +22,7 @@ func (b *bench) etcdCeiling(ctx context.Context) error {
 		for _, conc := range b.sz.concurrencies {
 			n := b.sz.creates
 			start := time.Now()
-			if err := fanOut(ctx, n, conc, func(i int) error {
+			if err := framework.FanOut(ctx, n, conc, func(i int) error {
 				_, err := b.etcd.Put(ctx, fmt.Sprintf("/bench/ceiling/%d/%d/%d", rep, conc, i), value)
 				return err
 			}); err != nil {

@@ -20,6 +20,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"stargate.io/stargate/pkg/apis/stargate/v1alpha1"
+	"stargate.io/stargate/test/framework"
 )
 
 // request is one hostile HTTP request.
@@ -211,7 +212,7 @@ func TestHostileRequests(t *testing.T) {
 	var mu sync.Mutex
 	codes := map[int]int{}
 	var serverErrors []string
-	if err := fanOut(len(corpus), 8, func(i int) error {
+	if err := framework.FanOut(ctx, len(corpus), 8, func(i int) error {
 		r := corpus[i]
 		code, answer, err := send(client, r)
 		if err != nil {

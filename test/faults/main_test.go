@@ -160,7 +160,7 @@ func createHardware(t *testing.T, prefix string, n int) {
 	t.Helper()
 	ctx := context.Background()
 	for _, dc := range datacenters {
-		err := fanOut(n, 16, func(i int) error {
+		err := framework.FanOut(ctx, n, 16, func(i int) error {
 			_, err := sg.StargateV1alpha1().Hardwares(dc).Create(ctx, hardware(fmt.Sprintf("%s-%04d", prefix, i)), metav1.CreateOptions{})
 			return err
 		})
@@ -168,35 +168,6 @@ func createHardware(t *testing.T, prefix string, n int) {
 			t.Fatalf("creating Hardware in %s: %v", dc, err)
 		}
 	}
-}
-
-// fanOut runs do(0..n-1) on workers goroutines and returns the first error.
-func fanOut(n, workers int, do func(i int) error) error {
-	var next atomic.Int64
-	var mu sync.Mutex
-	var first error
-	var wg sync.WaitGroup
-	for range workers {
-		wg.Go(func() {
-			for i := int(next.Add(1)) - 1; i < n; i = int(next.Add(1)) - 1 {
-				if err := do(i); err != nil {
-					mu.Lock()
-					first = cmpErr(first, err)
-					mu.Unlock()
-					return
-				}
-			}
-		})
-	}
-	wg.Wait()
-	return first
-}
-
-func cmpErr(first, err error) error {
-	if first != nil {
-		return first
-	}
-	return err
 }
 
 // job is a Job of op on Hardware hw, labelled with the test's run.
