@@ -25,7 +25,8 @@ func NewCommand(ctx context.Context) *cobra.Command {
 		Long: `mockdc serves the datacenter API contract (pkg/datacenter/openapi.yaml) like a
 real, imperfect datacenter: operations take time, capacity is limited, and faults
 can be injected at start (flags) or at run time (POST /debug/faults). GET
-/debug/ledger lists every execution it started.`,
+/debug/ledger lists every execution it started; GET /debug/jobs every job, with
+its state and when it ran.`,
 		SilenceUsage: true,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if len(args) > 0 {

@@ -24,7 +24,57 @@ type Faults struct {
 	JobFailureRate float64 `json:"jobFailureRate,omitempty"`
 	// Outage answers every request 503: the datacenter is down.
 	Outage bool `json:"outage,omitempty"`
+	// LoseFirstAnswer, when set, makes chosen submissions end in an unknown
+	// outcome followed by a streak of errors: see LoseFirstAnswer.
+	LoseFirstAnswer *LoseFirstAnswer `json:"loseFirstAnswer,omitempty"`
 }
+
+// LoseFirstAnswer is a scripted fault: the first submission under a new
+// idempotency key is accepted and its job started, but its answer is held
+// for Hold and then the connection is dropped (the client cannot know the
+// job started); the next FailResubmits submissions under that key are
+// answered 500 without being acted on; later ones are answered as usual (a
+// replay of the job that runs). GET /v1/jobs?idempotencyKey= is not
+// affected: the datacenter can always be asked what runs under a key.
+//
+// With MACs empty it strikes every new key; otherwise it strikes the first
+// new key submitted for each listed machine, once per machine, so a later
+// job on the same machine goes through normally. Setting the faults again
+// (POST /debug/faults) starts afresh: streaks under way end and every
+// listed machine can be struck again. What was struck is not kept in the
+// state file.
+type LoseFirstAnswer struct {
+	// MACs are the machines (any spelling) struck once each; empty: every new key.
+	MACs []string `json:"macs,omitempty"`
+	// FailResubmits is how many submissions under a struck key are answered
+	// 500 after the lost one. The datacenter client retries within one call,
+	// so a streak that outlasts a Job's backoffLimit needs several per attempt.
+	FailResubmits int `json:"failResubmits,omitempty"`
+	// Hold is how long the lost answer is held before the connection is dropped.
+	Hold Duration `json:"hold,omitempty"`
+	// JobDuration, when set, is how long a struck job runs instead of its
+	// operation's usual time, so it is still running when the client gives up.
+	JobDuration Duration `json:"jobDuration,omitempty"`
+}
+
+// clone copies f, MACs normalised, so the caller's slices are not shared.
+func (f Faults) clone() Faults {
+	if f.LoseFirstAnswer != nil {
+		l := *f.LoseFirstAnswer
+		l.MACs = make([]string, 0, len(f.LoseFirstAnswer.MACs))
+		for _, mac := range f.LoseFirstAnswer.MACs {
+			if normalized, ok := normalizeMAC(mac); ok {
+				mac = normalized
+			}
+			l.MACs = append(l.MACs, mac)
+		}
+		f.LoseFirstAnswer = &l
+	}
+	return f
+}
+
+// maxFailResubmits bounds a scripted streak.
+const maxFailResubmits = 1_000_000
 
 func (f Faults) validate() error {
 	for name, rate := range map[string]float64{"errorRate": f.ErrorRate, "timeoutRate": f.TimeoutRate,
@@ -35,6 +85,22 @@ func (f Faults) validate() error {
 	}
 	if f.Latency.Duration < 0 || f.Latency.Duration > 5*time.Minute {
 		return fmt.Errorf("latency must be between 0 and 5m, got %s", f.Latency.Duration)
+	}
+	if l := f.LoseFirstAnswer; l != nil {
+		if l.FailResubmits < 0 || l.FailResubmits > maxFailResubmits {
+			return fmt.Errorf("loseFirstAnswer.failResubmits must be between 0 and %d, got %d", maxFailResubmits, l.FailResubmits)
+		}
+		if l.Hold.Duration < 0 || l.Hold.Duration > maxHang {
+			return fmt.Errorf("loseFirstAnswer.hold must be between 0 and %s, got %s", maxHang, l.Hold.Duration)
+		}
+		if l.JobDuration.Duration < 0 || l.JobDuration.Duration > time.Hour {
+			return fmt.Errorf("loseFirstAnswer.jobDuration must be between 0 and 1h, got %s", l.JobDuration.Duration)
+		}
+		for i, mac := range l.MACs {
+			if _, ok := normalizeMAC(mac); !ok {
+				return fmt.Errorf("loseFirstAnswer.macs[%d]: %q is not a MAC address", i, mac)
+			}
+		}
 	}
 	return nil
 }

@@ -39,6 +39,7 @@ func (s *Server) Handler() http.Handler {
 		mux.Handle(pattern, s.observe(route, s.authenticate(h)))
 	}
 	debug("GET /debug/ledger", "/debug/ledger", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, http.StatusOK, s.Ledger()) })
+	debug("GET /debug/jobs", "/debug/jobs", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, http.StatusOK, s.Jobs()) })
 	debug("GET /debug/faults", "/debug/faults", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, http.StatusOK, s.Faults()) })
 	debug("POST /debug/faults", "/debug/faults", s.handleSetFaults)
 	mux.Handle("GET /metrics", s.authenticate(s.metrics.handler().ServeHTTP))
@@ -72,6 +73,17 @@ func (s *Server) handleSubmit(w http.ResponseWriter, r *http.Request) {
 		return
 	case err != nil:
 		writeError(w, http.StatusInternalServerError, err.Error())
+		return
+	}
+	if res.lose {
+		s.logger.Info("Losing the answer to an accepted job (injected fault)", "job", res.job.ID, "hold", res.hold)
+		if res.hold > 0 {
+			select {
+			case <-r.Context().Done():
+			case <-time.After(res.hold):
+			}
+		}
+		dropConnection(w)
 		return
 	}
 	if !res.replayed && s.roll(s.Faults().DropAfterAcceptRate) {

@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -108,6 +109,11 @@ type Server struct {
 	dirty  bool
 	faults Faults
 	rng    *rand.Rand
+	// lostStruck and lostStreak are the LoseFirstAnswer fault's progress:
+	// the machines struck, and per struck key the 500s still to answer.
+	// SetFaults resets them.
+	lostStruck map[string]bool
+	lostStreak map[string]int
 }
 
 // lock takes the state lock and runs the simulation up to now.
@@ -151,8 +157,11 @@ func New(opts Options) (*Server, error) {
 		clock:   opts.Clock,
 		metrics: newServerMetrics(),
 		logger:  klog.Background().WithValues("datacenter", opts.Name),
-		faults:  opts.Faults,
+		faults:  opts.Faults.clone(),
 		rng:     rand.New(rand.NewPCG(seed, seed^0x5eed)),
+
+		lostStruck: map[string]bool{},
+		lostStreak: map[string]int{},
 		st: state{Jobs: map[string]*job{}, ByKey: map[string]string{},
 			Machines: map[string]*datacenter.MachineState{}},
 	}
@@ -201,6 +210,17 @@ func normalizeMAC(s string) (string, bool) {
 type submitResult struct {
 	job      datacenter.Job
 	replayed bool
+	// lose says the LoseFirstAnswer fault struck: the job started, and its
+	// answer is to be held for hold, then dropped.
+	lose bool
+	hold time.Duration
+}
+
+// errInjected is a submission answered 500 by the LoseFirstAnswer fault.
+type errInjected struct{}
+
+func (errInjected) Error() string {
+	return "internal error (injected: a resubmission after a lost answer)"
 }
 
 // errKeyReused is returned when an idempotency key comes back with another body.
@@ -220,6 +240,15 @@ func (s *Server) submit(key string, req datacenter.JobRequest) (submitResult, er
 	hash := requestHash(req)
 	now := s.lock()
 	defer s.unlock()
+	lost := s.faults.LoseFirstAnswer
+	if left := s.lostStreak[key]; left > 0 && lost != nil {
+		if left == 1 {
+			delete(s.lostStreak, key)
+		} else {
+			s.lostStreak[key] = left - 1
+		}
+		return submitResult{}, errInjected{}
+	}
 	if id, ok := s.st.ByKey[key]; ok {
 		j := s.st.Jobs[id]
 		if j.RequestHash != hash {
@@ -238,6 +267,17 @@ func (s *Server) submit(key string, req datacenter.JobRequest) (submitResult, er
 		WillFail: s.faults.JobFailureRate > 0 && s.rng.Float64() < s.faults.JobFailureRate,
 		Image:    req.Image, Machine: req.Machine,
 	}
+	res := submitResult{}
+	if lost != nil && (len(lost.MACs) == 0 || slices.Contains(lost.MACs, j.MAC) && !s.lostStruck[j.MAC]) {
+		res.lose, res.hold = true, lost.Hold.Duration
+		s.lostStruck[j.MAC] = true
+		if lost.FailResubmits > 0 {
+			s.lostStreak[key] = lost.FailResubmits
+		}
+		if lost.JobDuration.Duration > 0 {
+			j.Duration = lost.JobDuration.Duration
+		}
+	}
 	s.st.Jobs[j.ID] = j
 	s.st.ByKey[key] = j.ID
 	if _, known := s.st.Machines[j.MAC]; !known {
@@ -245,7 +285,8 @@ func (s *Server) submit(key string, req datacenter.JobRequest) (submitResult, er
 	}
 	s.dirty = true
 	s.startQueued(now)
-	return submitResult{job: s.view(j, now)}, nil
+	res.job = s.view(j, now)
+	return res, nil
 }
 
 func requestHash(req datacenter.JobRequest) string {
@@ -444,14 +485,18 @@ func (s *Server) Ledger() []LedgerEntry {
 	return append([]LedgerEntry(nil), s.st.Ledger...)
 }
 
-// SetFaults replaces the active faults.
+// SetFaults replaces the active faults. The LoseFirstAnswer fault starts
+// afresh: streaks under way end, and its machines can be struck again.
 func (s *Server) SetFaults(f Faults) error {
 	if err := f.validate(); err != nil {
 		return err
 	}
+	f = f.clone()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.faults = f
+	clear(s.lostStruck)
+	clear(s.lostStreak)
 	s.logger.Info("Faults changed", "faults", f)
 	return nil
 }
@@ -460,7 +505,34 @@ func (s *Server) SetFaults(f Faults) error {
 func (s *Server) Faults() Faults {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.faults
+	return s.faults.clone()
+}
+
+// JobRecord is a job as GET /debug/jobs shows it: as clients see it, with
+// the idempotency key it was submitted under.
+type JobRecord struct {
+	datacenter.Job
+	IdempotencyKey string    `json:"idempotencyKey"`
+	SubmittedAt    time.Time `json:"submittedAt"`
+}
+
+// Jobs returns every job the datacenter knows, in the order submitted. With
+// the ledger it tells what ran when: a job's startedAt and finishedAt (its
+// end, or when it was cancelled) bound the time it ran.
+func (s *Server) Jobs() []JobRecord {
+	now := s.lock()
+	defer s.unlock()
+	out := make([]JobRecord, 0, len(s.st.Jobs))
+	for _, j := range s.st.Jobs {
+		out = append(out, JobRecord{Job: s.view(j, now), IdempotencyKey: j.IdempotencyKey, SubmittedAt: j.SubmittedAt})
+	}
+	sort.Slice(out, func(a, b int) bool {
+		if !out[a].SubmittedAt.Equal(out[b].SubmittedAt) {
+			return out[a].SubmittedAt.Before(out[b].SubmittedAt)
+		}
+		return out[a].ID < out[b].ID
+	})
+	return out
 }
 
 // roll reports, with probability rate, that a fault fires.

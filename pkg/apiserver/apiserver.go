@@ -22,6 +22,7 @@ import (
 	genericapiserver "k8s.io/apiserver/pkg/server"
 	"k8s.io/client-go/kubernetes"
 	restclient "k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/klog/v2"
 	"k8s.io/utils/clock"
@@ -145,8 +146,14 @@ func (c CompletedConfig) New() (*StargateServer, error) {
 	}
 	guard.setSchema(typeConverter)
 	metrics.Register()
+	ready := newCachesReady(storage)
+	if err := s.GenericAPIServer.AddReadyzChecks(ready); err != nil {
+		return nil, err
+	}
 	if c.ExtraConfig.Controllers {
-		if err := s.GenericAPIServer.AddPostStartHook("stargate-controllers", c.startControllers); err != nil {
+		if err := s.GenericAPIServer.AddPostStartHook("stargate-controllers", func(ctx genericapiserver.PostStartHookContext) error {
+			return c.startControllers(ctx, ready)
+		}); err != nil {
 			return nil, err
 		}
 	}
@@ -156,7 +163,7 @@ func (c CompletedConfig) New() (*StargateServer, error) {
 // startControllers runs the controllers over the server's loopback client
 // until the server stops: at once, or each time this replica wins the leader
 // election.
-func (c CompletedConfig) startControllers(hookCtx genericapiserver.PostStartHookContext) error {
+func (c CompletedConfig) startControllers(hookCtx genericapiserver.PostStartHookContext, ready *cachesReady) error {
 	client, err := clientset.NewForConfig(hookCtx.LoopbackClientConfig)
 	if err != nil {
 		return err
@@ -167,7 +174,7 @@ func (c CompletedConfig) startControllers(hookCtx genericapiserver.PostStartHook
 	}
 	ctx := klog.NewContext(hookCtx, klog.FromContext(hookCtx).WithName("controllers"))
 	run := func(ctx context.Context, leading func(context.Context) error) {
-		if err := c.runControllers(ctx, client, recorder, leading); err != nil {
+		if err := c.runControllers(ctx, client, recorder, leading, ready); err != nil {
 			klog.FromContext(ctx).Error(err, "Controllers could not start")
 		}
 	}
@@ -212,7 +219,8 @@ func (c CompletedConfig) eventRecorder(ctx context.Context) (events.EventRecorde
 
 // runControllers runs every controller on fresh informers until ctx is done,
 // and returns once all of them have stopped.
-func (c CompletedConfig) runControllers(ctx context.Context, client clientset.Interface, recorder events.EventRecorder, leading func(context.Context) error) error {
+func (c CompletedConfig) runControllers(ctx context.Context, client clientset.Interface, recorder events.EventRecorder,
+	leading func(context.Context) error, ready *cachesReady) error {
 	factory := informers.NewSharedInformerFactoryWithOptions(client, 10*time.Minute, informers.WithTransform(slimForControllers))
 	defer factory.Shutdown()
 	v1 := factory.Stargate().V1alpha1()
@@ -235,10 +243,13 @@ func (c CompletedConfig) runControllers(ctx context.Context, client clientset.In
 	if err != nil {
 		return err
 	}
-	lookup, err := hwcontroller.New(client, v1.Hardwares(), v1.Datacenters(), clientFor, recheck)
+	lookup, err := hwcontroller.New(client, v1.Hardwares(), v1.Datacenters(), clientFor, hwcontroller.Options{Recheck: recheck, Leading: leading})
 	if err != nil {
 		return err
 	}
+	ready.leading([]cache.InformerSynced{v1.Jobs().Informer().HasSynced, v1.Hardwares().Informer().HasSynced,
+		v1.Templates().Informer().HasSynced, v1.Datacenters().Informer().HasSynced})
+	defer ready.leading(nil)
 	factory.Start(ctx.Done())
 	var wg sync.WaitGroup
 	wg.Go(func() { jobController.Run(ctx) })
@@ -291,10 +302,14 @@ func (c CompletedConfig) storageMap() (map[string]rest.Storage, error) {
 	if err != nil {
 		return nil, fmt.Errorf("datacenters: %w", err)
 	}
+	dcs.Datacenter.DeleteGuard = lock.DatacenterDeletable
+	// /repave runs the Jobs it creates through the server's admission.
+	repave := hardware.NewRepaveREST(hw.Hardware, tmpl, jobs.Job, c.GenericConfig.AdmissionControl,
+		hardware.ObjectInterfaces(Scheme, c.GenericConfig.EquivalentResourceRegistry))
 	return map[string]rest.Storage{
 		"hardwares":          hw.Hardware,
 		"hardwares/status":   hw.Status,
-		"hardwares/repave":   hardware.NewRepaveREST(hw.Hardware, tmpl, jobs.Job),
+		"hardwares/repave":   repave,
 		"templates":          tmpl,
 		"jobs":               jobs.Job,
 		"jobs/status":        jobs.Status,

@@ -10,12 +10,29 @@ import (
 	"stargate.io/stargate/pkg/apis/stargate/v1alpha1"
 )
 
-// byPhase indexes Jobs by "<namespace>/<phase>", so counting a datacenter's
-// Running Jobs does not walk all its Jobs.
+// byPhase indexes Jobs by "<namespace>/<phase>", and the Jobs that occupy a
+// slot of their datacenter also by "<namespace>/occupying", so counting a
+// datacenter's busy slots or its waiting Jobs does not walk all its Jobs.
 const byPhase = "stargate.io/namespace-phase"
+
+const occupying = "occupying"
 
 func phaseKey(namespace string, phase v1alpha1.JobPhase) string {
 	return namespace + "/" + string(phase)
+}
+
+// Occupies reports whether job holds a slot of its datacenter: it is Running,
+// or it is Pending with its request fixed (status.submission), so a submit
+// may have started it there. Such a Job holds the slot until it finishes,
+// whatever its submits answered: an answer can be lost.
+func Occupies(job *v1alpha1.Job) bool {
+	switch job.Status.Phase {
+	case v1alpha1.JobRunning:
+		return true
+	case v1alpha1.JobPending, "":
+		return job.Status.Submission != nil || job.Status.DCJobID != ""
+	}
+	return false
 }
 
 // AddJobIndexers adds the indexes RunningJobs needs to a Job informer; call
@@ -26,13 +43,17 @@ func AddJobIndexers(informer cache.SharedIndexInformer) error {
 		if !ok {
 			return nil, fmt.Errorf("not a Job: %T", obj)
 		}
-		return []string{phaseKey(job.Namespace, job.Status.Phase)}, nil
+		keys := []string{phaseKey(job.Namespace, job.Status.Phase)}
+		if Occupies(job) {
+			keys = append(keys, phaseKey(job.Namespace, occupying))
+		}
+		return keys, nil
 	}})
 }
 
 // RunningJobs counts the Jobs running in each datacenter (namespace): those
-// the cache shows Running plus those this process has just started and the
-// cache has not caught up with. Reserve is how a controller that is about to
+// the cache shows occupying a slot plus those this process is starting and
+// the cache has not caught up with. Reserve is how a controller that is about to
 // start a Job makes sure two workers never both take the last free slot.
 type RunningJobs struct {
 	indexer cache.Indexer
@@ -48,7 +69,7 @@ func NewRunningJobs(informer cache.SharedIndexInformer) *RunningJobs {
 	return &RunningJobs{indexer: informer.GetIndexer(), started: map[string]map[types.UID]string{}}
 }
 
-// Count returns the Running Jobs of namespace.
+// Count returns the Jobs of namespace that occupy a slot.
 func (r *RunningJobs) Count(namespace string) int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -56,7 +77,7 @@ func (r *RunningJobs) Count(namespace string) int {
 }
 
 func (r *RunningJobs) countLocked(namespace string) int {
-	running, _ := r.indexer.ByIndex(byPhase, phaseKey(namespace, v1alpha1.JobRunning))
+	running, _ := r.indexer.ByIndex(byPhase, phaseKey(namespace, occupying))
 	n := len(running)
 	for uid, name := range r.started[namespace] {
 		obj, exists, _ := r.indexer.GetByKey(namespace + "/" + name)
@@ -64,8 +85,8 @@ func (r *RunningJobs) countLocked(namespace string) int {
 		switch {
 		case !exists || !ok || job.UID != uid:
 			delete(r.started[namespace], uid) // gone
-		case job.Status.Phase == v1alpha1.JobPending || job.Status.Phase == "":
-			n++ // started here, not yet Running in the cache
+		case !Occupies(job) && (job.Status.Phase == v1alpha1.JobPending || job.Status.Phase == ""):
+			n++ // being started here, not yet occupying in the cache
 		default:
 			delete(r.started[namespace], uid) // the cache has caught up
 		}
@@ -74,12 +95,12 @@ func (r *RunningJobs) countLocked(namespace string) int {
 }
 
 // Reserve takes one of namespace's max slots for job, and says whether there
-// was one. A Job that already holds a slot (it is Running, or reserved) gets
-// true without taking another.
+// was one. A Job that already holds a slot (it occupies one, or is reserved)
+// gets true without taking another.
 func (r *RunningJobs) Reserve(job *v1alpha1.Job, max int) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if _, held := r.started[job.Namespace][job.UID]; held || job.Status.Phase == v1alpha1.JobRunning {
+	if _, held := r.started[job.Namespace][job.UID]; held || Occupies(job) {
 		return true
 	}
 	if r.countLocked(job.Namespace) >= max {
@@ -92,9 +113,21 @@ func (r *RunningJobs) Reserve(job *v1alpha1.Job, max int) bool {
 	return true
 }
 
-// Release gives back a slot Reserve took, when the Job did not start.
+// Release gives back a slot Reserve took, when nothing was sent for the Job.
 func (r *RunningJobs) Release(job *v1alpha1.Job) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	delete(r.started[job.Namespace], job.UID)
+}
+
+// Waiting returns the Pending Jobs of namespace, from the cache.
+func (r *RunningJobs) Waiting(namespace string) []*v1alpha1.Job {
+	objs, _ := r.indexer.ByIndex(byPhase, phaseKey(namespace, v1alpha1.JobPending))
+	jobs := make([]*v1alpha1.Job, 0, len(objs))
+	for _, obj := range objs {
+		if job, ok := obj.(*v1alpha1.Job); ok {
+			jobs = append(jobs, job)
+		}
+	}
+	return jobs
 }

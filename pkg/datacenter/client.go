@@ -43,7 +43,10 @@ type Observer func(op string, code int, elapsed time.Duration)
 type Config struct {
 	// Endpoint is the base URL, e.g. https://dc-west.example.
 	Endpoint string
-	// TokenFile holds the bearer token; it is re-read when it changes. Empty: no token.
+	// TokenFile holds the bearer token. It need not exist when the client is
+	// built: it is read at each call (again only when it changed), and while
+	// it is missing or empty calls fail with a *CredentialsError without
+	// sending anything. Empty: no token is sent.
 	TokenFile string
 	// Timeout bounds each attempt. Default 10s.
 	Timeout time.Duration
@@ -92,10 +95,8 @@ func New(cfg Config) (*HTTPClient, error) {
 	}
 	c := &HTTPClient{base: base, http: &http.Client{Transport: cfg.Transport}, cfg: cfg, observer: cfg.Observer}
 	if cfg.TokenFile != "" {
+		// Not read now: a file that appears later is used from then on.
 		c.token = NewTokenFile(cfg.TokenFile)
-		if _, err := c.token.Get(); err != nil {
-			return nil, err
-		}
 	}
 	return c, nil
 }
@@ -181,10 +182,10 @@ func (c *HTTPClient) once(ctx context.Context, op, method, path string, body []b
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
+	var token string
 	if c.token != nil {
-		token, err := c.token.Get()
-		if err != nil {
-			return &Error{Op: op, Message: err.Error(), err: err, StatusCode: http.StatusUnauthorized}
+		if token, err = c.token.Get(); err != nil {
+			return err // a *CredentialsError: nothing was sent
 		}
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
@@ -209,6 +210,13 @@ func (c *HTTPClient) once(ctx context.Context, op, method, path string, body []b
 			e.Message = eb.Message
 		} else {
 			e.Message = strings.TrimSpace(string(data[:min(len(data), 256)]))
+		}
+		if token != "" {
+			// Should a datacenter echo what it was sent, the token still stays out of errors.
+			e.Message = strings.ReplaceAll(e.Message, token, "[token]")
+		}
+		if resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden {
+			return &CredentialsError{File: c.cfg.TokenFile, Err: e}
 		}
 		return e
 	}

@@ -311,8 +311,13 @@ func TestTokenRotationAndSecrecy(t *testing.T) {
 	if !datacenter.IsUnauthorized(err) || strings.Contains(err.Error(), "token-1") || strings.Contains(err.Error(), "token-2") {
 		t.Errorf("stale token: %v", err)
 	}
-	if _, err := datacenter.New(datacenter.Config{Endpoint: e.url, TokenFile: "/nonexistent/token"}); err == nil {
-		t.Error("a missing token file was accepted")
+	// A client may be built before its token file exists (TestCredentialsFileAddedLateRotatedAndRefused).
+	missing, err := datacenter.New(datacenter.Config{Endpoint: e.url, TokenFile: "/nonexistent/token"})
+	if err != nil {
+		t.Fatalf("a client whose token file is not there yet: %v", err)
+	}
+	if _, ok := datacenter.IsCredentials(missing.Health(ctx)); !ok {
+		t.Error("a call without its token file did not fail with a CredentialsError")
 	}
 }
 
@@ -333,5 +338,26 @@ func TestNewRejectsBadEndpoints(t *testing.T) {
 		if _, err := datacenter.New(datacenter.Config{Endpoint: ep}); err == nil {
 			t.Errorf("endpoint %q accepted", ep)
 		}
+	}
+}
+
+// A 2xx whose body cannot be read is told apart from every other failure: a
+// submit answered so may have started a job.
+func TestUndecodableAnswerIsItsOwnKind(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusAccepted)
+		_, _ = w.Write([]byte(`{"id": "job-1", "state":`))
+	}))
+	defer srv.Close()
+	c, err := datacenter.New(datacenter.Config{Endpoint: srv.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.Submit(context.Background(), "key-1", datacenter.JobRequest{Operation: datacenter.OperationReboot, Machine: datacenter.Machine{MAC: "aa:bb:cc:dd:ee:01"}})
+	if !datacenter.IsUndecodable(err) || datacenter.IsTransient(err) || datacenter.IsUnavailable(err) || datacenter.IsNotFound(err) {
+		t.Errorf("a 202 with a cut body: %v (undecodable %v)", err, datacenter.IsUndecodable(err))
+	}
+	if datacenter.IsUndecodable(&datacenter.Error{StatusCode: http.StatusBadRequest}) || datacenter.IsUndecodable(nil) {
+		t.Error("only 2xx answers are undecodable")
 	}
 }

@@ -3,6 +3,7 @@ package datacenter
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"net/http"
 	"syscall"
 	"time"
@@ -51,10 +52,23 @@ func IsConflict(err error) bool {
 	return ok && code == http.StatusConflict
 }
 
-// IsUnauthorized reports a 401 or 403: the token is missing, wrong or lacks rights.
+// IsUnauthorized reports a call without valid credentials: a 401 or 403 (the
+// token is wrong or lacks rights), or a credentials file that could not be
+// read (nothing was sent). IsCredentials tells which, and names the file.
 func IsUnauthorized(err error) bool {
+	if _, ok := IsCredentials(err); ok {
+		return true
+	}
 	code, ok := statusOf(err)
 	return ok && (code == http.StatusUnauthorized || code == http.StatusForbidden)
+}
+
+// IsUndecodable reports a 2xx answer whose body could not be read: the
+// datacenter did what was asked and did not say what came of it, so for a
+// submit the outcome is unknown (a job may be running) until asked again.
+func IsUndecodable(err error) bool {
+	code, ok := statusOf(err)
+	return ok && code >= 200 && code < 300
 }
 
 // IsUnavailable reports a datacenter that is down rather than failing: it
@@ -72,4 +86,66 @@ func IsTransient(err error) bool {
 		return false
 	}
 	return code == 0 || code == http.StatusTooManyRequests || code >= 500
+}
+
+// CredentialsError says that a call went without valid credentials: the
+// credentials file is missing, unreadable or empty (Missing), or the
+// datacenter refused the token in it (401 or 403). Its text names the file
+// and never the token. Neither case is transient (the client does not retry
+// it): it lasts until an operator fixes the file, which every call checks
+// again, so no restart is needed.
+type CredentialsError struct {
+	// File is the credentials (bearer token) file; "" when none is configured.
+	File string
+	// Missing is true when the file could not be read or held no token, so
+	// nothing was sent; false when the datacenter refused the token.
+	Missing bool
+	// Err is the cause: the file system error, an error saying the file is
+	// empty, or the datacenter's answer (an *Error).
+	Err error
+}
+
+// errEmptyCredentials is the cause of a CredentialsError for a file that holds no token.
+var errEmptyCredentials = errors.New("the file holds no token")
+
+func (e *CredentialsError) Error() string {
+	if e.Missing {
+		var pathErr *fs.PathError
+		switch {
+		case errors.Is(e.Err, fs.ErrNotExist):
+			return fmt.Sprintf("credentials file %s is missing: put the datacenter's bearer token there", e.File)
+		case errors.Is(e.Err, errEmptyCredentials):
+			return fmt.Sprintf("credentials file %s is empty: put the datacenter's bearer token there", e.File)
+		case errors.As(e.Err, &pathErr):
+			return fmt.Sprintf("credentials file %s cannot be read: %v", e.File, pathErr.Err)
+		}
+		return fmt.Sprintf("credentials file %s cannot be read: %v", e.File, e.Err)
+	}
+	status, message := "refused", ""
+	var dcErr *Error
+	if errors.As(e.Err, &dcErr) {
+		status, message = fmt.Sprintf("%d %s", dcErr.StatusCode, http.StatusText(dcErr.StatusCode)), dcErr.Message
+	} else if e.Err != nil {
+		message = e.Err.Error()
+	}
+	if message != "" {
+		message = ": " + message
+	}
+	if e.File == "" {
+		return fmt.Sprintf("the datacenter refused the request (%s)%s; no credentials file is configured, so no token was sent: "+
+			"set --datacenter-credentials-dir and put the datacenter's bearer token in <that directory>/<datacenter name>", status, message)
+	}
+	return fmt.Sprintf("the datacenter refused the credentials in %s (%s)%s", e.File, status, message)
+}
+
+func (e *CredentialsError) Unwrap() error { return e.Err }
+
+// IsCredentials returns the CredentialsError in err's chain, if there is one:
+// the credentials file is missing or unreadable, or the datacenter refused it.
+func IsCredentials(err error) (*CredentialsError, bool) {
+	var ce *CredentialsError
+	if errors.As(err, &ce) {
+		return ce, true
+	}
+	return nil, false
 }

@@ -3,6 +3,7 @@ package embeddedetcd
 import (
 	"context"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -54,4 +55,42 @@ func client(t *testing.T, s *Server) *clientv3.Client {
 		t.Fatal(err)
 	}
 	return c
+}
+
+// TestCleanStopIsQuiet: Close logs no errors (etcd complains, with stack
+// traces, about the listeners Close itself shuts) and no warnings about them.
+func TestCleanStopIsQuiet(t *testing.T) {
+	var logs syncBuffer
+	s, err := start(t.TempDir(), time.Minute, &logs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := client(t, s)
+	if _, err := c.Put(context.Background(), "/registry/stargate.io/probe", "x"); err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	before := logs.String()
+	s.Close()
+	after := strings.TrimPrefix(logs.String(), before)
+	if strings.Contains(after, `"level":"error"`) || strings.Contains(after, "stacktrace") || strings.Contains(after, "server due to error") {
+		t.Errorf("a clean stop logged:\n%s", after)
+	}
+}
+
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf strings.Builder
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }

@@ -1,6 +1,7 @@
 // Package datacenters keeps each Datacenter's status current: whether its API
-// answers (the Ready condition), how many Jobs run there, and when it was
-// last probed.
+// answers and takes Stargate's credentials (the Ready condition), how many
+// Jobs run there, and when it was last probed. A probe that changes nothing
+// but the probe time writes nothing, up to lastProbeRefresh.
 package datacenters
 
 import (
@@ -18,13 +19,41 @@ import (
 	"stargate.io/stargate/pkg/controller"
 	"stargate.io/stargate/pkg/controller/dcclients"
 	"stargate.io/stargate/pkg/controller/metrics"
+	"stargate.io/stargate/pkg/datacenter"
 	clientset "stargate.io/stargate/pkg/generated/clientset/versioned"
 	informers "stargate.io/stargate/pkg/generated/informers/externalversions/stargate/v1alpha1"
 	listers "stargate.io/stargate/pkg/generated/listers/stargate/v1alpha1"
 )
 
-// ReadyCondition is True while the datacenter API answers its health check.
+// ReadyCondition is True while the datacenter API answers its health check
+// and accepts Stargate's credentials.
 const ReadyCondition = "Ready"
+
+// Reasons of the Ready condition.
+const (
+	// ReasonReachable: the API answered its health check and took the credentials.
+	ReasonReachable = "Reachable"
+	// ReasonUnreachable: the health check failed; the message says how.
+	ReasonUnreachable = "Unreachable"
+	// ReasonCredentialsMissing: the credentials file is missing, unreadable
+	// or empty; the message names it.
+	ReasonCredentialsMissing = "CredentialsMissing"
+	// ReasonCredentialsRejected: the datacenter answered 401 or 403 to the
+	// token; the message names the file it came from.
+	ReasonCredentialsRejected = "CredentialsRejected"
+)
+
+// lastProbeRefresh is how old status.lastProbeTime may grow before a probe
+// that changed nothing else writes it anyway. A probe writes the Datacenter's
+// status only when the Ready condition or activeJobs changed, or
+// lastProbeTime is this old: rewriting it every probe interval would wake
+// every watcher of the Datacenter (the Job controller among them) for nothing.
+const lastProbeRefresh = 5 * time.Minute
+
+// credentialsCheckKey is the idempotency key a probe looks up to learn whether
+// the datacenter takes the token (/healthz needs none). No Job uses it (Jobs
+// use their UIDs), so the lookup finds nothing and starts nothing.
+const credentialsCheckKey = "stargate-credentials-check"
 
 // Controller probes Datacenters.
 type Controller struct {
@@ -71,31 +100,57 @@ func (c *Controller) sync(ctx context.Context, name string) (time.Duration, erro
 	if err != nil {
 		return 0, err
 	}
-	dc := cached.DeepCopy()
-	client, err := c.clientFor(dc)
-	ready := metav1.Condition{Type: ReadyCondition, Status: metav1.ConditionTrue, Reason: "Reachable",
-		Message: "the datacenter API answered its health check", ObservedGeneration: dc.Generation}
-	if err == nil {
-		probeCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		err = client.Health(probeCtx)
-		cancel()
-	}
-	up := 1.0
-	if err != nil {
-		ready.Status, ready.Reason, ready.Message = metav1.ConditionFalse, "Unreachable", err.Error()
-		up = 0
-	}
+	now := c.clock.Now()
+	ready, up := c.probe(ctx, cached, now)
 	metrics.DatacenterUp.WithLabelValues(name).Set(up)
-	before := dc.Status.DeepCopy()
+	dc := cached.DeepCopy()
 	meta.SetStatusCondition(&dc.Status.Conditions, ready)
 	dc.Status.ActiveJobs = int32(c.running.Count(name))
 	metrics.JobsActive.WithLabelValues(name).Set(float64(dc.Status.ActiveJobs))
-	now := metav1.NewTime(c.clock.Now())
-	dc.Status.LastProbeTime = &now
-	if !apiequality.Semantic.DeepEqual(before, &dc.Status) {
+	changed := !apiequality.Semantic.DeepEqual(cached.Status, dc.Status)
+	stale := dc.Status.LastProbeTime == nil || now.Sub(dc.Status.LastProbeTime.Time) >= lastProbeRefresh
+	if changed || stale {
+		dc.Status.LastProbeTime = &metav1.Time{Time: now}
 		if _, err := c.client.StargateV1alpha1().Datacenters().UpdateStatus(ctx, dc, metav1.UpdateOptions{}); err != nil {
 			return 0, err
 		}
 	}
 	return c.interval, nil
+}
+
+// probe asks the datacenter's health check, then whether it takes the
+// credentials, and returns the Ready condition and the value of
+// stargate_datacenter_up (1 when the health check answered).
+func (c *Controller) probe(ctx context.Context, dc *v1alpha1.Datacenter, now time.Time) (metav1.Condition, float64) {
+	ready := metav1.Condition{Type: ReadyCondition, Status: metav1.ConditionFalse, ObservedGeneration: dc.Generation,
+		LastTransitionTime: metav1.Time{Time: now}}
+	client, err := c.clientFor(dc)
+	if err != nil {
+		ready.Reason, ready.Message = ReasonUnreachable, err.Error()
+		return ready, 0
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	up := 0.0
+	err = client.Health(ctx)
+	if err == nil {
+		up = 1
+		_, err = client.FindJob(ctx, credentialsCheckKey)
+		if _, refused := datacenter.IsCredentials(err); !refused {
+			err = nil // any other answer took the token; the health check decides the rest
+		}
+	}
+	ce, credentials := datacenter.IsCredentials(err)
+	switch {
+	case err == nil:
+		ready.Status, ready.Reason, ready.Message = metav1.ConditionTrue, ReasonReachable,
+			"the datacenter API answered its health check and accepted Stargate's credentials"
+	case credentials && ce.Missing:
+		ready.Reason, ready.Message = ReasonCredentialsMissing, err.Error()
+	case credentials:
+		ready.Reason, ready.Message = ReasonCredentialsRejected, err.Error()
+	default:
+		ready.Reason, ready.Message = ReasonUnreachable, err.Error()
+	}
+	return ready, up
 }

@@ -2,10 +2,18 @@ package hardware
 
 import (
 	"context"
+	"errors"
+	"strconv"
 	"testing"
 	"time"
 
+	apiequality "k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/wait"
+	clienttesting "k8s.io/client-go/testing"
 	"k8s.io/client-go/tools/cache"
 
 	"stargate.io/stargate/pkg/apis/stargate/v1alpha1"
@@ -38,7 +46,8 @@ func TestLookupByMAC(t *testing.T) {
 	dc.AddMachine(datacenter.MachineState{MAC: "aa:bb:cc:dd:ee:03", State: "off", CurrentOS: "1.0.0"})
 	factory := informers.NewSharedInformerFactory(client, 0)
 	v1 := factory.Stargate().V1alpha1()
-	c, err := New(client, v1.Hardwares(), v1.Datacenters(), func(*v1alpha1.Datacenter) (datacenter.Client, error) { return dc, nil }, time.Minute)
+	c, err := New(client, v1.Hardwares(), v1.Datacenters(), func(*v1alpha1.Datacenter) (datacenter.Client, error) { return dc, nil },
+		Options{Recheck: time.Minute})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -67,5 +76,183 @@ func TestLookupByMAC(t *testing.T) {
 	}
 	if n := dc.Calls(fake.MethodMachine); n != 2 {
 		t.Errorf("%d lookups, want 2 (not the busy one, not the one without a Datacenter)", n)
+	}
+}
+
+// enforceResourceVersions makes the fake clientset check an update's
+// resourceVersion as the API server does (the fake's tracker does not), and
+// bump it on every write.
+func enforceResourceVersions(client *clientfake.Clientset) {
+	client.PrependReactor("update", "hardwares", func(action clienttesting.Action) (bool, runtime.Object, error) {
+		update := action.(clienttesting.UpdateAction)
+		obj, err := meta.Accessor(update.GetObject())
+		if err != nil {
+			return true, nil, err
+		}
+		stored, err := client.Tracker().Get(action.GetResource(), action.GetNamespace(), obj.GetName())
+		if err != nil {
+			return true, nil, err
+		}
+		current, _ := meta.Accessor(stored)
+		if rv := obj.GetResourceVersion(); rv != "" && rv != current.GetResourceVersion() {
+			return true, nil, apierrors.NewConflict(action.GetResource().GroupResource(), obj.GetName(),
+				errors.New("the object has been modified"))
+		}
+		n, _ := strconv.Atoi(current.GetResourceVersion())
+		obj.SetResourceVersion(strconv.Itoa(n + 1))
+		return false, nil, nil // the tracker stores it
+	})
+}
+
+// hookedDC runs onLookup inside GetMachine, before the datacenter answers.
+type hookedDC struct {
+	*fake.Client
+	onLookup func()
+}
+
+func (h *hookedDC) GetMachine(ctx context.Context, mac string) (*datacenter.MachineState, error) {
+	if h.onLookup != nil {
+		h.onLookup()
+	}
+	return h.Client.GetMachine(ctx, mac)
+}
+
+type lookupEnv struct {
+	client *clientfake.Clientset
+	dc     *hookedDC
+	c      *Controller
+}
+
+// newLookupEnv runs a lookup controller over dc-west and its Hardware m1
+// (resourceVersion 10, reported ready on 1.0.0) with opts.
+func newLookupEnv(t *testing.T, opts Options) *lookupEnv {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	m1 := hw("m1", "aa:bb:cc:dd:ee:01", func(h *v1alpha1.Hardware) {
+		h.ResourceVersion = "10"
+		h.Status.State, h.Status.CurrentOS = v1alpha1.HardwareStateReady, "1.0.0"
+	})
+	e := &lookupEnv{client: clientfake.NewClientset(
+		&v1alpha1.Datacenter{ObjectMeta: metav1.ObjectMeta{Name: "dc-west"}, Spec: v1alpha1.DatacenterSpec{Endpoint: "https://dc-west.example"}},
+		m1), dc: &hookedDC{Client: fake.New()}}
+	enforceResourceVersions(e.client)
+	factory := informers.NewSharedInformerFactory(e.client, 0)
+	v1 := factory.Stargate().V1alpha1()
+	var err error
+	e.c, err = New(e.client, v1.Hardwares(), v1.Datacenters(), func(*v1alpha1.Datacenter) (datacenter.Client, error) { return e.dc, nil }, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	factory.Start(ctx.Done())
+	factory.WaitForCacheSync(ctx.Done())
+	return e
+}
+
+func (e *lookupEnv) live(t *testing.T) *v1alpha1.Hardware {
+	t.Helper()
+	got, err := e.client.StargateV1alpha1().Hardwares("dc-west").Get(context.Background(), "m1", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return got
+}
+
+// waitForCache waits until the lister shows the live Hardware.
+func (e *lookupEnv) waitForCache(t *testing.T) {
+	t.Helper()
+	live := e.live(t)
+	if err := wait.PollUntilContextTimeout(context.Background(), time.Millisecond, 5*time.Second, true, func(context.Context) (bool, error) {
+		cached, err := e.c.hardware.Hardwares("dc-west").Get("m1")
+		return err == nil && cached.ResourceVersion == live.ResourceVersion, nil
+	}); err != nil {
+		t.Fatalf("the cache never caught up: %v", err)
+	}
+}
+
+func (e *lookupEnv) statusWrites() int {
+	n := 0
+	for _, a := range e.client.Actions() {
+		if a.Matches("update", "hardwares") && a.GetSubresource() == "status" {
+			n++
+		}
+	}
+	return n
+}
+
+// A Job that starts and finishes while a lookup is under way leaves a newer
+// status than the lookup saw: the lookup's result is dropped, not written over it.
+func TestLookupDoesNotOverwriteANewerStatus(t *testing.T) {
+	ctx := context.Background()
+	e := newLookupEnv(t, Options{Recheck: time.Minute})
+	e.dc.AddMachine(datacenter.MachineState{MAC: "aa:bb:cc:dd:ee:01", State: "rebooting", CurrentOS: "1.0.0"})
+	// While the datacenter looks the machine up, a Job repaves it to 2.0.0
+	// and records its result; the datacenter's answer is from before.
+	e.dc.onLookup = func() {
+		e.dc.onLookup = nil
+		hw := e.live(t)
+		hw.Status.ActiveJob, hw.Status.State = "repave-1", v1alpha1.HardwareStateProvisioning
+		hw, err := e.client.StargateV1alpha1().Hardwares("dc-west").UpdateStatus(ctx, hw, metav1.UpdateOptions{})
+		if err != nil {
+			t.Errorf("the Job's start: %v", err)
+			return
+		}
+		hw.Status.ActiveJob, hw.Status.State, hw.Status.CurrentOS = "", v1alpha1.HardwareStateReady, "2.0.0"
+		if _, err := e.client.StargateV1alpha1().Hardwares("dc-west").UpdateStatus(ctx, hw, metav1.UpdateOptions{}); err != nil {
+			t.Errorf("the Job's end: %v", err)
+		}
+	}
+	jobResult := func() *v1alpha1.Hardware {
+		h := hw("m1", "")
+		h.Status.State, h.Status.CurrentOS = v1alpha1.HardwareStateReady, "2.0.0"
+		return h
+	}()
+
+	after, err := e.c.sync(ctx, "dc-west/m1")
+	if err != nil || after <= 0 {
+		t.Errorf("a lookup overtaken by a Job: requeue %s, %v; want it looked up again later, without an error", after, err)
+	}
+	if got := e.live(t); !apiequality.Semantic.DeepEqual(got.Status, jobResult.Status) {
+		t.Fatalf("the Job's result was overwritten by an older lookup: %+v", got.Status)
+	}
+	if n := e.dc.Calls(fake.MethodMachine); n != 1 {
+		t.Errorf("%d lookups, want 1 (a conflict drops the lookup, it does not retry the write)", n)
+	}
+
+	// Looked up again with the cache up to date, the datacenter's answer is written.
+	e.waitForCache(t)
+	e.dc.AddMachine(datacenter.MachineState{MAC: "aa:bb:cc:dd:ee:01", State: "off", CurrentOS: "2.0.0"})
+	if _, err := e.c.sync(ctx, "dc-west/m1"); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.live(t); got.Status.State != v1alpha1.HardwareStateOff || got.Status.CurrentOS != "2.0.0" {
+		t.Errorf("the next lookup: %+v", got.Status)
+	}
+}
+
+// A replica that is not leading (a paused former leader) looks up but does not write.
+func TestLookupWritesOnlyWhileLeading(t *testing.T) {
+	ctx := context.Background()
+	lost := errors.New("lost the leader election")
+	var leading error = lost
+	e := newLookupEnv(t, Options{Recheck: time.Minute, Leading: func(context.Context) error { return leading }})
+	e.dc.AddMachine(datacenter.MachineState{MAC: "aa:bb:cc:dd:ee:01", State: "off", CurrentOS: "1.0.0"})
+
+	if _, err := e.c.sync(ctx, "dc-west/m1"); !errors.Is(err, lost) {
+		t.Errorf("sync while not leading: %v, want %v", err, lost)
+	}
+	if n := e.statusWrites(); n != 0 {
+		t.Errorf("%d status writes while not leading", n)
+	}
+	if got := e.live(t); got.Status.State != v1alpha1.HardwareStateReady {
+		t.Errorf("written while not leading: %+v", got.Status)
+	}
+
+	leading = nil
+	if _, err := e.c.sync(ctx, "dc-west/m1"); err != nil {
+		t.Fatal(err)
+	}
+	if n, got := e.statusWrites(), e.live(t); n != 1 || got.Status.State != v1alpha1.HardwareStateOff {
+		t.Errorf("leading: %d writes, status %+v", n, got.Status)
 	}
 }

@@ -12,7 +12,9 @@ package jobs
 
 import (
 	"context"
-	"encoding/json"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -23,9 +25,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/client-go/util/retry"
@@ -34,6 +34,7 @@ import (
 
 	"stargate.io/stargate/pkg/apis/stargate/v1alpha1"
 	"stargate.io/stargate/pkg/controller"
+	"stargate.io/stargate/pkg/controller/datacenters"
 	"stargate.io/stargate/pkg/controller/dcclients"
 	"stargate.io/stargate/pkg/controller/metrics"
 	"stargate.io/stargate/pkg/datacenter"
@@ -58,6 +59,28 @@ const (
 	ReasonCancelledByUser      = "Cancelled"
 	ReasonDeadlineExceeded     = "DeadlineExceeded"
 	ReasonDeleted              = "Deleted"
+	// ReasonSubmitting: the request is fixed in status.submission and is being sent.
+	ReasonSubmitting = "Submitting"
+	// ReasonAdopted: an earlier submit, whose answer was lost, started the
+	// datacenter job the Job now follows.
+	ReasonAdopted = "AdoptedDatacenterJob"
+	// ReasonCancelling: the datacenter was asked to stop the job and has not yet.
+	ReasonCancelling = "Cancelling"
+	// ReasonRunning: running at the datacenter again after a wait.
+	ReasonRunning = "Running"
+	// ReasonOutcomeUnknown: a submit may have reached the datacenter, which
+	// cannot be asked what runs under the Job's key; the Job waits.
+	ReasonOutcomeUnknown = "SubmitOutcomeUnknown"
+	// ReasonCredentialsMissing: the datacenter's credentials file is missing.
+	ReasonCredentialsMissing = "DatacenterCredentialsMissing"
+	// ReasonCredentialsRejected: the datacenter refused the credentials (401/403).
+	ReasonCredentialsRejected = "DatacenterCredentialsRejected"
+	ReasonTemplateNotFound    = "TemplateNotFound"
+	// ReasonTemplateChanged: the Template's user data changed between submit
+	// attempts, so the first request cannot be sent again as it was.
+	ReasonTemplateChanged = "TemplateChanged"
+	// ReasonHardwareNotHeld: the Hardware's lock names another Job.
+	ReasonHardwareNotHeld = "HardwareNotHeld"
 
 	ConditionProgressing = "Progressing"
 	ConditionComplete    = "Complete"
@@ -157,33 +180,61 @@ func New(client clientset.Interface, jobInformer informers.JobInformer, hwInform
 	c.running = controller.NewRunningJobs(jobInformer.Informer())
 	c.queue = controller.NewShards("stargate-jobs", opts.Workers, c.sync)
 	if _, err := jobInformer.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc:    c.queue.Enqueue,
-		UpdateFunc: func(_, obj interface{}) { c.queue.Enqueue(obj) },
+		AddFunc: c.queue.Enqueue,
+		UpdateFunc: func(old, obj interface{}) {
+			c.queue.Enqueue(obj)
+			if oldJob, newJob := old.(*v1alpha1.Job), obj.(*v1alpha1.Job); controller.Occupies(oldJob) && !controller.Occupies(newJob) {
+				c.wake(newJob.Namespace, ReasonDatacenterBusy) // a slot is free
+			}
+		},
+		DeleteFunc: func(obj interface{}) {
+			if job, ok := obj.(*v1alpha1.Job); ok && controller.Occupies(job) {
+				c.wake(job.Namespace, ReasonDatacenterBusy)
+			}
+		},
 	}); err != nil {
 		return nil, err
 	}
-	// A Datacenter that appears, unpauses or frees capacity lets its waiting Jobs start.
+	// A Datacenter that appears, unpauses, gets more slots or comes back up
+	// lets its waiting Jobs go on; a write that changed none of that (a probe
+	// stamping its time) wakes nobody.
 	if _, err := dcInformer.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc:    c.enqueueDatacenter,
-		UpdateFunc: func(_, obj interface{}) { c.enqueueDatacenter(obj) },
+		AddFunc: c.wakeDatacenter,
+		UpdateFunc: func(old, obj interface{}) {
+			if datacenterChanged(old.(*v1alpha1.Datacenter), obj.(*v1alpha1.Datacenter)) {
+				c.wakeDatacenter(obj)
+			}
+		},
 	}); err != nil {
 		return nil, err
 	}
 	return c, nil
 }
 
-func (c *Controller) enqueueDatacenter(obj interface{}) {
-	dc, ok := obj.(*v1alpha1.Datacenter)
-	if !ok {
-		return
+// datacenterChanged reports a change that Jobs wait on: the spec (endpoint,
+// paused, maxConcurrentJobs) or whether the datacenter is Ready.
+func datacenterChanged(old, dc *v1alpha1.Datacenter) bool {
+	ready := func(d *v1alpha1.Datacenter) metav1.ConditionStatus {
+		if c := meta.FindStatusCondition(d.Status.Conditions, datacenters.ReadyCondition); c != nil {
+			return c.Status
+		}
+		return metav1.ConditionUnknown
 	}
-	jobs, err := c.jobs.Jobs(dc.Name).List(labels.Everything())
-	if err != nil {
-		return
+	return !apiequality.Semantic.DeepEqual(old.Spec, dc.Spec) || ready(old) != ready(dc)
+}
+
+func (c *Controller) wakeDatacenter(obj interface{}) {
+	if dc, ok := obj.(*v1alpha1.Datacenter); ok {
+		c.wake(dc.Name, "")
 	}
-	for _, j := range jobs {
-		if j.Status.Phase == v1alpha1.JobPending || j.Status.Phase == "" {
-			c.queue.Enqueue(j)
+}
+
+// wake enqueues the Pending Jobs of a datacenter: all of them, or those
+// waiting for reason.
+func (c *Controller) wake(namespace, reason string) {
+	for _, job := range c.running.Waiting(namespace) {
+		if reason == "" || job.Status.Reason == reason {
+			c.queue.Enqueue(job)
 		}
 	}
 }
@@ -219,7 +270,7 @@ func (c *Controller) sync(ctx context.Context, key string) (time.Duration, error
 
 	dc, err := c.dcs.Get(ns)
 	if apierrors.IsNotFound(err) {
-		return c.wait(ctx, job, ReasonDatacenterNotFound, fmt.Sprintf("no Datacenter named %s governs namespace %s", ns, ns))
+		return c.withoutDatacenter(ctx, job)
 	}
 	if err != nil {
 		return 0, err
@@ -228,14 +279,28 @@ func (c *Controller) sync(ctx context.Context, key string) (time.Duration, error
 	if err != nil {
 		return 0, fmt.Errorf("datacenter %s: %w", dc.Name, err)
 	}
-	if job.DeletionTimestamp != nil {
-		return 0, c.finalize(ctx, job, client)
+	after, err := c.step(ctx, job, dc, client)
+	if reason, ok := waitingReason(err); ok {
+		// The datacenter cannot be asked now (credentials, an outage):
+		// nothing about the Job changes but the reason it waits.
+		return c.wait(ctx, job, reason, fmt.Sprintf("Datacenter %s: %v", dc.Name, err))
 	}
-	if job.Spec.Cancel {
-		return 0, c.stop(ctx, job, client, ReasonCancelledByUser, "cancelled by spec.cancel")
+	return after, err
+}
+
+// step is sync for a Job whose Datacenter exists.
+func (c *Controller) step(ctx context.Context, job *v1alpha1.Job, dc *v1alpha1.Datacenter, client datacenter.Client) (time.Duration, error) {
+	switch {
+	case job.DeletionTimestamp != nil:
+		if !slices.Contains(job.Finalizers, v1alpha1.JobCancelFinalizer) {
+			return 0, nil // never sent anywhere: the deletion goes on by itself
+		}
+		return c.stop(ctx, job, client, ReasonDeleted, "the Job was deleted before it finished")
+	case job.Spec.Cancel:
+		return c.stop(ctx, job, client, ReasonCancelledByUser, "cancelled by spec.cancel")
 	}
 	if remaining, ok := c.deadline(job); ok && remaining <= 0 {
-		return 0, c.stop(ctx, job, client, ReasonDeadlineExceeded,
+		return c.stop(ctx, job, client, ReasonDeadlineExceeded,
 			fmt.Sprintf("the Job ran longer than its activeDeadlineSeconds (%d)", *job.Spec.ActiveDeadlineSeconds))
 	}
 	if job.Status.DCJobID == "" {
@@ -251,6 +316,27 @@ func (c *Controller) sync(ctx context.Context, key string) (time.Duration, error
 	return after, err
 }
 
+// withoutDatacenter handles a Job whose Datacenter does not exist. One that
+// was never sent can still be cancelled or deleted; one that may have
+// reached the datacenter cannot be settled without it, so it waits, holding
+// its Hardware (deleting a Datacenter with unfinished Jobs is refused, so
+// this takes a Datacenter deleted around the Job's own creation).
+func (c *Controller) withoutDatacenter(ctx context.Context, job *v1alpha1.Job) (time.Duration, error) {
+	ns := job.Namespace
+	if !mayHaveReached(job) {
+		switch {
+		case job.DeletionTimestamp != nil:
+			return 0, nil
+		case job.Spec.Cancel:
+			return 0, c.fail(ctx, job, ReasonCancelledByUser, "cancelled by spec.cancel before it was sent anywhere")
+		}
+		return c.wait(ctx, job, ReasonDatacenterNotFound, fmt.Sprintf("no Datacenter named %s governs namespace %s", ns, ns))
+	}
+	return c.wait(ctx, job, ReasonDatacenterNotFound, fmt.Sprintf(
+		"no Datacenter named %s governs namespace %s, and the Job may have reached that datacenter; it waits, holding Hardware %s, until the Datacenter is back and says what runs under the Job's key",
+		ns, ns, job.Spec.HardwareRef.Name))
+}
+
 // deadline is the time a running Job has left before activeDeadlineSeconds.
 func (c *Controller) deadline(job *v1alpha1.Job) (time.Duration, bool) {
 	if job.Spec.ActiveDeadlineSeconds == nil || job.Status.StartTime == nil {
@@ -260,44 +346,73 @@ func (c *Controller) deadline(job *v1alpha1.Job) (time.Duration, bool) {
 	return end.Sub(c.opts.Clock.Now()), true
 }
 
-// finalize cancels at its datacenter a Job deleted before it finished. If the
-// controller may have submitted it without saving dcJobID (a crash between
-// the two), the datacenter is asked for the job by its idempotency key. The
-// status write that ends the Job also drops the finalizer, and the Job goes.
-func (c *Controller) finalize(ctx context.Context, job *v1alpha1.Job, client datacenter.Client) error {
-	if !slices.Contains(job.Finalizers, v1alpha1.JobCancelFinalizer) {
-		return nil // never sent anywhere: nothing to cancel, the deletion goes on by itself
-	}
+// stop ends a Job that was cancelled, deleted or ran past its deadline. A Job
+// that may have reached its datacenter is cancelled there first, and ends
+// only once the datacenter says its job stopped (as the datacenter says: a
+// job that succeeded meanwhile makes the Job succeed).
+func (c *Controller) stop(ctx context.Context, job *v1alpha1.Job, client datacenter.Client, reason, message string) (time.Duration, error) {
 	if job.Status.DCJobID == "" {
-		dcJob, err := client.FindJob(ctx, string(job.UID))
-		switch {
-		case datacenter.IsNotFound(err): // never reached the datacenter
+		if !mayHaveReached(job) {
+			return 0, c.fail(ctx, job, reason, message)
+		}
+		switch found, err := c.lookUp(ctx, job, client); {
 		case err != nil:
-			return err
-		default:
-			job.Status.DCJobID = dcJob.ID
+			return 0, err
+		case !found:
+			return 0, c.fail(ctx, job, reason, message+"; nothing ran at the datacenter")
 		}
 	}
-	return c.stop(ctx, job, client, ReasonDeleted, "the Job was deleted before it finished")
+	if err := c.opts.Leading(ctx); err != nil {
+		return 0, err
+	}
+	dcJob, err := client.Cancel(ctx, job.Status.DCJobID)
+	switch {
+	case datacenter.IsNotFound(err):
+		return 0, c.fail(ctx, job, reason, fmt.Sprintf("%s; the datacenter no longer knows job %s", message, job.Status.DCJobID))
+	case err != nil:
+		return 0, err // retried: the datacenter must hear of it
+	case dcJob.State == datacenter.JobSucceeded:
+		return 0, c.succeed(ctx, job, client)
+	case dcJob.State.Finished():
+		return 0, c.fail(ctx, job, reason, message)
+	}
+	// Asked to stop, still running: the Job stays Running (and its Hardware
+	// locked) until the datacenter says the job ended.
+	if err := c.progress(ctx, job, ReasonCancelling,
+		fmt.Sprintf("%s; waiting for the datacenter to stop job %s", message, dcJob.ID)); err != nil {
+		return 0, err
+	}
+	return c.pollAfter(job), nil
 }
 
-// stop cancels a Job at its datacenter (if it got there) and fails it, unless
-// the datacenter had already finished it: then it ends as the datacenter says.
-func (c *Controller) stop(ctx context.Context, job *v1alpha1.Job, client datacenter.Client, reason, message string) error {
-	if job.Status.DCJobID != "" {
-		if err := c.opts.Leading(ctx); err != nil {
-			return err
-		}
-		dcJob, err := client.Cancel(ctx, job.Status.DCJobID)
-		switch {
-		case datacenter.IsNotFound(err):
-		case err != nil:
-			return err // retried: the datacenter must hear of it
-		case dcJob.State == datacenter.JobSucceeded:
-			return c.succeed(ctx, job, client)
-		}
+// lookUp asks the datacenter what runs under the key of a Job that may have
+// reached it but has no dcJobID. If a job does, the Job adopts it: it becomes
+// Running on that job and ends as the datacenter says. found is false only
+// when the datacenter said that nothing was ever submitted under the key. If
+// it cannot be asked, the error says why (the Job waits for it, locked).
+func (c *Controller) lookUp(ctx context.Context, job *v1alpha1.Job, client datacenter.Client) (found bool, err error) {
+	dcJob, err := client.FindJob(ctx, string(job.UID))
+	switch {
+	case datacenter.IsNotFound(err):
+		return false, nil
+	case err != nil:
+		return false, &outcomeUnknownError{err: err}
 	}
-	return c.fail(ctx, job, reason, message)
+	return true, c.markRunning(ctx, job, dcJob, ReasonAdopted,
+		fmt.Sprintf("found job %s that an earlier submit started at %s under this Job's key", dcJob.ID, job.Namespace))
+}
+
+// settle ends a Job that gives up on its submit (backoff limit, a refusal, its
+// Template changed) only after the datacenter says nothing runs under its
+// key; a job found there is adopted and followed instead.
+func (c *Controller) settle(ctx context.Context, job *v1alpha1.Job, client datacenter.Client, reason, message string) (time.Duration, error) {
+	switch found, err := c.lookUp(ctx, job, client); {
+	case err != nil:
+		return 0, err
+	case !found:
+		return 0, c.fail(ctx, job, reason, message)
+	}
+	return c.poll(ctx, job, client)
 }
 
 // collect deletes a finished Job once its ttlSecondsAfterFinished has passed,
@@ -322,128 +437,236 @@ func (c *Controller) collect(ctx context.Context, job *v1alpha1.Job) (time.Durat
 	return 0, err
 }
 
-// wait keeps a Job Pending with a condition saying why.
+// wait records why a Job is held back. It never changes the phase: a
+// Running Job stays Running (its datacenter job goes on), a Pending one
+// Pending.
 func (c *Controller) wait(ctx context.Context, job *v1alpha1.Job, reason, message string) (time.Duration, error) {
-	before := job.Status.DeepCopy()
-	job.Status.Phase = v1alpha1.JobPending
-	job.Status.Reason, job.Status.Message = reason, message
-	c.setCondition(job, ConditionProgressing, metav1.ConditionFalse, reason, message)
-	if apiequality.Semantic.DeepEqual(before, &job.Status) {
-		return c.opts.WaitInterval, nil // still waiting for the same reason: nothing to write
-	}
-	if err := c.updateStatus(ctx, job); err != nil {
+	if err := c.progress(ctx, job, reason, message); err != nil {
 		return 0, err
 	}
-	c.opts.Recorder.Eventf(job, nil, corev1.EventTypeNormal, reason, "Wait", "%s", message)
 	return c.opts.WaitInterval, nil
 }
 
-// start submits a Pending Job to its datacenter.
-func (c *Controller) start(ctx context.Context, job *v1alpha1.Job, dc *v1alpha1.Datacenter, client datacenter.Client) (time.Duration, error) {
-	if dc.Spec.Paused {
-		return c.wait(ctx, job, ReasonDatacenterPaused, fmt.Sprintf("Datacenter %s is paused; the Job starts when it is resumed", dc.Name))
+// progress sets a Job's reason and its Progressing condition (True while it
+// runs, False while it waits), writing only when they changed and recording
+// an Event when they did.
+func (c *Controller) progress(ctx context.Context, job *v1alpha1.Job, reason, message string) error {
+	before := job.Status.DeepCopy()
+	job.Status.Reason, job.Status.Message = reason, message
+	status := metav1.ConditionFalse
+	if job.Status.Phase == v1alpha1.JobRunning {
+		status = metav1.ConditionTrue
 	}
-	max := ptrValue(dc.Spec.MaxConcurrentJobs, v1alpha1.DefaultMaxConcurrentJobs)
-	if !c.running.Reserve(job, int(max)) {
-		return c.wait(ctx, job, ReasonDatacenterBusy, fmt.Sprintf("Datacenter %s is running its maximum of %d Jobs", dc.Name, max))
+	c.setCondition(job, ConditionProgressing, status, reason, message)
+	if apiequality.Semantic.DeepEqual(before, &job.Status) {
+		return nil // the same reason as before: nothing to write
 	}
-	after, err := c.submit(ctx, job, client)
-	if err != nil || job.Status.Phase != v1alpha1.JobRunning {
-		c.running.Release(job) // it did not start: the slot is free again
+	if err := c.updateStatus(ctx, job); err != nil {
+		return err
 	}
-	return after, err
+	c.opts.Recorder.Eventf(job, nil, corev1.EventTypeNormal, reason, "Wait", "%s", message)
+	return nil
 }
 
-// submit sends a Job that holds a slot of its datacenter there.
-func (c *Controller) submit(ctx context.Context, job *v1alpha1.Job, client datacenter.Client) (time.Duration, error) {
-	hw, err := c.hardware.Hardwares(job.Namespace).Get(job.Spec.HardwareRef.Name)
-	if err != nil {
-		return 0, fmt.Errorf("hardware %s: %w", job.Spec.HardwareRef.Name, err)
-	}
-	// The finalizer goes on before anything is sent, so a Job deleted from
-	// here on is cancelled at the datacenter rather than left running there.
-	if !slices.Contains(job.Finalizers, v1alpha1.JobCancelFinalizer) {
-		if err := c.addFinalizer(ctx, job); err != nil {
+// start sends a Job that has no datacenter job yet. The first time, it takes
+// a slot of the datacenter and fixes the request (status.submission, in the
+// write that also puts on the cancel-at-datacenter finalizer); from then on
+// the Job keeps the slot and its Hardware until the datacenter has said what
+// runs under its key.
+func (c *Controller) start(ctx context.Context, job *v1alpha1.Job, dc *v1alpha1.Datacenter, client datacenter.Client) (time.Duration, error) {
+	if !mayHaveReached(job) {
+		if dc.Spec.Paused {
+			return c.wait(ctx, job, ReasonDatacenterPaused, fmt.Sprintf("Datacenter %s is paused; the Job starts when it is resumed", dc.Name))
+		}
+		max := ptrValue(dc.Spec.MaxConcurrentJobs, v1alpha1.DefaultMaxConcurrentJobs)
+		if !c.running.Reserve(job, int(max)) {
+			return c.wait(ctx, job, ReasonDatacenterBusy, fmt.Sprintf("Datacenter %s is running its maximum of %d Jobs", dc.Name, max))
+		}
+		if err := c.fix(ctx, job); err != nil || isFinished(job.Status.Phase) {
+			c.running.Release(job) // nothing was sent: the slot is free again
 			return 0, err
 		}
+		// From here the Job's own status holds the slot (RunningJobs counts
+		// submitted Jobs); the reservation lapses once the cache sees it.
+		return c.submit(ctx, job, client, true)
+	} else if dc.Spec.Paused {
+		// Pausing starts nothing new, but what an earlier submit started
+		// goes on: find out which it is.
+		switch found, err := c.lookUp(ctx, job, client); {
+		case err != nil:
+			return 0, err
+		case found:
+			return c.poll(ctx, job, client)
+		}
+		return c.wait(ctx, job, ReasonDatacenterPaused, fmt.Sprintf("Datacenter %s is paused; the Job starts when it is resumed", dc.Name))
+	}
+	return c.submit(ctx, job, client, false)
+}
+
+// fix resolves what a Job will send, once: its Hardware's MAC and IPv4 (read
+// from etcd, which also shows that the Job holds the Hardware's lock) and its
+// Template, and writes it to status before anything is sent.
+func (c *Controller) fix(ctx context.Context, job *v1alpha1.Job) error {
+	hw, err := c.client.StargateV1alpha1().Hardwares(job.Namespace).Get(ctx, job.Spec.HardwareRef.Name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return c.fail(ctx, job, "HardwareNotFound", fmt.Sprintf("Hardware %s no longer exists; nothing was sent", job.Spec.HardwareRef.Name))
+	} else if err != nil {
+		return err
+	}
+	if hw.Status.ActiveJob != job.Name {
+		// The server locks the Hardware for a Job before storing it, so this
+		// is a Job whose lock was taken over; it must not run beside the holder.
+		return c.fail(ctx, job, ReasonHardwareNotHeld, fmt.Sprintf(
+			"Hardware %s is held by Job %q, not by this Job; nothing was sent", hw.Name, hw.Status.ActiveJob))
+	}
+	sub := &v1alpha1.JobSubmission{MAC: hw.Spec.MAC, IPv4: hw.Spec.IPv4}
+	if job.Spec.Operation == v1alpha1.OperationRepave {
+		tmpl, err := c.templates.Templates(job.Namespace).Get(job.Spec.TemplateRef.Name)
+		if apierrors.IsNotFound(err) {
+			return c.fail(ctx, job, ReasonTemplateNotFound, fmt.Sprintf("Template %s no longer exists; nothing was sent", job.Spec.TemplateRef.Name))
+		} else if err != nil {
+			return err
+		}
+		// Keep what this Job installs, so history stays true if the Template changes.
+		job.Status.Template = &v1alpha1.ResolvedTemplate{OSVersion: tmpl.Spec.OSVersion, OSImage: tmpl.Spec.OSImage}
+		sub.UserDataSHA256 = digest(userData(tmpl))
+	}
+	job.Status.Submission = sub
+	job.Status.Reason, job.Status.Message = ReasonSubmitting, fmt.Sprintf("sending the Job to %s", job.Namespace)
+	c.setCondition(job, ConditionProgressing, metav1.ConditionFalse, ReasonSubmitting, job.Status.Message)
+	return c.updateStatus(ctx, job) // no Event: Submitted follows at once
+}
+
+// request is the request fixed in job's status, the same at every attempt.
+// User data is not stored (it may hold secrets): it is the Template's, and
+// only while it still has the digest fixed at the first attempt.
+func (c *Controller) request(job *v1alpha1.Job) (datacenter.JobRequest, error) {
+	sub := job.Status.Submission
+	req := datacenter.JobRequest{Operation: datacenter.Operation(job.Spec.Operation),
+		Machine: datacenter.Machine{MAC: sub.MAC, IPv4: sub.IPv4, Name: job.Spec.HardwareRef.Name}}
+	if job.Spec.Operation != v1alpha1.OperationRepave || job.Status.Template == nil {
+		return req, nil
+	}
+	req.Image = &datacenter.Image{URL: job.Status.Template.OSImage, Version: job.Status.Template.OSVersion}
+	if sub.UserDataSHA256 == "" {
+		return req, nil
+	}
+	tmpl, err := c.templates.Templates(job.Namespace).Get(job.Spec.TemplateRef.Name)
+	if err != nil {
+		return req, fmt.Errorf("Template %s: %w", job.Spec.TemplateRef.Name, err)
+	}
+	if digest(userData(tmpl)) != sub.UserDataSHA256 {
+		return req, fmt.Errorf("the user data of Template %s changed after the first submit attempt", tmpl.Name)
+	}
+	req.UserData = userData(tmpl)
+	return req, nil
+}
+
+// submit sends the fixed request of a Job that holds a slot of its datacenter.
+// fresh says job was just written by this sync; otherwise it comes from the
+// cache, which may be behind this controller's own last write (one that ended
+// the Job, or spent its backoff limit), so it is checked against etcd first:
+// a Submit is the one step that no resourceVersion precondition guards.
+func (c *Controller) submit(ctx context.Context, job *v1alpha1.Job, client datacenter.Client, fresh bool) (time.Duration, error) {
+	if !fresh {
+		live, err := c.client.StargateV1alpha1().Jobs(job.Namespace).Get(ctx, job.Name, metav1.GetOptions{})
+		if err != nil {
+			return 0, err
+		}
+		if live.UID != job.UID || live.ResourceVersion != job.ResourceVersion {
+			return 0, apierrors.NewConflict(v1alpha1.Resource("jobs"), job.Name,
+				fmt.Errorf("the cached Job (resourceVersion %s) is behind etcd (%s); looked at again once the cache catches up",
+					job.ResourceVersion, live.ResourceVersion))
+		}
+	}
+	req, err := c.request(job)
+	if err != nil {
+		// The first request cannot be sent again as it was: send nothing
+		// else under its key, and end only if the first never arrived.
+		reason := ReasonTemplateChanged
+		if apierrors.IsNotFound(err) {
+			reason = ReasonTemplateNotFound
+		}
+		return c.settle(ctx, job, client, reason, err.Error()+"; nothing ran at the datacenter")
+	}
+	limit := ptrValue(job.Spec.BackoffLimit, v1alpha1.DefaultBackoffLimit)
+	if job.Status.Attempts > limit {
+		// It gave up earlier and could not settle then: never submit again.
+		return c.settle(ctx, job, client, ReasonBackoffLimitExceeded,
+			fmt.Sprintf("the datacenter failed %d times; nothing ran at the datacenter", job.Status.Attempts))
 	}
 	if err := c.opts.Failpoint(FailpointBeforeSubmit); err != nil {
 		return 0, err
 	}
-	req := datacenter.JobRequest{Operation: datacenter.Operation(job.Spec.Operation),
-		Machine: datacenter.Machine{MAC: hw.Spec.MAC, IPv4: hw.Spec.IPv4, Name: hw.Name}}
-	if job.Spec.Operation == v1alpha1.OperationRepave {
-		if job.Status.Template == nil {
-			tmpl, err := c.templates.Templates(job.Namespace).Get(job.Spec.TemplateRef.Name)
-			if apierrors.IsNotFound(err) {
-				return 0, c.fail(ctx, job, "TemplateNotFound", fmt.Sprintf("Template %s no longer exists", job.Spec.TemplateRef.Name))
-			} else if err != nil {
-				return 0, err
-			}
-			// Keep what this Job installs, so history stays true if the Template changes.
-			job.Status.Template = &v1alpha1.ResolvedTemplate{OSVersion: tmpl.Spec.OSVersion, OSImage: tmpl.Spec.OSImage}
-			req.UserData = userData(tmpl)
-		} else if tmpl, err := c.templates.Templates(job.Namespace).Get(job.Spec.TemplateRef.Name); err == nil {
-			req.UserData = userData(tmpl)
-		}
-		req.Image = &datacenter.Image{URL: job.Status.Template.OSImage, Version: job.Status.Template.OSVersion}
-	}
-
 	if err := c.opts.Leading(ctx); err != nil {
 		return 0, err
 	}
 	job.Status.Attempts++
 	dcJob, err := client.Submit(ctx, string(job.UID), req)
 	if err == nil {
-		err = c.opts.Failpoint(FailpointAfterSubmit)
-		if err != nil {
+		if err := c.opts.Failpoint(FailpointAfterSubmit); err != nil {
 			return 0, err
 		}
+		return c.opts.MinPollInterval, c.markRunning(ctx, job, dcJob, ReasonSubmitted, fmt.Sprintf("submitted to %s as %s", job.Namespace, dcJob.ID))
 	}
 	switch {
-	case err == nil:
-	case datacenter.IsUnavailable(err):
-		// A datacenter that is down did not start anything: the Job waits
-		// for it, as for a paused one, rather than spending its backoff
-		// limit on an outage. The Datacenter's probe turning Ready again
-		// wakes it; so does the wait interval.
+	case datacenter.IsUnavailable(err), isCredentials(err):
+		// Nothing started on this attempt (the datacenter is down, or did
+		// not let the request in): the Job waits for it rather than
+		// spending its backoff limit. The Datacenter's probe turning Ready
+		// again wakes it; so does the wait interval.
 		job.Status.Attempts--
-		return c.wait(ctx, job, ReasonDatacenterDown,
-			fmt.Sprintf("Datacenter %s is unavailable (%v); the Job starts when it is back", job.Namespace, err))
+		return 0, err
+	case datacenter.IsUndecodable(err):
+		// The datacenter accepted something and said it unreadably: ask.
+		switch found, lerr := c.lookUp(ctx, job, client); {
+		case lerr != nil:
+			return 0, lerr
+		case found:
+			return c.poll(ctx, job, client)
+		}
+		return 0, c.retrying(ctx, job, err)
 	case datacenter.IsTransient(err):
-		limit := ptrValue(job.Spec.BackoffLimit, v1alpha1.DefaultBackoffLimit)
 		if job.Status.Attempts > limit {
-			return 0, c.fail(ctx, job, ReasonBackoffLimitExceeded,
-				fmt.Sprintf("the datacenter failed %d times; last: %v", job.Status.Attempts, err))
+			return c.settle(ctx, job, client, ReasonBackoffLimitExceeded,
+				fmt.Sprintf("the datacenter failed %d times; last: %v; nothing ran at the datacenter", job.Status.Attempts, err))
 		}
-		job.Status.Reason, job.Status.Message = ReasonRetrying, err.Error()
-		c.setCondition(job, ConditionProgressing, metav1.ConditionFalse, ReasonRetrying, err.Error())
-		if uerr := c.updateStatus(ctx, job); uerr != nil {
-			return 0, uerr
-		}
-		return 0, err // retried with rate-limited backoff
-	default:
-		return 0, c.fail(ctx, job, ReasonRejected, err.Error())
+		return 0, c.retrying(ctx, job, err)
 	}
+	// Refused (4xx): this attempt did not start, but an earlier one may have.
+	return c.settle(ctx, job, client, ReasonRejected, err.Error())
+}
 
+// retrying records a failed attempt and returns err, so the Job is retried
+// with rate-limited backoff.
+func (c *Controller) retrying(ctx context.Context, job *v1alpha1.Job, err error) error {
+	job.Status.Reason, job.Status.Message = ReasonRetrying, err.Error()
+	c.setCondition(job, ConditionProgressing, metav1.ConditionFalse, ReasonRetrying, err.Error())
+	if uerr := c.updateStatus(ctx, job); uerr != nil {
+		return uerr
+	}
+	return err
+}
+
+// markRunning records that a Job runs at its datacenter as dcJob: submitted,
+// or adopted from an earlier submit whose answer was lost.
+func (c *Controller) markRunning(ctx context.Context, job *v1alpha1.Job, dcJob *datacenter.Job, reason, message string) error {
 	now := metav1.NewTime(c.opts.Clock.Now())
 	job.Status.Phase, job.Status.DCJobID, job.Status.StartTime = v1alpha1.JobRunning, dcJob.ID, &now
-	job.Status.Reason, job.Status.Message = ReasonSubmitted, fmt.Sprintf("submitted to %s as %s", job.Namespace, dcJob.ID)
-	c.setCondition(job, ConditionProgressing, metav1.ConditionTrue, ReasonSubmitted, job.Status.Message)
+	job.Status.Reason, job.Status.Message = reason, message
+	c.setCondition(job, ConditionProgressing, metav1.ConditionTrue, reason, message)
 	if err := c.updateStatus(ctx, job); err != nil {
 		// The datacenter job exists; the next sync submits again with the
-		// same key and gets it back.
-		return 0, err
+		// same key and request, and gets it back.
+		return err
 	}
-	klog.FromContext(ctx).Info("Job submitted", "dcJob", dcJob.ID)
-	c.opts.Recorder.Eventf(job, nil, corev1.EventTypeNormal, ReasonSubmitted, "Submit", "%s", job.Status.Message)
+	klog.FromContext(ctx).Info("Job running", "dcJob", dcJob.ID, "reason", reason)
+	c.opts.Recorder.Eventf(job, nil, corev1.EventTypeNormal, reason, "Submit", "%s", message)
 	metrics.JobsActive.WithLabelValues(job.Namespace).Set(float64(c.running.Count(job.Namespace)))
 	if state := runningState(job.Spec.Operation); state != "" {
-		if err := c.updateHardware(ctx, job.Namespace, hw.Name, func(s *v1alpha1.HardwareStatus) { s.State = state }); err != nil {
-			return 0, err
-		}
+		return c.updateHardware(ctx, job, func(s *v1alpha1.HardwareStatus) { s.State = state })
 	}
-	return c.opts.MinPollInterval, nil
+	return nil
 }
 
 // pollAfter is when to check a running Job again: half its running time so
@@ -472,8 +695,18 @@ func (c *Controller) poll(ctx context.Context, job *v1alpha1.Job, client datacen
 	case datacenter.JobCancelled:
 		return 0, c.fail(ctx, job, ReasonCancelled, "the datacenter cancelled the job")
 	}
+	if _, waited := waitingReasons[job.Status.Reason]; waited {
+		// It waited on its datacenter (down, credentials): it runs again.
+		if err := c.progress(ctx, job, ReasonRunning, fmt.Sprintf("running at %s as %s", job.Namespace, dcJob.ID)); err != nil {
+			return 0, err
+		}
+	}
 	return c.pollAfter(job), nil
 }
+
+// waitingReasons are the reasons a Running Job may wait on.
+var waitingReasons = map[string]struct{}{ReasonDatacenterDown: {}, ReasonCredentialsMissing: {},
+	ReasonCredentialsRejected: {}, ReasonDatacenterNotFound: {}, ReasonOutcomeUnknown: {}}
 
 // succeed ends a Job whose datacenter job succeeded, with its Hardware ready
 // (or off) and running the OS the datacenter reports.
@@ -482,14 +715,16 @@ func (c *Controller) succeed(ctx context.Context, job *v1alpha1.Job, client data
 	if job.Status.Template != nil {
 		osVersion = job.Status.Template.OSVersion
 	}
-	if m, err := client.GetMachine(ctx, c.macOf(job)); err == nil {
-		osVersion = m.CurrentOS
+	if sub := job.Status.Submission; sub != nil {
+		if m, err := client.GetMachine(ctx, sub.MAC); err == nil {
+			osVersion = m.CurrentOS
+		}
 	}
 	state := v1alpha1.HardwareStateReady
 	if job.Spec.Operation == v1alpha1.OperationPowerOff {
 		state = v1alpha1.HardwareStateOff
 	}
-	if err := c.updateHardware(ctx, job.Namespace, job.Spec.HardwareRef.Name, func(s *v1alpha1.HardwareStatus) {
+	if err := c.updateHardware(ctx, job, func(s *v1alpha1.HardwareStatus) {
 		s.State = state
 		if osVersion != "" {
 			s.CurrentOS = osVersion
@@ -511,10 +746,11 @@ func (c *Controller) succeed(ctx context.Context, job *v1alpha1.Job, client data
 	return nil
 }
 
-// fail ends a Job as Failed and marks its Hardware in error.
+// fail ends a Job as Failed and, if it ran at the datacenter, marks its
+// Hardware in error. Callers make sure nothing runs under the Job's key.
 func (c *Controller) fail(ctx context.Context, job *v1alpha1.Job, reason, message string) error {
 	if job.Status.DCJobID != "" {
-		err := c.updateHardware(ctx, job.Namespace, job.Spec.HardwareRef.Name, func(s *v1alpha1.HardwareStatus) {
+		err := c.updateHardware(ctx, job, func(s *v1alpha1.HardwareStatus) {
 			s.State = v1alpha1.HardwareStateError
 			meta.SetStatusCondition(&s.Conditions, metav1.Condition{Type: ConditionFailed, Status: metav1.ConditionTrue,
 				Reason: reason, Message: fmt.Sprintf("Job %s failed: %s", job.Name, message)})
@@ -551,44 +787,41 @@ func (c *Controller) ended(job *v1alpha1.Job, eventType, reason string) {
 	c.opts.Recorder.Eventf(job, nil, eventType, reason, "Finish", "%s", job.Status.Message)
 }
 
-// addFinalizer puts the cancel-at-datacenter finalizer on job and takes the
-// new metadata (resourceVersion) into it; the resourceVersion in the patch
-// makes it fail if the Job changed meanwhile.
-func (c *Controller) addFinalizer(ctx context.Context, job *v1alpha1.Job) error {
-	patch, err := json.Marshal(map[string]interface{}{"metadata": map[string]interface{}{
-		"finalizers":      append(slices.Clone(job.Finalizers), v1alpha1.JobCancelFinalizer),
-		"resourceVersion": job.ResourceVersion,
-	}})
-	if err != nil {
-		return err
-	}
-	patched, err := c.client.StargateV1alpha1().Jobs(job.Namespace).Patch(ctx, job.Name, types.MergePatchType, patch, metav1.PatchOptions{})
-	if err != nil {
-		return err
-	}
-	job.ObjectMeta = patched.ObjectMeta
-	return nil
-}
-
 func (c *Controller) setCondition(job *v1alpha1.Job, typ string, status metav1.ConditionStatus, reason, message string) {
 	meta.SetStatusCondition(&job.Status.Conditions, metav1.Condition{Type: typ, Status: status, Reason: reason,
 		Message: message, ObservedGeneration: job.Generation, LastTransitionTime: metav1.NewTime(c.opts.Clock.Now())})
 }
 
 // updateStatus writes job's status; the resourceVersion it carries makes a
-// write based on stale data fail with a conflict, retried from the cache.
+// write based on stale data fail with a conflict, retried from the cache. The
+// written metadata (resourceVersion, the finalizer the server adds with
+// status.submission) is taken back into job for the next write.
 func (c *Controller) updateStatus(ctx context.Context, job *v1alpha1.Job) error {
-	_, err := c.client.StargateV1alpha1().Jobs(job.Namespace).UpdateStatus(ctx, job, metav1.UpdateOptions{})
-	return err
+	updated, err := c.client.StargateV1alpha1().Jobs(job.Namespace).UpdateStatus(ctx, job, metav1.UpdateOptions{})
+	if err != nil {
+		return err
+	}
+	job.ObjectMeta = updated.ObjectMeta
+	return nil
 }
 
-// updateHardware changes a Hardware's status, re-reading it on conflicts (the
-// server writes its lock into the same status).
-func (c *Controller) updateHardware(ctx context.Context, ns, name string, mutate func(*v1alpha1.HardwareStatus)) error {
-	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
-		hw, err := c.client.StargateV1alpha1().Hardwares(ns).Get(ctx, name, metav1.GetOptions{})
+// updateHardware applies a Job's result to its Hardware's status while the
+// Job still holds the Hardware (re-reading it on conflicts: the server writes
+// its lock into the same status). A Job that no longer holds it (a replica
+// that lost the lead writing late, a Job whose lock was taken over) leaves it
+// alone: whatever holds the Hardware now is newer.
+func (c *Controller) updateHardware(ctx context.Context, job *v1alpha1.Job, mutate func(*v1alpha1.HardwareStatus)) error {
+	if err := c.opts.Leading(ctx); err != nil {
+		return err
+	}
+	hardwares := c.client.StargateV1alpha1().Hardwares(job.Namespace)
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		hw, err := hardwares.Get(ctx, job.Spec.HardwareRef.Name, metav1.GetOptions{})
 		if err != nil {
 			return err
+		}
+		if hw.Status.ActiveJob != job.Name {
+			return nil
 		}
 		before := hw.Status.DeepCopy()
 		mutate(&hw.Status)
@@ -596,9 +829,13 @@ func (c *Controller) updateHardware(ctx context.Context, ns, name string, mutate
 		if apiequality.Semantic.DeepEqual(before, &hw.Status) {
 			return nil
 		}
-		_, err = c.client.StargateV1alpha1().Hardwares(ns).UpdateStatus(ctx, hw, metav1.UpdateOptions{})
+		_, err = hardwares.UpdateStatus(ctx, hw, metav1.UpdateOptions{})
 		return err
 	})
+	if apierrors.IsNotFound(err) {
+		return nil
+	}
+	return err
 }
 
 func runningState(op v1alpha1.Operation) v1alpha1.HardwareState {
@@ -607,14 +844,6 @@ func runningState(op v1alpha1.Operation) v1alpha1.HardwareState {
 		return v1alpha1.HardwareStateProvisioning
 	case v1alpha1.OperationReboot:
 		return v1alpha1.HardwareStateRebooting
-	}
-	return ""
-}
-
-// macOf is the MAC of a Job's Hardware, or "" if it is gone.
-func (c *Controller) macOf(job *v1alpha1.Job) string {
-	if hw, err := c.hardware.Hardwares(job.Namespace).Get(job.Spec.HardwareRef.Name); err == nil {
-		return hw.Spec.MAC
 	}
 	return ""
 }
@@ -635,4 +864,59 @@ func ptrValue[T any](p *T, def T) T {
 		return def
 	}
 	return *p
+}
+
+// digest is the hex SHA-256 of user data ("" for none).
+func digest(data string) string {
+	if data == "" {
+		return ""
+	}
+	sum := sha256.Sum256([]byte(data))
+	return hex.EncodeToString(sum[:])
+}
+
+// mayHaveReached reports whether a submit of job may have reached its
+// datacenter: its request was fixed (status.submission, written before the
+// first attempt), or it carries what an older controller left (the finalizer,
+// attempts).
+func mayHaveReached(job *v1alpha1.Job) bool {
+	return job.Status.DCJobID != "" || job.Status.Submission != nil || job.Status.Attempts > 0 ||
+		slices.Contains(job.Finalizers, v1alpha1.JobCancelFinalizer)
+}
+
+// outcomeUnknownError is a Job that may have reached its datacenter, which
+// cannot be asked what runs under its key.
+type outcomeUnknownError struct{ err error }
+
+func (e *outcomeUnknownError) Error() string {
+	return fmt.Sprintf("a submit may have reached the datacenter, which cannot say now what runs under the Job's key (%v); "+
+		"the Job waits, holding its Hardware, until it can", e.err)
+}
+
+func (e *outcomeUnknownError) Unwrap() error { return e.err }
+
+// waitingReason is the reason a Job waits on after err, if err is one a Job
+// waits out rather than retries: the datacenter cannot be asked, is down, or
+// does not accept Stargate's credentials.
+func waitingReason(err error) (string, bool) {
+	var unknown *outcomeUnknownError
+	var creds *datacenter.CredentialsError
+	switch {
+	case err == nil:
+		return "", false
+	case errors.As(err, &unknown):
+		return ReasonOutcomeUnknown, true
+	case errors.As(err, &creds) && creds.Missing:
+		return ReasonCredentialsMissing, true
+	case errors.As(err, &creds):
+		return ReasonCredentialsRejected, true
+	case datacenter.IsUnavailable(err):
+		return ReasonDatacenterDown, true
+	}
+	return "", false
+}
+
+func isCredentials(err error) bool {
+	var creds *datacenter.CredentialsError
+	return errors.As(err, &creds)
 }

@@ -5,6 +5,7 @@ package fake
 import (
 	"context"
 	"fmt"
+	"io/fs"
 	"net/http"
 	"sync"
 
@@ -60,6 +61,19 @@ func Transient() error {
 // Unavailable is a 503, as a datacenter that is down answers.
 func Unavailable() error {
 	return &datacenter.Error{StatusCode: http.StatusServiceUnavailable, Message: "unavailable (fake)", Op: "fake"}
+}
+
+// CredentialsMissing is the error of a call made while the credentials file
+// is missing: nothing reached the datacenter.
+func CredentialsMissing(file string) error {
+	return &datacenter.CredentialsError{File: file, Missing: true, Err: &fs.PathError{Op: "stat", Path: file, Err: fs.ErrNotExist}}
+}
+
+// Unauthorized is the datacenter refusing the token in file (401); file ""
+// is a client configured without credentials.
+func Unauthorized(file string) error {
+	return &datacenter.CredentialsError{File: file,
+		Err: &datacenter.Error{StatusCode: http.StatusUnauthorized, Message: "a valid bearer token is required (fake)", Op: "fake"}}
 }
 
 // AddMachine makes a machine known.

@@ -2,6 +2,7 @@ package fake
 
 import (
 	"context"
+	"strings"
 	"testing"
 
 	"stargate.io/stargate/pkg/datacenter"
@@ -44,5 +45,26 @@ func TestFakeBehavesLikeTheContract(t *testing.T) {
 	}
 	if _, err := c.GetMachine(ctx, "ff:ff:ff:ff:ff:ff"); !datacenter.IsNotFound(err) {
 		t.Errorf("unknown machine: %v", err)
+	}
+}
+
+func TestCredentialsErrors(t *testing.T) {
+	ctx := context.Background()
+	c := New()
+	c.FailNext(MethodSubmit, CredentialsMissing("/etc/stargate/datacenters/dc-west"), Unauthorized("/etc/stargate/datacenters/dc-west"))
+	req := datacenter.JobRequest{Operation: datacenter.OperationReboot, Machine: datacenter.Machine{MAC: "aa:bb:cc:dd:ee:01"}}
+
+	_, err := c.Submit(ctx, "k", req)
+	if ce, ok := datacenter.IsCredentials(err); !ok || !ce.Missing || ce.File != "/etc/stargate/datacenters/dc-west" ||
+		err.Error() != "credentials file /etc/stargate/datacenters/dc-west is missing: put the datacenter's bearer token there" {
+		t.Errorf("missing: %v", err)
+	}
+	_, err = c.Submit(ctx, "k", req)
+	if ce, ok := datacenter.IsCredentials(err); !ok || ce.Missing || !datacenter.IsUnauthorized(err) || datacenter.IsTransient(err) ||
+		!strings.HasPrefix(err.Error(), "the datacenter refused the credentials in /etc/stargate/datacenters/dc-west (401 Unauthorized): ") {
+		t.Errorf("refused: %v", err)
+	}
+	if c.Executions("k") != 0 {
+		t.Error("a call that failed for credentials started a job")
 	}
 }

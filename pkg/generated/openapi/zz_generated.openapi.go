@@ -103,6 +103,7 @@ func GetOpenAPIDefinitions(ref common.ReferenceCallback) map[string]common.OpenA
 		v1alpha1.JobList{}.OpenAPIModelName():              schema_pkg_apis_stargate_v1alpha1_JobList(ref),
 		v1alpha1.JobSpec{}.OpenAPIModelName():              schema_pkg_apis_stargate_v1alpha1_JobSpec(ref),
 		v1alpha1.JobStatus{}.OpenAPIModelName():            schema_pkg_apis_stargate_v1alpha1_JobStatus(ref),
+		v1alpha1.JobSubmission{}.OpenAPIModelName():        schema_pkg_apis_stargate_v1alpha1_JobSubmission(ref),
 		v1alpha1.LocalObjectReference{}.OpenAPIModelName(): schema_pkg_apis_stargate_v1alpha1_LocalObjectReference(ref),
 		v1alpha1.RepaveRequest{}.OpenAPIModelName():        schema_pkg_apis_stargate_v1alpha1_RepaveRequest(ref),
 		v1alpha1.RepaveRequestSpec{}.OpenAPIModelName():    schema_pkg_apis_stargate_v1alpha1_RepaveRequestSpec(ref),
@@ -3000,7 +3001,7 @@ func schema_pkg_apis_stargate_v1alpha1_DatacenterStatus(ref common.ReferenceCall
 					},
 					"lastProbeTime": {
 						SchemaProps: spec.SchemaProps{
-							Description: "lastProbeTime is when the datacenter API was last probed.",
+							Description: "lastProbeTime is when a probe last wrote this status. Probes run every probe interval (10s by default), but write only when Ready or activeJobs changes, or when lastProbeTime is 5 minutes old; one much older than that means probes have stopped.",
 							Ref:         ref(v1.Time{}.OpenAPIModelName()),
 						},
 					},
@@ -3476,6 +3477,12 @@ func schema_pkg_apis_stargate_v1alpha1_JobStatus(ref common.ReferenceCallback) c
 							Ref:         ref(v1alpha1.ResolvedTemplate{}.OpenAPIModelName()),
 						},
 					},
+					"submission": {
+						SchemaProps: spec.SchemaProps{
+							Description: "submission is the request sent (or about to be sent) to the datacenter. Once it is set, a submit may have reached the datacenter: the Job holds its Hardware and a slot of its datacenter, and ends only after the datacenter has said what runs under its idempotency key.",
+							Ref:         ref(v1alpha1.JobSubmission{}.OpenAPIModelName()),
+						},
+					},
 					"conditions": {
 						VendorExtensible: spec.VendorExtensible{
 							Extensions: spec.Extensions{
@@ -3501,7 +3508,43 @@ func schema_pkg_apis_stargate_v1alpha1_JobStatus(ref common.ReferenceCallback) c
 			},
 		},
 		Dependencies: []string{
-			v1.Condition{}.OpenAPIModelName(), v1.Time{}.OpenAPIModelName(), v1alpha1.ResolvedTemplate{}.OpenAPIModelName()},
+			v1.Condition{}.OpenAPIModelName(), v1.Time{}.OpenAPIModelName(), v1alpha1.JobSubmission{}.OpenAPIModelName(), v1alpha1.ResolvedTemplate{}.OpenAPIModelName()},
+	}
+}
+
+func schema_pkg_apis_stargate_v1alpha1_JobSubmission(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "JobSubmission is the request the controller sends to the datacenter for a Job, fixed before the first attempt: every attempt, including those after a crash or a lost answer, sends the same request under the Job's UID as idempotency key, so the datacenter never sees two bodies under one key.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"mac": {
+						SchemaProps: spec.SchemaProps{
+							Description: "mac of the Hardware when the request was fixed.",
+							Default:     "",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"ipv4": {
+						SchemaProps: spec.SchemaProps{
+							Description: "ipv4 of the Hardware when the request was fixed.",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"userDataSHA256": {
+						SchemaProps: spec.SchemaProps{
+							Description: "userDataSHA256 is the hex SHA-256 of the Template's cloud-init user data sent with a repave. The data itself may hold secrets and is never stored here; a later attempt sends the Template's user data only if it still has this digest.",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+				},
+				Required: []string{"mac"},
+			},
+		},
 	}
 }
 

@@ -228,6 +228,24 @@ type ResolvedTemplate struct {
 	OSImage string `json:"osImage"`
 }
 
+// JobSubmission is the request the controller sends to the datacenter for a
+// Job, fixed before the first attempt: every attempt, including those after a
+// crash or a lost answer, sends the same request under the Job's UID as
+// idempotency key, so the datacenter never sees two bodies under one key.
+type JobSubmission struct {
+	// mac of the Hardware when the request was fixed.
+	MAC string `json:"mac"`
+	// ipv4 of the Hardware when the request was fixed.
+	// +optional
+	IPv4 string `json:"ipv4,omitempty"`
+	// userDataSHA256 is the hex SHA-256 of the Template's cloud-init user data
+	// sent with a repave. The data itself may hold secrets and is never stored
+	// here; a later attempt sends the Template's user data only if it still
+	// has this digest.
+	// +optional
+	UserDataSHA256 string `json:"userDataSHA256,omitempty"`
+}
+
 // JobStatus is the progress of a Job.
 type JobStatus struct {
 	// phase is Pending, Running, Succeeded or Failed.
@@ -254,6 +272,12 @@ type JobStatus struct {
 	// template is the Template as resolved when the Job started.
 	// +optional
 	Template *ResolvedTemplate `json:"template,omitempty"`
+	// submission is the request sent (or about to be sent) to the datacenter.
+	// Once it is set, a submit may have reached the datacenter: the Job holds
+	// its Hardware and a slot of its datacenter, and ends only after the
+	// datacenter has said what runs under its idempotency key.
+	// +optional
+	Submission *JobSubmission `json:"submission,omitempty"`
 	// conditions are Progressing, Complete and Failed.
 	// +optional
 	// +listType=map
@@ -313,7 +337,10 @@ type DatacenterStatus struct {
 	// activeJobs is the number of Jobs running in this datacenter.
 	// +optional
 	ActiveJobs int32 `json:"activeJobs,omitempty"`
-	// lastProbeTime is when the datacenter API was last probed.
+	// lastProbeTime is when a probe last wrote this status. Probes run every
+	// probe interval (10s by default), but write only when Ready or activeJobs
+	// changes, or when lastProbeTime is 5 minutes old; one much older than
+	// that means probes have stopped.
 	// +optional
 	LastProbeTime *metav1.Time `json:"lastProbeTime,omitempty"`
 }

@@ -97,6 +97,11 @@ func (in JobStatus) OpenAPIModelName() string {
 }
 
 // OpenAPIModelName returns the OpenAPI model name for this type.
+func (in JobSubmission) OpenAPIModelName() string {
+	return "io.stargate.stargate.pkg.apis.stargate.v1alpha1.JobSubmission"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
 func (in LocalObjectReference) OpenAPIModelName() string {
 	return "io.stargate.stargate.pkg.apis.stargate.v1alpha1.LocalObjectReference"
 }

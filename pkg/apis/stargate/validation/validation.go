@@ -267,6 +267,24 @@ func ValidateJobStatusUpdate(job, old *stargate.Job) field.ErrorList {
 		allErrs = append(allErrs, field.Forbidden(fldPath.Child("phase"),
 			fmt.Sprintf("the Job already finished as %s; a finished Job cannot change phase", old.Status.Phase)))
 	}
+	if old.Status.Phase == stargate.JobRunning && status.Phase == stargate.JobPending {
+		allErrs = append(allErrs, field.Forbidden(fldPath.Child("phase"),
+			"a Running Job never goes back to Pending: it runs at its datacenter until it finishes"))
+	}
+	if old.Status.Submission != nil && !apiequality.Semantic.DeepEqual(status.Submission, old.Status.Submission) {
+		allErrs = append(allErrs, field.Forbidden(fldPath.Child("submission"),
+			"the request sent to the datacenter is fixed at the first attempt").WithOrigin("immutable"))
+	}
+	if old.Status.DCJobID != "" && status.DCJobID != old.Status.DCJobID {
+		allErrs = append(allErrs, field.Forbidden(fldPath.Child("dcJobID"),
+			"a Job follows one datacenter job; its ID cannot change").WithOrigin("immutable"))
+	}
+	if s := status.Submission; s != nil {
+		subPath := fldPath.Child("submission")
+		allErrs = append(allErrs, validateText(s.MAC, subPath.Child("mac"))...)
+		allErrs = append(allErrs, validateText(s.IPv4, subPath.Child("ipv4"))...)
+		allErrs = append(allErrs, validateText(s.UserDataSHA256, subPath.Child("userDataSHA256"))...)
+	}
 	allErrs = append(allErrs, apimachineryvalidation.ValidateNonnegativeField(int64(status.Attempts), fldPath.Child("attempts"))...)
 	if len(status.Message) > maxMessageLength {
 		allErrs = append(allErrs, field.TooLong(fldPath.Child("message"), "", maxMessageLength))

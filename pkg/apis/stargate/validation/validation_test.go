@@ -313,6 +313,7 @@ func TestValidateJobUpdate(t *testing.T) {
 }
 
 func TestValidateJobStatusUpdate(t *testing.T) {
+	sub := &stargate.JobSubmission{MAC: "aa:bb:cc:dd:ee:01", IPv4: "10.0.1.5"}
 	start := metav1.NewTime(time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC))
 	before := metav1.NewTime(start.Add(-time.Minute))
 	tests := []struct {
@@ -337,11 +338,26 @@ func TestValidateJobStatusUpdate(t *testing.T) {
 			field.ErrorList{field.Invalid(field.NewPath("status", "completionTime"), nil, "")}},
 		{"message too long", stargate.JobRunning, stargate.JobStatus{Phase: stargate.JobRunning, Message: strings.Repeat("m", 40000)},
 			field.ErrorList{field.TooLong(field.NewPath("status", "message"), "", 0)}},
+		{"running back to pending", stargate.JobRunning, stargate.JobStatus{Phase: stargate.JobPending, Submission: sub, DCJobID: "job-1"},
+			field.ErrorList{field.Forbidden(field.NewPath("status", "phase"), "")}},
+		{"submission changed", stargate.JobPending, stargate.JobStatus{Phase: stargate.JobPending,
+			Submission: &stargate.JobSubmission{MAC: "aa:bb:cc:dd:ee:02"}},
+			field.ErrorList{field.Forbidden(field.NewPath("status", "submission"), "").WithOrigin("immutable")}},
+		{"submission dropped", stargate.JobPending, stargate.JobStatus{Phase: stargate.JobPending},
+			field.ErrorList{field.Forbidden(field.NewPath("status", "submission"), "").WithOrigin("immutable")}},
+		{"another datacenter job", stargate.JobRunning, stargate.JobStatus{Phase: stargate.JobRunning, Submission: sub, DCJobID: "job-2"},
+			field.ErrorList{field.Forbidden(field.NewPath("status", "dcJobID"), "").WithOrigin("immutable")}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			old := validJob()
 			old.Status.Phase = tc.oldPhase
+			if tc.name == "running back to pending" || strings.HasPrefix(tc.name, "submission") || tc.name == "another datacenter job" {
+				old.Status.Submission, old.Status.DCJobID = sub, "job-1"
+				if tc.oldPhase == stargate.JobPending {
+					old.Status.DCJobID = ""
+				}
+			}
 			j := old.DeepCopy()
 			j.Status = tc.status
 			matcher.Test(t, tc.want, ValidateJobStatusUpdate(j, old))

@@ -408,9 +408,25 @@ var schemaYAML = typed.YAMLObject(`types:
     - name: startTime
       type:
         namedType: io.k8s.apimachinery.pkg.apis.meta.v1.Time
+    - name: submission
+      type:
+        namedType: io.stargate.stargate.pkg.apis.stargate.v1alpha1.JobSubmission
     - name: template
       type:
         namedType: io.stargate.stargate.pkg.apis.stargate.v1alpha1.ResolvedTemplate
+- name: io.stargate.stargate.pkg.apis.stargate.v1alpha1.JobSubmission
+  map:
+    fields:
+    - name: ipv4
+      type:
+        scalar: string
+    - name: mac
+      type:
+        scalar: string
+      default: ""
+    - name: userDataSHA256
+      type:
+        scalar: string
 - name: io.stargate.stargate.pkg.apis.stargate.v1alpha1.LocalObjectReference
   map:
     fields:

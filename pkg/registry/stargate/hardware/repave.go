@@ -8,8 +8,10 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apiserver/pkg/admission"
 	genericapirequest "k8s.io/apiserver/pkg/endpoints/request"
 	"k8s.io/apiserver/pkg/registry/rest"
+	"k8s.io/apiserver/pkg/util/dryrun"
 	"k8s.io/utils/ptr"
 
 	"stargate.io/stargate/pkg/apis/stargate"
@@ -40,15 +42,35 @@ type JobStore interface {
 // into the Hardware's repave Job and answers 201 with that Job. Because it is
 // its own subresource, RBAC can grant `create` on hardwares/repave without
 // `update` on hardwares.
+//
+// Admission sees the request twice: the RepaveRequest, as a create of
+// hardwares/repave (the generic handler does that), and then the Job, as a
+// create of jobs, through the same mutating and validating chains and with
+// the same attributes as a Job sent by `kubectl create`. So a policy on Jobs
+// cannot be side-stepped through /repave.
 type RepaveREST struct {
 	hardware  rest.Getter
 	templates rest.Getter
 	jobs      JobStore
+	admit     admission.Interface
+	objects   admission.ObjectInterfaces
 }
 
-// NewRepaveREST returns the /repave subresource over the three registries it touches.
-func NewRepaveREST(hardware, templates rest.Getter, jobs JobStore) *RepaveREST {
-	return &RepaveREST{hardware: hardware, templates: templates, jobs: jobs}
+// NewRepaveREST returns the /repave subresource over the three registries it
+// touches. admit is the server's admission chain (genericapiserver
+// Config.AdmissionControl; nil admits everything) and objects what admission
+// converts and defaults Jobs with (see ObjectInterfaces).
+func NewRepaveREST(hardware, templates rest.Getter, jobs JobStore, admit admission.Interface, objects admission.ObjectInterfaces) *RepaveREST {
+	return &RepaveREST{hardware: hardware, templates: templates, jobs: jobs, admit: admit, objects: objects}
+}
+
+// ObjectInterfaces is what the generic handlers give admission for the
+// resources of scheme: the scheme itself to create, type, default and
+// convert, and the server's registry of equivalent resources (genericapiserver
+// Config.EquivalentResourceRegistry) for webhooks' matchPolicy.
+func ObjectInterfaces(scheme *runtime.Scheme, equivalents runtime.EquivalentResourceMapper) admission.ObjectInterfaces {
+	return &admission.RuntimeObjectInterfaces{ObjectCreater: scheme, ObjectTyper: scheme, ObjectDefaulter: scheme,
+		ObjectConvertor: scheme, EquivalentResourceMapper: equivalents}
 }
 
 // New returns an empty RepaveRequest, the body this subresource decodes.
@@ -115,6 +137,23 @@ func (r *RepaveREST) Create(ctx context.Context, name string, obj runtime.Object
 	if job.Spec.BackoffLimit == nil {
 		job.Spec.BackoffLimit = ptr.To(v1alpha1.DefaultBackoffLimit)
 	}
-	return r.jobs.Create(ctx, job, rest.ValidateAllObjectFunc,
-		&metav1.CreateOptions{DryRun: options.DryRun, FieldManager: options.FieldManager})
+	return r.createJob(ctx, job, options)
+}
+
+// createJob creates job as the Job create handler would: mutating admission
+// first, then the store's create with validating admission (which the store
+// runs on the finished object, after its own checks and the Hardware lock).
+func (r *RepaveREST) createJob(ctx context.Context, job *stargate.Job, options *metav1.CreateOptions) (runtime.Object, error) {
+	jobOptions := &metav1.CreateOptions{DryRun: options.DryRun, FieldManager: options.FieldManager, FieldValidation: options.FieldValidation}
+	jobOptions.SetGroupVersionKind(metav1.SchemeGroupVersion.WithKind("CreateOptions"))
+	userInfo, _ := genericapirequest.UserFrom(ctx)
+	attrs := admission.NewAttributesRecord(job, nil, v1alpha1.SchemeGroupVersion.WithKind("Job"), job.Namespace, job.Name,
+		v1alpha1.SchemeGroupVersion.WithResource("jobs"), "", admission.Create, jobOptions, dryrun.IsDryRun(options.DryRun), userInfo)
+	admit := admission.WithAudit(r.admit)
+	if mutating, ok := admit.(admission.MutationInterface); ok && mutating.Handles(admission.Create) {
+		if err := mutating.Admit(ctx, attrs, r.objects); err != nil {
+			return nil, err
+		}
+	}
+	return r.jobs.Create(ctx, job, rest.AdmissionToValidateObjectFunc(admit, attrs, r.objects), jobOptions)
 }

@@ -9,6 +9,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apiserver/pkg/admission"
 	genericapirequest "k8s.io/apiserver/pkg/endpoints/request"
 	"k8s.io/apiserver/pkg/registry/rest"
 	"k8s.io/utils/clock"
@@ -28,7 +29,10 @@ type repaveEnv struct {
 	ctx    context.Context
 }
 
-func newRepaveEnv(t *testing.T) *repaveEnv {
+func newRepaveEnv(t *testing.T) *repaveEnv { return newRepaveEnvAdmitting(t, nil) }
+
+// newRepaveEnvAdmitting is newRepaveEnv with admit as the server's admission chain.
+func newRepaveEnvAdmitting(t *testing.T, admit admission.Interface) *repaveEnv {
 	scheme := registrytest.Scheme()
 	opts := registrytest.RESTOptionsGetter(t, scheme)
 	hw, err := NewStorage(scheme, opts)
@@ -55,7 +59,8 @@ func newRepaveEnv(t *testing.T) *repaveEnv {
 	}, nil, &metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	return &repaveEnv{repave: NewRepaveREST(hw.Hardware, tmpl, jobs.Job), hw: hw, jobs: jobs, ctx: ctx}
+	return &repaveEnv{repave: NewRepaveREST(hw.Hardware, tmpl, jobs.Job, admit, ObjectInterfaces(scheme, runtime.NewEquivalentResourceRegistry())),
+		hw: hw, jobs: jobs, ctx: ctx}
 }
 
 func repaveRequest(template string) *stargate.RepaveRequest {

@@ -1,19 +1,36 @@
 // Package hwindex keeps Hardware identities unique: no two Hardware share a
-// MAC address (anywhere) or an IPv4 address (within a namespace), even when
-// created or changed concurrently, from one server or several.
+// MAC address (anywhere) or an IPv4 address (within a namespace), however
+// creates, updates and deletes race, from one server or several.
 //
 // Each identity is an index key in etcd, next to the objects:
 //
-//	<prefix>/indexes/hardwares/mac/<mac>          -> {"holder":"ns/name","claimedAt":...}
-//	<prefix>/indexes/hardwares/ipv4/<ns>/<ip>     -> {"holder":"ns/name","claimedAt":...}
+//	<prefix>/indexes/hardwares/mac/<mac>       -> {"holder":"ns/name","uid":...,"claimedAt":...}
+//	<prefix>/indexes/hardwares/ipv4/<ns>/<ip>  -> {"holder":"ns/name","uid":...,"claimedAt":...}
 //
-// A create or an update claims its keys in one etcd transaction that
-// succeeds only if each key is still as it was read (absent, ours, or stale),
-// so of two racing claims exactly one wins. An entry is stale when its holder
-// no longer has that MAC/IPv4, or does not exist and claimed it longer than a
-// grace period ago (a create that crashed, or failed, after claiming): stale
-// entries are taken over in the same transaction. Deletes and failed creates
-// give their keys back at once.
+// A create, or an update that changes an identity, claims all its keys in one
+// etcd transaction before the object is written (BeginCreate, BeginUpdate),
+// stamping itself as holder: the object's UID, so that a Hardware deleted and
+// re-created under the same name is a different holder. The transaction
+// succeeds only if each key is still as it was read (absent, or held by an
+// entry it judged stale), so of two racing claims exactly one wins; the loser
+// gets 409 AlreadyExists naming the holder.
+//
+// An entry is live, and refuses everyone else, while its holder (that UID)
+//
+//   - is stored with that identity, or
+//   - may still store it: the claim is younger than the grace period, and
+//     the holder is not stored yet (its create may be in flight) or is
+//     stored at the very version its claiming update read (an update commits
+//     only on the version it read; on any other it retries, and claims again).
+//
+// Otherwise it is stale and taken over. That is safe only if a write cannot
+// land after its claim's grace, so every write that claimed is bounded
+// (package commitbound): it may start no later than claimedAt + grace minus a
+// margin and is cancelled in flight then; one still in admission at that
+// moment fails with 504 Timeout. A holder that claims again rewrites the
+// entry, which makes a concurrent takeover's transaction fail. A create that fails before its write, and a delete, give their keys
+// back at once (only keys still holding their own claim); a create whose
+// write may or may not have landed keeps them, to go stale if it did not.
 package hwindex
 
 import (
@@ -29,6 +46,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	genericapirequest "k8s.io/apiserver/pkg/endpoints/request"
 	genericregistry "k8s.io/apiserver/pkg/registry/generic/registry"
@@ -38,10 +56,12 @@ import (
 
 	"stargate.io/stargate/pkg/apis/stargate"
 	"stargate.io/stargate/pkg/apis/stargate/validation"
+	"stargate.io/stargate/pkg/registry/stargate/commitbound"
 )
 
-// DefaultGrace is how long a claim by a Hardware that does not exist is
-// respected: its create stores the object milliseconds after claiming.
+// DefaultGrace is how long a claim is respected when its holder is not (yet)
+// stored with the identity: its create or update writes milliseconds after
+// claiming, and is refused if it has not within the grace minus a margin.
 const DefaultGrace = 30 * time.Second
 
 // maxAttempts bounds the read-compare-write loop under contention.
@@ -54,6 +74,7 @@ type Index struct {
 	hardware *genericregistry.Store
 	clock    clock.PassiveClock
 	grace    time.Duration
+	bounds   *commitbound.Storage
 }
 
 // New returns an index whose keys live under storagePrefix (the server's
@@ -62,12 +83,18 @@ func New(client *clientv3.Client, storagePrefix string, clk clock.PassiveClock, 
 	return &Index{client: client, prefix: path.Join("/", storagePrefix, "indexes", "hardwares"), clock: clk, grace: grace}
 }
 
-// Install sets the Hardware store's hooks.
-func (x *Index) Install(store *genericregistry.Store) {
-	x.hardware = store
+// Install sets the Hardware store's hooks, before the status subresource
+// copies the store. The store's writes must be bounded (commitbound.Decorate).
+func (x *Index) Install(store *genericregistry.Store) error {
+	bounds, err := commitbound.Of(store)
+	if err != nil {
+		return err
+	}
+	x.hardware, x.bounds = store, bounds
 	store.BeginCreate = x.beginCreate
 	store.BeginUpdate = x.beginUpdate
 	store.AfterDelete = x.afterDelete
+	return nil
 }
 
 // claim is one identity of a Hardware: its index key and the field it comes from.
@@ -79,8 +106,31 @@ type claim struct {
 
 // entry is the value of an index key.
 type entry struct {
-	Holder    string    `json:"holder"`
+	Holder string    `json:"holder"`
+	UID    types.UID `json:"uid,omitempty"`
+	// BasedOn is the resourceVersion of the stored Hardware an update
+	// claimed for; empty for a create.
+	BasedOn   string    `json:"basedOn,omitempty"`
 	ClaimedAt time.Time `json:"claimedAt"`
+}
+
+// holder is a Hardware as the index names it: one incarnation of a name,
+// and the stored version its write is based on ("" for a create).
+type holder struct {
+	namespace, name string
+	uid             types.UID
+	basedOn         string
+}
+
+func (h holder) String() string { return h.namespace + "/" + h.name }
+
+// holds reports whether e was written by h. Entries written before holders
+// had UIDs match by name.
+func (h holder) holds(e entry) bool {
+	if e.UID == "" {
+		return e.Holder == h.String()
+	}
+	return e.UID == h.uid
 }
 
 // claimsOf lists hw's identities, normalised as the strategy will store them;
@@ -102,38 +152,77 @@ func (x *Index) claimsOf(ctx context.Context, hw *stargate.Hardware) []claim {
 	}
 }
 
-func holderOf(ctx context.Context, hw *stargate.Hardware) string {
+func holderOf(ctx context.Context, hw *stargate.Hardware) holder {
 	ns := hw.Namespace
 	if ns == "" {
 		ns = genericapirequest.NamespaceValue(ctx)
 	}
-	return ns + "/" + hw.Name
+	return holder{namespace: ns, name: hw.Name, uid: hw.UID}
 }
 
+// beginCreate claims the new Hardware's identities and bounds its write by
+// the claim. A create that fails gives them back, unless its write may have
+// landed.
 func (x *Index) beginCreate(ctx context.Context, obj runtime.Object, options *metav1.CreateOptions) (genericregistry.FinishFunc, error) {
 	hw := obj.(*stargate.Hardware)
 	self := holderOf(ctx, hw)
-	taken, err := x.claim(ctx, self, x.claimsOf(ctx, hw), dryrun.IsDryRun(options.DryRun))
-	if err != nil {
+	claims := x.claimsOf(ctx, hw)
+	dryRun := dryrun.IsDryRun(options.DryRun)
+	rev, claimedAt, err := x.claim(ctx, self, claims, dryRun)
+	if err != nil || rev == 0 {
 		return noop, err
 	}
+	write := x.bounds.Set(hw, x.clock, commitbound.Deadline(claimedAt, x.grace), x.describe(self, claims, claimedAt))
 	return func(ctx context.Context, success bool) {
-		if !success {
-			x.release(self, taken)
+		if success {
+			return // the bound is consumed by the write
 		}
+		x.bounds.Forget(hw)
+		if write.OutcomeUnknown() {
+			klog.FromContext(ctx).Info("Keeping the identity claims of a Hardware whose write may have landed; they go stale if it did not",
+				"hardware", self.String(), "grace", x.grace)
+			return
+		}
+		x.release(claims, func(e entry, modRev int64) bool { return modRev == rev })
 	}, nil
 }
 
-// beginUpdate claims the identities an update adds. Those it drops are not
-// released here (this hook runs before the write commits and may be retried):
-// they become stale as soon as the Hardware no longer has them.
+// beginUpdate claims the identities of an update that changes one, and
+// bounds its write by the claim. This hook runs before the write and again
+// on each retry; identities the update drops are not released here (the
+// write may yet fail): their entries go stale as soon as the Hardware is
+// stored without them. A failed attempt gives back only what it newly claimed.
 func (x *Index) beginUpdate(ctx context.Context, obj, old runtime.Object, options *metav1.UpdateOptions) (genericregistry.FinishFunc, error) {
 	hw, oldHW := obj.(*stargate.Hardware), old.(*stargate.Hardware)
 	if hw.Spec.MAC == oldHW.Spec.MAC && hw.Spec.IPv4 == oldHW.Spec.IPv4 {
 		return noop, nil // status writes and metadata changes
 	}
-	_, err := x.claim(ctx, holderOf(ctx, oldHW), x.claimsOf(ctx, hw), dryrun.IsDryRun(options.DryRun))
-	return noop, err
+	self := holderOf(ctx, oldHW)
+	self.basedOn = oldHW.ResourceVersion
+	claims := x.claimsOf(ctx, hw)
+	rev, claimedAt, err := x.claim(ctx, self, claims, dryrun.IsDryRun(options.DryRun))
+	if err != nil || rev == 0 {
+		return noop, err
+	}
+	x.bounds.Set(hw, x.clock, commitbound.Deadline(claimedAt, x.grace), x.describe(self, claims, claimedAt))
+	had := map[string]bool{}
+	for _, c := range x.claimsOf(ctx, oldHW) {
+		had[c.key] = true
+	}
+	var added []claim
+	for _, c := range claims {
+		if !had[c.key] {
+			added = append(added, c)
+		}
+	}
+	return func(ctx context.Context, success bool) {
+		if success {
+			return // called before the write: the bound is consumed by it
+		}
+		// This attempt fails before writing anything.
+		x.bounds.Forget(hw)
+		x.release(added, func(e entry, modRev int64) bool { return modRev == rev })
+	}, nil
 }
 
 func (x *Index) afterDelete(obj runtime.Object, options *metav1.DeleteOptions) {
@@ -141,140 +230,171 @@ func (x *Index) afterDelete(obj runtime.Object, options *metav1.DeleteOptions) {
 		return
 	}
 	hw := obj.(*stargate.Hardware)
-	var keys []string
-	for _, c := range x.claimsOf(context.Background(), hw) {
-		keys = append(keys, c.key)
-	}
-	x.release(holderOf(context.Background(), hw), keys)
+	self := holderOf(context.Background(), hw)
+	x.release(x.claimsOf(context.Background(), hw), func(e entry, _ int64) bool { return self.holds(e) })
 }
 
-// claim makes self the holder of every claim, atomically, and returns the
-// keys it newly took. A claim held by another live Hardware is a 409 naming it.
-func (x *Index) claim(ctx context.Context, self string, claims []claim, dryRun bool) ([]string, error) {
+// describe says which claim bounds a write, for the error of one that is too late.
+func (x *Index) describe(self holder, claims []claim, claimedAt time.Time) string {
+	values := make([]string, 0, len(claims))
+	for _, c := range claims {
+		values = append(values, c.field.String()+" "+c.value)
+	}
+	return fmt.Sprintf("Hardware %s claimed %s at %s, a claim another Hardware may take over %s later unless this one is stored with them",
+		self, strings.Join(values, " and "), claimedAt.UTC().Format(time.RFC3339), x.grace)
+}
+
+// claim makes self the holder of every claim, atomically, stamped now. It
+// returns the etcd revision of its transaction (0 for a dry run or nothing
+// to claim) and the time it stamped. A claim held by another live holder is
+// a 409 naming it.
+func (x *Index) claim(ctx context.Context, self holder, claims []claim, dryRun bool) (rev int64, claimedAt time.Time, err error) {
 	if len(claims) == 0 {
-		return nil, nil
+		return 0, time.Time{}, nil
 	}
 	if !dryRun {
 		// The common case is a new identity: claim every key in one
 		// transaction that succeeds only if none exists. Otherwise the
 		// careful path below reads them and decides.
+		now := x.clock.Now().UTC()
+		value := x.entryOf(self, now)
 		cmps := make([]clientv3.Cmp, 0, len(claims))
 		puts := make([]clientv3.Op, 0, len(claims))
-		taken := make([]string, 0, len(claims))
-		value, _ := json.Marshal(entry{Holder: self, ClaimedAt: x.clock.Now().UTC()})
 		for _, c := range claims {
 			cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(c.key), "=", 0))
-			puts = append(puts, clientv3.OpPut(c.key, string(value)))
-			taken = append(taken, c.key)
+			puts = append(puts, clientv3.OpPut(c.key, value))
 		}
 		resp, err := x.client.Txn(ctx).If(cmps...).Then(puts...).Commit()
 		if err != nil {
-			return nil, apierrors.NewServiceUnavailable("writing the Hardware identity index: " + err.Error())
+			return 0, time.Time{}, apierrors.NewServiceUnavailable("writing the Hardware identity index: " + err.Error())
 		}
 		if resp.Succeeded {
-			return taken, nil
+			return resp.Header.Revision, now, nil
 		}
 	}
 	for range maxAttempts {
-		var cmps []clientv3.Cmp
-		var puts []clientv3.Op
-		var taken []string
+		cmps := make([]clientv3.Cmp, 0, len(claims))
 		for _, c := range claims {
 			resp, err := x.client.Get(ctx, c.key)
 			if err != nil {
-				return nil, apierrors.NewServiceUnavailable("reading the Hardware identity index: " + err.Error())
+				return 0, time.Time{}, apierrors.NewServiceUnavailable("reading the Hardware identity index: " + err.Error())
 			}
 			if len(resp.Kvs) == 0 {
 				cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(c.key), "=", 0))
-			} else {
-				kv := resp.Kvs[0]
-				var e entry
-				_ = json.Unmarshal(kv.Value, &e) // an unreadable entry is stale
-				if e.Holder == self {
-					continue
-				}
+				continue
+			}
+			kv := resp.Kvs[0]
+			var e entry
+			_ = json.Unmarshal(kv.Value, &e) // an unreadable entry is stale
+			if !self.holds(e) {
 				if x.live(ctx, e, c) {
-					return nil, duplicate(self, e.Holder, c)
+					return 0, time.Time{}, duplicate(self, e, c)
 				}
 				klog.FromContext(ctx).Info("Taking over a stale Hardware identity", "field", c.field.String(),
-					"value", c.value, "staleHolder", e.Holder, "hardware", self)
-				cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(c.key), "=", kv.ModRevision))
+					"value", c.value, "staleHolder", e.Holder, "staleUID", e.UID, "hardware", self.String())
 			}
-			value, _ := json.Marshal(entry{Holder: self, ClaimedAt: x.clock.Now().UTC()})
-			puts = append(puts, clientv3.OpPut(c.key, string(value)))
-			taken = append(taken, c.key)
+			// Ours already, or stale: rewritten with a fresh time, if unchanged since read.
+			cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(c.key), "=", kv.ModRevision))
 		}
-		if len(puts) == 0 || dryRun {
-			return nil, nil
+		if dryRun {
+			return 0, time.Time{}, nil
+		}
+		now := x.clock.Now().UTC()
+		value := x.entryOf(self, now)
+		puts := make([]clientv3.Op, 0, len(claims))
+		for _, c := range claims {
+			puts = append(puts, clientv3.OpPut(c.key, value))
 		}
 		resp, err := x.client.Txn(ctx).If(cmps...).Then(puts...).Commit()
 		if err != nil {
-			return nil, apierrors.NewServiceUnavailable("writing the Hardware identity index: " + err.Error())
+			return 0, time.Time{}, apierrors.NewServiceUnavailable("writing the Hardware identity index: " + err.Error())
 		}
 		if resp.Succeeded {
-			return taken, nil
+			return resp.Header.Revision, now, nil
 		}
 		// Someone changed a key between our read and our write: read again.
 	}
-	return nil, apierrors.NewConflict(stargate.Resource("hardwares"), self,
+	return 0, time.Time{}, apierrors.NewConflict(stargate.Resource("hardwares"), self.name,
 		fmt.Errorf("its MAC or IPv4 is being claimed concurrently; try again"))
 }
 
-// live reports whether e's holder still owns the identity c: it exists with
-// that value, or does not exist yet but claimed it within the grace period.
+func (x *Index) entryOf(self holder, now time.Time) string {
+	value, _ := json.Marshal(entry{Holder: self.String(), UID: self.uid, BasedOn: self.basedOn, ClaimedAt: now})
+	return string(value)
+}
+
+// live reports whether e's holder may own the identity c:
+//
+//   - it is stored, as the same incarnation (UID), with that value;
+//   - it is stored without it, but the update that claimed it was based on
+//     the version stored now (so it may still commit), and claimed it within
+//     the grace period (after which its bound has passed);
+//   - it is not stored (its create may be in flight, or it was deleted) and
+//     claimed it within the grace period.
+//
+// A holder stored at any other version without the value will never have it
+// from this claim: a create commits only once, and an update commits only on
+// the version it read (etcd compare-and-swap), else it retries and claims again.
 func (x *Index) live(ctx context.Context, e entry, c claim) bool {
-	ns, name, ok := splitHolder(e.Holder)
+	recent := x.clock.Since(e.ClaimedAt) < x.grace
+	ns, name, ok := strings.Cut(e.Holder, "/")
 	if !ok {
 		return false
 	}
 	obj, err := x.hardware.Get(genericapirequest.WithNamespace(ctx, ns), name, &metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
-		return x.clock.Since(e.ClaimedAt) < x.grace
+		return recent
 	}
 	if err != nil {
 		return true // cannot tell: refuse rather than risk a duplicate
 	}
 	hw := obj.(*stargate.Hardware)
-	return (c.field.String() == "spec.mac" && hw.Spec.MAC == c.value) ||
-		(c.field.String() == "spec.ipv4" && hw.Spec.IPv4 == c.value)
+	if e.UID != "" && hw.UID != e.UID {
+		return recent // another Hardware of that name; the claimant's create may be in flight
+	}
+	if (c.field.String() == "spec.mac" && hw.Spec.MAC == c.value) ||
+		(c.field.String() == "spec.ipv4" && hw.Spec.IPv4 == c.value) {
+		return true
+	}
+	return recent && e.BasedOn != "" && e.BasedOn == hw.ResourceVersion
 }
 
-// release gives back the keys self holds. Failures are logged: an entry left
-// behind goes stale and is taken over by the next claim.
-func (x *Index) release(self string, keys []string) {
+// release deletes the entries of claims for which mine is true, each only if
+// unchanged since read. Failures are logged: an entry left behind goes stale
+// and is taken over by the next claim.
+func (x *Index) release(claims []claim, mine func(e entry, modRevision int64) bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	for _, key := range keys {
-		resp, err := x.client.Get(ctx, key)
+	for _, c := range claims {
+		resp, err := x.client.Get(ctx, c.key)
 		if err != nil || len(resp.Kvs) == 0 {
 			continue
 		}
 		var e entry
-		if json.Unmarshal(resp.Kvs[0].Value, &e) == nil && e.Holder != self {
+		if json.Unmarshal(resp.Kvs[0].Value, &e) == nil && !mine(e, resp.Kvs[0].ModRevision) {
 			continue
 		}
-		_, err = x.client.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(key), "=", resp.Kvs[0].ModRevision)).
-			Then(clientv3.OpDelete(key)).Commit()
+		_, err = x.client.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(c.key), "=", resp.Kvs[0].ModRevision)).
+			Then(clientv3.OpDelete(c.key)).Commit()
 		if err != nil {
-			klog.ErrorS(err, "Could not release a Hardware identity; it will be taken over once stale", "key", key)
+			klog.ErrorS(err, "Could not release a Hardware identity; it will be taken over once stale", "key", c.key)
 		}
 	}
 }
 
 // duplicate is the 409 AlreadyExists a Hardware gets for another's identity.
-func duplicate(self, holder string, c claim) error {
-	msg := fmt.Sprintf("%s %s is already registered to Hardware %s", c.field, c.value, holder)
-	_, name, _ := splitHolder(self)
+func duplicate(self holder, e entry, c claim) error {
+	msg := fmt.Sprintf("%s %s is already registered to Hardware %s", c.field, c.value, e.Holder)
+	if e.Holder == self.String() {
+		msg = fmt.Sprintf("%s %s is still held by an earlier Hardware named %s (being deleted, or its create in flight); try again in a few seconds",
+			c.field, c.value, e.Holder)
+	}
 	return &apierrors.StatusError{ErrStatus: metav1.Status{
 		Status: metav1.StatusFailure, Code: http.StatusConflict, Reason: metav1.StatusReasonAlreadyExists,
-		Message: fmt.Sprintf("Hardware %q cannot be saved: %s", name, msg),
-		Details: &metav1.StatusDetails{Group: stargate.GroupName, Kind: "hardwares", Name: name,
+		Message: fmt.Sprintf("Hardware %q cannot be saved: %s", self.name, msg),
+		Details: &metav1.StatusDetails{Group: stargate.GroupName, Kind: "hardwares", Name: self.name,
 			Causes: []metav1.StatusCause{{Type: metav1.CauseTypeFieldValueDuplicate, Field: c.field.String(), Message: msg}}},
 	}}
-}
-
-func splitHolder(holder string) (namespace, name string, ok bool) {
-	return strings.Cut(holder, "/")
 }
 
 func noop(context.Context, bool) {}

@@ -152,7 +152,7 @@ func TestDeleteAndFailedCreateFreeTheIdentity(t *testing.T) {
 func TestStaleClaimsAreTakenOver(t *testing.T) {
 	e := newEnv(t)
 	// A claim by a Hardware whose create crashed before storing it.
-	if _, err := e.index.claim(context.Background(), "dc-west/ghost",
+	if _, _, err := e.index.claim(context.Background(), holder{namespace: "dc-west", name: "ghost", uid: "ghost-uid"},
 		e.index.claimsOf(ctxIn("dc-west"), hw("dc-west", "ghost", "aa:bb:cc:dd:ee:01", "10.0.1.5")), false); err != nil {
 		t.Fatal(err)
 	}

@@ -7,6 +7,7 @@ import (
 
 	"stargate.io/stargate/pkg/apis/stargate"
 	registry "stargate.io/stargate/pkg/registry/stargate"
+	"stargate.io/stargate/pkg/registry/stargate/commitbound"
 )
 
 // Storage is every REST endpoint of Jobs.
@@ -18,7 +19,7 @@ type Storage struct {
 // NewStorage returns the storage of jobs and jobs/status. Each install sets
 // hooks on the store (the server installs the Hardware lock this way) before
 // the status subresource copies it, so status writes run them too.
-func NewStorage(scheme *runtime.Scheme, optsGetter generic.RESTOptionsGetter, install ...func(*genericregistry.Store)) (*Storage, error) {
+func NewStorage(scheme *runtime.Scheme, optsGetter generic.RESTOptionsGetter, install ...func(*genericregistry.Store) error) (*Storage, error) {
 	strategy := Strategy(scheme)
 	store := &genericregistry.Store{
 		NewFunc:                   func() runtime.Object { return &stargate.Job{} },
@@ -34,11 +35,14 @@ func NewStorage(scheme *runtime.Scheme, optsGetter generic.RESTOptionsGetter, in
 
 		TableConvertor: tableConvertor,
 	}
-	if err := store.CompleteWithOptions(&generic.StoreOptions{RESTOptions: optsGetter, AttrFunc: GetAttrs}); err != nil {
+	// Writes made under a claim (an identity, a lock) are bounded by it.
+	if err := store.CompleteWithOptions(&generic.StoreOptions{RESTOptions: commitbound.Decorate(optsGetter), AttrFunc: GetAttrs}); err != nil {
 		return nil, err
 	}
 	for _, i := range install {
-		i(store)
+		if err := i(store); err != nil {
+			return nil, err
+		}
 	}
 	return &Storage{
 		Job:    registry.NewREST(store, "sjob"),

@@ -2,6 +2,7 @@ package job
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -70,6 +71,23 @@ func TestStrategy(t *testing.T) {
 	}
 	if errs := StatusStrategy(nil).ValidateUpdate(ctx, status, job); len(errs) != 0 {
 		t.Errorf("unexpected errors %v", errs)
+	}
+
+	// The write fixing the request puts the cancel finalizer on; the write
+	// ending the Job takes it off.
+	pending := job.DeepCopy()
+	pending.Status = stargate.JobStatus{Phase: stargate.JobPending}
+	submitting := pending.DeepCopy()
+	submitting.Status.Submission = &stargate.JobSubmission{MAC: "aa:bb:cc:dd:ee:01"}
+	StatusStrategy(nil).PrepareForUpdate(ctx, submitting, pending)
+	if !slices.Contains(submitting.Finalizers, stargate.JobCancelFinalizer) {
+		t.Errorf("fixing status.submission must add the finalizer: %v", submitting.Finalizers)
+	}
+	ended := submitting.DeepCopy()
+	ended.Status.Phase = stargate.JobFailed
+	StatusStrategy(nil).PrepareForUpdate(ctx, ended, submitting)
+	if slices.Contains(ended.Finalizers, stargate.JobCancelFinalizer) {
+		t.Errorf("ending the Job must drop the finalizer: %v", ended.Finalizers)
 	}
 
 	fs := SelectableFields(job)

@@ -92,16 +92,22 @@ func (jobStatusStrategy) GetResetFields() map[fieldpath.APIVersion]*fieldpath.Se
 	return registry.ResetFieldsOfStatus()
 }
 
-// PrepareForUpdate keeps everything but status as stored, except that the
-// write ending a Job also removes its cancel-at-datacenter finalizer: a
-// finished Job has nothing left to cancel, and a Job deleted while running
-// goes in the same write that records its cancellation.
+// PrepareForUpdate keeps everything but status as stored, with the
+// cancel-at-datacenter finalizer following the status: the write that fixes
+// status.submission (from then on a submit may reach the datacenter) puts it
+// on, in the same etcd write, so a Job deleted from then on is settled with
+// its datacenter before it goes; the write ending a Job takes it off, so a
+// finished Job, or one deleted while running, goes in the write that records
+// its end.
 func (jobStatusStrategy) PrepareForUpdate(ctx context.Context, obj, old runtime.Object) {
 	job, oldJob := obj.(*stargate.Job), old.(*stargate.Job)
 	job.Spec = oldJob.Spec
 	metav1.ResetObjectMetaForStatus(&job.ObjectMeta, &oldJob.ObjectMeta)
-	if job.Status.Phase == stargate.JobSucceeded || job.Status.Phase == stargate.JobFailed {
+	switch {
+	case job.Status.Phase == stargate.JobSucceeded || job.Status.Phase == stargate.JobFailed:
 		job.Finalizers = slices.DeleteFunc(slices.Clone(job.Finalizers), func(f string) bool { return f == stargate.JobCancelFinalizer })
+	case job.Status.Submission != nil && job.DeletionTimestamp == nil && !slices.Contains(job.Finalizers, stargate.JobCancelFinalizer):
+		job.Finalizers = append(slices.Clone(job.Finalizers), stargate.JobCancelFinalizer)
 	}
 }
 

@@ -7,9 +7,22 @@
 // generic store) in the Job store's BeginCreate hook, so it holds for every
 // way a Job is created: kubectl create, /repave, any client, any number of
 // concurrent requests or replicas. It is released when the Job finishes or is
-// deleted, and when the create it was taken for fails. A crash between taking
-// the lock and storing the Job, or before releasing it, leaves a lock whose
-// Job is missing or finished: the next request repairs it.
+// deleted, and when the create it was taken for fails before writing. A
+// crash between taking the lock and storing the Job, or before releasing it,
+// leaves a lock whose Job is missing or finished: the next request repairs it.
+//
+// A lock naming a Job that is not stored is respected for a grace period
+// (the Reserved condition says since when), because the create that took it
+// may still be on its way: the generic store runs validating admission, which
+// may call webhooks, between BeginCreate and the write. So that no lock looks
+// abandoned while the create that took it can still commit, every Job write
+// made under a lock is bounded (package commitbound): it may not start later
+// than the lock's time plus the grace minus a margin (25 s of 30 s), and is
+// cancelled in flight then. A create still in admission at that moment fails
+// with 504 Timeout and stores nothing; the margin covers a write in flight
+// and the clock skew between replicas. A create whose write may or may not
+// have landed keeps the lock (unknown is not "no"): if its Job was not
+// stored, the lock is repaired once the grace has passed.
 package joblock
 
 import (
@@ -32,6 +45,7 @@ import (
 
 	"stargate.io/stargate/pkg/apis/stargate"
 	"stargate.io/stargate/pkg/apis/stargate/validation"
+	"stargate.io/stargate/pkg/registry/stargate/commitbound"
 )
 
 const (
@@ -62,6 +76,7 @@ type Lock struct {
 	jobs      jobReader
 	clock     clock.PassiveClock
 	grace     time.Duration
+	bounds    *commitbound.Storage
 }
 
 // New returns a lock over the Hardware status subresource. Call Install on
@@ -71,12 +86,18 @@ func New(hardware HardwareStatus, templates rest.Getter, clk clock.PassiveClock,
 }
 
 // Install sets the Job store's hooks. Call it before the status subresource
-// copies the store, so that status writes release the lock too.
-func (l *Lock) Install(jobs *genericregistry.Store) {
-	l.jobs = jobs
+// copies the store, so that status writes release the lock too. The store's
+// writes must be bounded (commitbound.Decorate).
+func (l *Lock) Install(jobs *genericregistry.Store) error {
+	bounds, err := commitbound.Of(jobs)
+	if err != nil {
+		return err
+	}
+	l.jobs, l.bounds = jobs, bounds
 	jobs.BeginCreate = l.beginCreate
 	jobs.AfterUpdate = l.afterUpdate
 	jobs.AfterDelete = l.afterDelete
+	return nil
 }
 
 // beginCreate checks the Job's references and takes the Hardware's lock.
@@ -105,7 +126,7 @@ func (l *Lock) beginCreate(ctx context.Context, obj runtime.Object, options *met
 	}
 
 	var tookIt bool
-	_, _, err := l.hardware.Update(ctx, hwName, rest.DefaultUpdatedObjectInfo(nil,
+	updated, _, err := l.hardware.Update(ctx, hwName, rest.DefaultUpdatedObjectInfo(nil,
 		func(ctx context.Context, _, old runtime.Object) (runtime.Object, error) {
 			hw := old.(*stargate.Hardware).DeepCopy()
 			took, err := l.admit(ctx, hw, job.Name)
@@ -115,16 +136,36 @@ func (l *Lock) beginCreate(ctx context.Context, obj runtime.Object, options *met
 			tookIt = took
 			if took {
 				hw.Status.ActiveJob = job.Name
+				// Stamped as stored (whole seconds), so that the bound below
+				// is computed from the very time others judge the lock by.
 				setReserved(hw, metav1.ConditionTrue, "JobActive",
-					fmt.Sprintf("Job %s holds this Hardware until it finishes", job.Name), l.clock.Now())
+					fmt.Sprintf("Job %s holds this Hardware until it finishes", job.Name), metav1.NewTime(l.clock.Now()).Rfc3339Copy().Time)
 			}
 			return hw, nil
 		}), rest.ValidateAllObjectFunc, rest.ValidateAllObjectUpdateFunc, false, &metav1.UpdateOptions{})
 	if err != nil {
 		return noop, l.hardwareError(job, err)
 	}
+	// The Job's write is bounded by the lock it holds: taken now, or by an
+	// earlier create of the same name.
+	var takenAt time.Time
+	if c := meta.FindStatusCondition(updated.(*stargate.Hardware).Status.Conditions, ReservedCondition); c != nil {
+		takenAt = c.LastTransitionTime.Time
+	}
+	write := l.bounds.Set(job, l.clock, commitbound.Deadline(takenAt, l.grace), fmt.Sprintf(
+		"Job %s locked Hardware %s at %s, a lock another Job may repair %s later while this one is not stored",
+		job.Name, hwName, takenAt.UTC().Format(time.RFC3339), l.grace))
 	return func(ctx context.Context, success bool) {
-		if !success && tookIt {
+		if success {
+			return // the bound is consumed by the write
+		}
+		l.bounds.Forget(job)
+		switch {
+		case !tookIt:
+		case write.OutcomeUnknown():
+			klog.FromContext(ctx).Info("Keeping the lock of a Job whose create may have been stored; it is repaired after the grace if it was not",
+				"hardware", klog.KRef(job.Namespace, hwName), "job", job.Name, "grace", l.grace)
+		default:
 			// The Job was not stored: give the Hardware back.
 			l.release(job.Namespace, hwName, job.Name, false)
 		}
@@ -206,6 +247,30 @@ func (l *Lock) TemplateDeletable(ctx context.Context, obj runtime.Object) error 
 		if job.Spec.TemplateRef != nil && job.Spec.TemplateRef.Name == tmpl.Name && !validation.IsFinished(job.Status.Phase) {
 			return apierrors.NewConflict(stargate.Resource("templates"), tmpl.Name, fmt.Errorf(
 				"unfinished Job %s uses it; cancel (spec.cancel=true) or delete that Job first", job.Name))
+		}
+	}
+	return nil
+}
+
+// DatacenterDeletable refuses to delete a Datacenter while its namespace
+// (a Datacenter governs the namespace of its name) holds an unfinished Job:
+// the controller could no longer reach the datacenter to run, cancel or
+// finish it. Install it as the Datacenter REST's DeleteGuard.
+//
+// Like TemplateDeletable this is a check, not a lock: a Job created in the
+// instant between the check and the delete is left without its Datacenter,
+// as is a Job created in a namespace that never had one.
+func (l *Lock) DatacenterDeletable(ctx context.Context, obj runtime.Object) error {
+	dc := obj.(*stargate.Datacenter)
+	list, err := l.jobs.List(genericapirequest.WithNamespace(ctx, dc.Name), &metainternalversion.ListOptions{})
+	if err != nil {
+		return err
+	}
+	for _, job := range list.(*stargate.JobList).Items {
+		if !validation.IsFinished(job.Status.Phase) {
+			return apierrors.NewConflict(stargate.Resource("datacenters"), dc.Name, fmt.Errorf(
+				"unfinished Job %s/%s runs in it; wait for it to finish, or cancel it (spec.cancel=true), before deleting the Datacenter",
+				dc.Name, job.Name))
 		}
 	}
 	return nil

@@ -12,12 +12,14 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	genericapirequest "k8s.io/apiserver/pkg/endpoints/request"
+	genericregistry "k8s.io/apiserver/pkg/registry/generic/registry"
 	"k8s.io/apiserver/pkg/registry/rest"
 	testingclock "k8s.io/utils/clock/testing"
 	"k8s.io/utils/ptr"
 
 	"stargate.io/stargate/pkg/apis/stargate"
 	registry "stargate.io/stargate/pkg/registry/stargate"
+	"stargate.io/stargate/pkg/registry/stargate/datacenter"
 	"stargate.io/stargate/pkg/registry/stargate/hardware"
 	"stargate.io/stargate/pkg/registry/stargate/job"
 	"stargate.io/stargate/pkg/registry/stargate/registrytest"
@@ -32,9 +34,13 @@ type env struct {
 	hw    *hardware.Storage
 	tmpl  *registry.REST
 	jobs  *job.Storage
+	dcs   *datacenter.Storage
 }
 
-func newEnv(t *testing.T) *env {
+func newEnv(t *testing.T) *env { return newEnvWith(t) }
+
+// newEnvWith is newEnv with more hooks on the Job store, installed before the lock's.
+func newEnvWith(t *testing.T, jobInstalls ...func(*genericregistry.Store) error) *env {
 	t.Helper()
 	scheme := registrytest.Scheme()
 	opts := registrytest.RESTOptionsGetter(t, scheme)
@@ -48,13 +54,23 @@ func newEnv(t *testing.T) *env {
 	}
 	clk := testingclock.NewFakePassiveClock(time.Now())
 	lock := New(hw.Status, tmpl, clk, DefaultGrace)
-	jobs, err := job.NewStorage(scheme, opts, lock.Install)
+	jobs, err := job.NewStorage(scheme, opts, append(jobInstalls, lock.Install)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dcs, err := datacenter.NewStorage(scheme, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
 	hw.Hardware.DeleteGuard, tmpl.DeleteGuard = lock.HardwareDeletable, lock.TemplateDeletable
-	t.Cleanup(func() { hw.Hardware.DestroyFunc(); tmpl.DestroyFunc(); jobs.Job.DestroyFunc() })
-	e := &env{ctx: genericapirequest.WithNamespace(context.Background(), ns), clock: clk, hw: hw, tmpl: tmpl, jobs: jobs}
+	dcs.Datacenter.DeleteGuard = lock.DatacenterDeletable
+	t.Cleanup(func() {
+		hw.Hardware.DestroyFunc()
+		tmpl.DestroyFunc()
+		jobs.Job.DestroyFunc()
+		dcs.Datacenter.DestroyFunc()
+	})
+	e := &env{ctx: genericapirequest.WithNamespace(context.Background(), ns), clock: clk, hw: hw, tmpl: tmpl, jobs: jobs, dcs: dcs}
 	for i, name := range []string{"server-001", "server-002"} {
 		if _, err := hw.Hardware.Create(e.ctx, &stargate.Hardware{
 			ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},

@@ -32,7 +32,10 @@ type DatacenterStatusApplyConfiguration struct {
 	Conditions []v1.ConditionApplyConfiguration `json:"conditions,omitempty"`
 	// activeJobs is the number of Jobs running in this datacenter.
 	ActiveJobs *int32 `json:"activeJobs,omitempty"`
-	// lastProbeTime is when the datacenter API was last probed.
+	// lastProbeTime is when a probe last wrote this status. Probes run every
+	// probe interval (10s by default), but write only when Ready or activeJobs
+	// changes, or when lastProbeTime is 5 minutes old; one much older than
+	// that means probes have stopped.
 	LastProbeTime *metav1.Time `json:"lastProbeTime,omitempty"`
 }
 

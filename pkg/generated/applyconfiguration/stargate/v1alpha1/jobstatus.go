@@ -45,6 +45,11 @@ type JobStatusApplyConfiguration struct {
 	Attempts *int32 `json:"attempts,omitempty"`
 	// template is the Template as resolved when the Job started.
 	Template *ResolvedTemplateApplyConfiguration `json:"template,omitempty"`
+	// submission is the request sent (or about to be sent) to the datacenter.
+	// Once it is set, a submit may have reached the datacenter: the Job holds
+	// its Hardware and a slot of its datacenter, and ends only after the
+	// datacenter has said what runs under its idempotency key.
+	Submission *JobSubmissionApplyConfiguration `json:"submission,omitempty"`
 	// conditions are Progressing, Complete and Failed.
 	Conditions []metav1.ConditionApplyConfiguration `json:"conditions,omitempty"`
 }
@@ -116,6 +121,14 @@ func (b *JobStatusApplyConfiguration) WithAttempts(value int32) *JobStatusApplyC
 // If called multiple times, the Template field is set to the value of the last call.
 func (b *JobStatusApplyConfiguration) WithTemplate(value *ResolvedTemplateApplyConfiguration) *JobStatusApplyConfiguration {
 	b.Template = value
+	return b
+}
+
+// WithSubmission sets the Submission field in the declarative configuration to the given value
+// and returns the receiver, so that objects can be built by chaining "With" function invocations.
+// If called multiple times, the Submission field is set to the value of the last call.
+func (b *JobStatusApplyConfiguration) WithSubmission(value *JobSubmissionApplyConfiguration) *JobStatusApplyConfiguration {
+	b.Submission = value
 	return b
 }
 
