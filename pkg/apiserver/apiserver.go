@@ -228,7 +228,7 @@ func (c CompletedConfig) runControllers(ctx context.Context, client clientset.In
 	clientFor := dcclients.HTTPClients(c.ExtraConfig.DatacenterCredentialsDir)
 	opts := c.ExtraConfig.JobOptions
 	opts.Recorder, opts.Leading = recorder, leading
-	jobController, err := jobs.New(client, v1.Jobs(), v1.Hardwares(), v1.Templates(), v1.Datacenters(), clientFor, opts)
+	jobController, err := jobs.New(client, v1.Jobs(), v1.Templates(), v1.Datacenters(), clientFor, opts)
 	if err != nil {
 		return err
 	}

@@ -148,9 +148,16 @@ func TestJobsWaitForTheirDatacenter(t *testing.T) {
 		t.Fatalf("a paused datacenter ran %d jobs", n)
 	}
 
-	dc, _ := c.Datacenters().Get(ctx, ns, metav1.GetOptions{})
-	dc.Spec.Paused = false
-	if _, err := c.Datacenters().Update(ctx, dc, metav1.UpdateOptions{}); err != nil {
+	// The prober writes the Datacenter's status meanwhile: re-read on conflicts.
+	if err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		dc, err := c.Datacenters().Get(ctx, ns, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		dc.Spec.Paused = false
+		_, err = c.Datacenters().Update(ctx, dc, metav1.UpdateOptions{})
+		return err
+	}); err != nil {
 		t.Fatal(err)
 	}
 	waitForPhase(t, ts, ns, "waiting", v1alpha1.JobSucceeded, 20*time.Second)

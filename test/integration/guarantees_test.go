@@ -62,7 +62,7 @@ func TestOneJobPerHardwareThroughBothDoors(t *testing.T) {
 	req := &v1alpha1.RepaveRequest{Spec: v1alpha1.RepaveRequestSpec{TemplateRef: v1alpha1.LocalObjectReference{Name: "os-2-0-0"}}}
 
 	if won := race(t, 50, func(int) error {
-		_, err := c.Hardwares(ns).Repave(ctx, "server-001", req, metav1.CreateOptions{})
+		_, err := c.Hardwares(ns).Repave(ctx, "server-001", req.DeepCopy(), metav1.CreateOptions{}) // a copy each: encoding sets its kind
 		return err
 	}); won != 1 {
 		t.Fatalf("/repave: %d of 50 succeeded, want exactly 1", won)

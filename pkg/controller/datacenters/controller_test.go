@@ -10,6 +10,7 @@ import (
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/component-base/metrics/testutil"
 	testingclock "k8s.io/utils/clock/testing"
@@ -25,28 +26,12 @@ import (
 
 func TestProbeSetsReadyActiveJobsAndLastProbeTime(t *testing.T) {
 	metrics.Register()
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
+	ctx := context.Background()
 	running := &v1alpha1.Job{ObjectMeta: metav1.ObjectMeta{Namespace: "dc-west", Name: "j1", UID: "u1"},
 		Status: v1alpha1.JobStatus{Phase: v1alpha1.JobRunning}}
 	done := &v1alpha1.Job{ObjectMeta: metav1.ObjectMeta{Namespace: "dc-west", Name: "j2", UID: "u2"},
 		Status: v1alpha1.JobStatus{Phase: v1alpha1.JobSucceeded}}
-	client := clientfake.NewClientset(&v1alpha1.Datacenter{ObjectMeta: metav1.ObjectMeta{Name: "dc-west"},
-		Spec: v1alpha1.DatacenterSpec{Endpoint: "https://dc-west.example"}}, running, done)
-	factory := informers.NewSharedInformerFactory(client, 0)
-	v1 := factory.Stargate().V1alpha1()
-	if err := controller.AddJobIndexers(v1.Jobs().Informer()); err != nil {
-		t.Fatal(err)
-	}
-	dc := fake.New()
-	clock := testingclock.NewFakeClock(time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC))
-	c, err := New(client, v1.Datacenters(), v1.Jobs(), controller.NewRunningJobs(v1.Jobs().Informer()),
-		func(*v1alpha1.Datacenter) (datacenter.Client, error) { return dc, nil }, 10*time.Second, clock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	factory.Start(ctx.Done())
-	factory.WaitForCacheSync(ctx.Done())
+	c, client, dc, clock := newProber(t, running, done)
 
 	after, err := c.sync(ctx, "dc-west")
 	if err != nil || after != 10*time.Second {
@@ -83,14 +68,14 @@ func TestProbeSetsReadyActiveJobsAndLastProbeTime(t *testing.T) {
 	}
 }
 
-// newProber runs a prober of dc-west, healthy, with no Jobs.
-func newProber(t *testing.T) (*Controller, *clientfake.Clientset, *fake.Client, *testingclock.FakeClock) {
+// newProber runs a prober of dc-west, healthy, with jobs.
+func newProber(t *testing.T, jobs ...runtime.Object) (*Controller, *clientfake.Clientset, *fake.Client, *testingclock.FakeClock) {
 	t.Helper()
 	metrics.Register()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	client := clientfake.NewClientset(&v1alpha1.Datacenter{ObjectMeta: metav1.ObjectMeta{Name: "dc-west"},
-		Spec: v1alpha1.DatacenterSpec{Endpoint: "https://dc-west.example"}})
+	client := clientfake.NewClientset(append(jobs, &v1alpha1.Datacenter{ObjectMeta: metav1.ObjectMeta{Name: "dc-west"},
+		Spec: v1alpha1.DatacenterSpec{Endpoint: "https://dc-west.example"}})...)
 	factory := informers.NewSharedInformerFactory(client, 0)
 	v1 := factory.Stargate().V1alpha1()
 	if err := controller.AddJobIndexers(v1.Jobs().Informer()); err != nil {

@@ -125,7 +125,6 @@ type Options struct {
 type Controller struct {
 	client    clientset.Interface
 	jobs      listers.JobLister
-	hardware  listers.HardwareLister
 	templates listers.TemplateLister
 	dcs       listers.DatacenterLister
 	synced    []cache.InformerSynced
@@ -142,8 +141,10 @@ func (noEvents) Eventf(runtime.Object, runtime.Object, string, string, string, s
 }
 
 // New returns a controller over the given informers.
-func New(client clientset.Interface, jobInformer informers.JobInformer, hwInformer informers.HardwareInformer,
-	tmplInformer informers.TemplateInformer, dcInformer informers.DatacenterInformer, clientFor dcclients.ClientFor, opts Options) (*Controller, error) {
+// It holds no Hardware: a Job reads its Hardware from etcd when it fixes its
+// request, once.
+func New(client clientset.Interface, jobInformer informers.JobInformer, tmplInformer informers.TemplateInformer,
+	dcInformer informers.DatacenterInformer, clientFor dcclients.ClientFor, opts Options) (*Controller, error) {
 	if opts.PollInterval <= 0 {
 		opts.PollInterval = 2 * time.Second
 	}
@@ -172,10 +173,10 @@ func New(client clientset.Interface, jobInformer informers.JobInformer, hwInform
 		return nil, err
 	}
 	c := &Controller{
-		client: client, jobs: jobInformer.Lister(), hardware: hwInformer.Lister(), templates: tmplInformer.Lister(),
+		client: client, jobs: jobInformer.Lister(), templates: tmplInformer.Lister(),
 		dcs: dcInformer.Lister(), clientFor: clientFor, opts: opts,
-		synced: []cache.InformerSynced{jobInformer.Informer().HasSynced, hwInformer.Informer().HasSynced,
-			tmplInformer.Informer().HasSynced, dcInformer.Informer().HasSynced},
+		synced: []cache.InformerSynced{jobInformer.Informer().HasSynced, tmplInformer.Informer().HasSynced,
+			dcInformer.Informer().HasSynced},
 	}
 	c.running = controller.NewRunningJobs(jobInformer.Informer())
 	c.queue = controller.NewShards("stargate-jobs", opts.Workers, c.sync)

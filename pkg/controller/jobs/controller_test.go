@@ -99,7 +99,7 @@ func newHarness(t testing.TB, dcNames []string, objs ...runtime.Object) *harness
 		return nil, errors.New("no fake for " + dc.Name)
 	}
 	h.recorder = events.NewFakeRecorder(100)
-	c, err := New(client, v1.Jobs(), v1.Hardwares(), v1.Templates(), v1.Datacenters(), clientFor,
+	c, err := New(client, v1.Jobs(), v1.Templates(), v1.Datacenters(), clientFor,
 		Options{Clock: h.clock, PollInterval: time.Second, MinPollInterval: 100 * time.Millisecond, WaitInterval: 5 * time.Second, Recorder: h.recorder,
 			Failpoint: func(point string) error {
 				if point == h.crashAt {

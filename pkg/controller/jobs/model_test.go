@@ -606,7 +606,7 @@ func (m *model) restart() {
 	v1 := factory.Stargate().V1alpha1()
 	jobs, hws, tmpls, dcs := v1.Jobs(), v1.Hardwares(), v1.Templates(), v1.Datacenters()
 	clientFor := func(*v1alpha1.Datacenter) (datacenter.Client, error) { return m.dc, nil }
-	c, err := New(m.client, jobs, hws, tmpls, dcs, clientFor, Options{Clock: m.clock, PollInterval: time.Second,
+	c, err := New(m.client, jobs, tmpls, dcs, clientFor, Options{Clock: m.clock, PollInterval: time.Second,
 		MinPollInterval: 100 * time.Millisecond, WaitInterval: 5 * time.Second,
 		Failpoint: func(point string) error {
 			if point == m.failAt {
