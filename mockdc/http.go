@@ -60,12 +60,23 @@ func (s *Server) handleSubmit(w http.ResponseWriter, r *http.Request) {
 		writeError(w, status, err.Error())
 		return
 	}
-	res, err := s.submit(key, req)
+	var notAfter time.Time
+	if v := r.Header.Get(datacenter.NotAfterHeader); v != "" {
+		if notAfter, err = time.Parse(time.RFC3339Nano, v); err != nil {
+			writeError(w, http.StatusBadRequest, fmt.Sprintf("the %s header must be an RFC 3339 time: %v", datacenter.NotAfterHeader, err))
+			return
+		}
+	}
+	res, err := s.submit(key, req, notAfter)
 	var reused errKeyReused
 	var full errFull
+	var late errTooLate
 	switch {
 	case errors.As(err, &reused):
 		writeError(w, http.StatusConflict, err.Error())
+		return
+	case errors.As(err, &late):
+		writeError(w, http.StatusPreconditionFailed, err.Error())
 		return
 	case errors.As(err, &full):
 		w.Header().Set("Retry-After", strconv.Itoa(int((full.retryAfter+time.Second-1)/time.Second)))

@@ -235,8 +235,18 @@ type errFull struct{ retryAfter time.Duration }
 
 func (e errFull) Error() string { return "datacenter is running at capacity; retry later" }
 
-// submit starts (or queues) a job, or returns the job already submitted under key.
-func (s *Server) submit(key string, req datacenter.JobRequest) (submitResult, error) {
+// errTooLate is returned for a new submit that arrived after its Not-After deadline.
+type errTooLate struct{ notAfter time.Time }
+
+func (e errTooLate) Error() string {
+	return fmt.Sprintf("the request arrived after its %s deadline %s; nothing was started",
+		datacenter.NotAfterHeader, e.notAfter.Format(time.RFC3339Nano))
+}
+
+// submit starts (or queues) a job, or returns the job already submitted under
+// key. A new job is not started from a request past notAfter (zero: none),
+// judged on the wall clock, which is what the sender's deadline is set in.
+func (s *Server) submit(key string, req datacenter.JobRequest, notAfter time.Time) (submitResult, error) {
 	hash := requestHash(req)
 	now := s.lock()
 	defer s.unlock()
@@ -255,6 +265,9 @@ func (s *Server) submit(key string, req datacenter.JobRequest) (submitResult, er
 			return submitResult{}, errKeyReused{id: id}
 		}
 		return submitResult{job: s.view(j, now), replayed: true}, nil
+	}
+	if !notAfter.IsZero() && time.Now().After(notAfter) {
+		return submitResult{}, errTooLate{notAfter: notAfter}
 	}
 	if s.opts.RejectWhenFull && s.running() >= s.opts.MaxRunning {
 		return submitResult{}, errFull{retryAfter: s.untilNextFinish(now)}

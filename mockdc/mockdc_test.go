@@ -399,3 +399,31 @@ func TestLoadInventory(t *testing.T) {
 		t.Error("an unknown field was accepted")
 	}
 }
+
+// A submit that arrives after its Not-After deadline starts nothing (412);
+// one under a key already running is still answered with that job.
+func TestNotAfterDeadline(t *testing.T) {
+	dc := newTestDC(t)
+	past := time.Now().Add(-time.Second).UTC().Format(time.RFC3339Nano)
+	future := time.Now().Add(time.Minute).UTC().Format(time.RFC3339Nano)
+	var e datacenter.ErrorBody
+	code := dc.call(t, http.MethodPost, "/v1/jobs", repave("aa:00:00:00:00:01"),
+		map[string]string{datacenter.IdempotencyKeyHeader: "late", datacenter.NotAfterHeader: past}, &e)
+	if code != http.StatusPreconditionFailed || e.Code != http.StatusPreconditionFailed || len(dc.Ledger()) != 0 {
+		t.Fatalf("a late submit: %d %+v, %d executions", code, e, len(dc.Ledger()))
+	}
+	var job datacenter.Job
+	if code := dc.call(t, http.MethodPost, "/v1/jobs", repave("aa:00:00:00:00:01"),
+		map[string]string{datacenter.IdempotencyKeyHeader: "on-time", datacenter.NotAfterHeader: future}, &job); code != http.StatusAccepted {
+		t.Fatalf("a submit in time: %d", code)
+	}
+	var again datacenter.Job
+	if code := dc.call(t, http.MethodPost, "/v1/jobs", repave("aa:00:00:00:00:01"),
+		map[string]string{datacenter.IdempotencyKeyHeader: "on-time", datacenter.NotAfterHeader: past}, &again); code != http.StatusOK || again.ID != job.ID {
+		t.Errorf("a late replay of a started job: %d %+v", code, again)
+	}
+	if code := dc.call(t, http.MethodPost, "/v1/jobs", repave("aa:00:00:00:00:02"),
+		map[string]string{datacenter.IdempotencyKeyHeader: "bad", datacenter.NotAfterHeader: "tomorrow"}, &e); code != http.StatusBadRequest {
+		t.Errorf("an unreadable deadline: %d", code)
+	}
+}

@@ -303,6 +303,7 @@ func (c CompletedConfig) storageMap() (map[string]rest.Storage, error) {
 		return nil, fmt.Errorf("datacenters: %w", err)
 	}
 	dcs.Datacenter.DeleteGuard = lock.DatacenterDeletable
+	dcs.Datacenter.BeginUpdate = lock.DatacenterUpdatable
 	// /repave runs the Jobs it creates through the server's admission.
 	repave := hardware.NewRepaveREST(hw.Hardware, tmpl, jobs.Job, c.GenericConfig.AdmissionControl,
 		hardware.ObjectInterfaces(Scheme, c.GenericConfig.EquivalentResourceRegistry))

@@ -3,6 +3,8 @@ package controller
 
 import (
 	"context"
+	"fmt"
+	"runtime/debug"
 	"sync"
 	"time"
 
@@ -11,6 +13,8 @@ import (
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/util/workqueue"
 	"k8s.io/klog/v2"
+
+	"stargate.io/stargate/pkg/controller/metrics"
 )
 
 // SyncFunc moves one object a step forward and says when to look again (0:
@@ -72,7 +76,7 @@ func (q *Queue) processNext(ctx context.Context) bool {
 		return false
 	}
 	defer q.queue.Done(key)
-	after, err := q.sync(ctx, key)
+	after, err := q.syncRecovering(ctx, key)
 	switch {
 	case err != nil:
 		klog.FromContext(ctx).Error(err, "Sync failed; will retry", "key", key)
@@ -84,4 +88,17 @@ func (q *Queue) processNext(ctx context.Context) bool {
 		q.queue.Forget(key)
 	}
 	return true
+}
+
+// syncRecovering runs one sync, turning a panic into an error retried with
+// backoff: one bad object must not take the API server (which runs the
+// controllers in its process) down with it, again at every restart.
+func (q *Queue) syncRecovering(ctx context.Context, key string) (after time.Duration, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("sync of %s panicked: %v\n%s", key, r, debug.Stack())
+			metrics.SyncPanics.Inc()
+		}
+	}()
+	return q.sync(ctx, key)
 }

@@ -110,26 +110,59 @@ func (c *HTTPClient) Submit(ctx context.Context, idempotencyKey string, req JobR
 	if err != nil {
 		return nil, err
 	}
+	header := http.Header{IdempotencyKeyHeader: {idempotencyKey}}
+	if deadline, ok := ctx.Deadline(); ok {
+		// The datacenter must not start a job from this request once the
+		// deadline has passed: a submit delayed on its way (or sent by a
+		// paused process) cannot start anything after Stargate stopped waiting.
+		header.Set(NotAfterHeader, deadline.UTC().Format(time.RFC3339Nano))
+	}
 	job := &Job{}
-	return job, c.do(ctx, http.MethodPost, "/v1/jobs", body, http.Header{IdempotencyKeyHeader: {idempotencyKey}}, job)
+	if err := c.do(ctx, http.MethodPost, "/v1/jobs", body, header, job); err != nil {
+		return job, err
+	}
+	return job, validJob(job)
 }
 
 // GetJob implements Client.
 func (c *HTTPClient) GetJob(ctx context.Context, id string) (*Job, error) {
 	job := &Job{}
-	return job, c.do(ctx, http.MethodGet, "/v1/jobs/"+url.PathEscape(id), nil, nil, job)
+	if err := c.do(ctx, http.MethodGet, "/v1/jobs/"+url.PathEscape(id), nil, nil, job); err != nil {
+		return job, err
+	}
+	return job, validJob(job)
 }
 
 // FindJob implements Client.
 func (c *HTTPClient) FindJob(ctx context.Context, idempotencyKey string) (*Job, error) {
 	job := &Job{}
-	return job, c.do(ctx, http.MethodGet, "/v1/jobs?idempotencyKey="+url.QueryEscape(idempotencyKey), nil, nil, job)
+	if err := c.do(ctx, http.MethodGet, "/v1/jobs?idempotencyKey="+url.QueryEscape(idempotencyKey), nil, nil, job); err != nil {
+		return job, err
+	}
+	return job, validJob(job)
 }
 
 // Cancel implements Client.
 func (c *HTTPClient) Cancel(ctx context.Context, id string) (*Job, error) {
 	job := &Job{}
-	return job, c.do(ctx, http.MethodPost, "/v1/jobs/"+url.PathEscape(id)+"/cancel", nil, nil, job)
+	if err := c.do(ctx, http.MethodPost, "/v1/jobs/"+url.PathEscape(id)+"/cancel", nil, nil, job); err != nil {
+		return job, err
+	}
+	return job, validJob(job)
+}
+
+// validJob refuses a 2xx answer that decoded but says nothing usable (no ID,
+// a state the contract does not define): like an unreadable body, the
+// datacenter did something and did not say what.
+func validJob(job *Job) error {
+	switch job.State {
+	case JobQueued, JobRunning, JobSucceeded, JobFailed, JobCancelled:
+		if job.ID != "" {
+			return nil
+		}
+	}
+	return &Error{Op: "answer", StatusCode: http.StatusOK,
+		Message: fmt.Sprintf("undecodable answer: job id %q, state %q", job.ID, job.State)}
 }
 
 // GetMachine implements Client.
@@ -206,15 +239,20 @@ func (c *HTTPClient) once(ctx context.Context, op, method, path string, body []b
 	if resp.StatusCode >= 300 {
 		e := &Error{Op: op, StatusCode: resp.StatusCode, RetryAfter: retryAfter(resp.Header.Get("Retry-After"))}
 		var eb ErrorBody
+		text := string(data)
 		if json.Unmarshal(data, &eb) == nil && eb.Message != "" {
-			e.Message = eb.Message
-		} else {
-			e.Message = strings.TrimSpace(string(data[:min(len(data), 256)]))
+			text = eb.Message
+			// Only a body in the contract's own shape speaks for the API: a
+			// 404 from a proxy or another server says nothing about a job.
+			e.contract = eb.Code == resp.StatusCode
 		}
 		if token != "" {
-			// Should a datacenter echo what it was sent, the token still stays out of errors.
-			e.Message = strings.ReplaceAll(e.Message, token, "[token]")
+			// Should a datacenter echo what it was sent, the token still stays
+			// out of errors: scrubbed before anything is cut, raw and escaped.
+			escaped, _ := json.Marshal(token)
+			text = strings.ReplaceAll(strings.ReplaceAll(text, token, "[token]"), strings.Trim(string(escaped), `"`), "[token]")
 		}
+		e.Message = strings.TrimSpace(text[:min(len(text), 256)])
 		if resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden {
 			return &CredentialsError{File: c.cfg.TokenFile, Err: e}
 		}

@@ -361,3 +361,38 @@ func TestUndecodableAnswerIsItsOwnKind(t *testing.T) {
 		t.Error("only 2xx answers are undecodable")
 	}
 }
+
+// Only the contract's own 404 (a JSON ErrorBody with code 404) says a job is
+// not there; a bare 404 from a proxy or another server does not. A 2xx that
+// decodes to no job id or an unknown state is as unreadable as a cut body.
+func TestOnlyTheContractSaysNotFound(t *testing.T) {
+	var answer func(w http.ResponseWriter)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { answer(w) }))
+	defer srv.Close()
+	c, err := datacenter.New(datacenter.Config{Endpoint: srv.URL, Backoff: wait.Backoff{Steps: 1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	answer = func(w http.ResponseWriter) {
+		w.WriteHeader(http.StatusNotFound)
+		_, _ = w.Write([]byte("<html><body>404 Not Found</body></html>"))
+	}
+	if _, err := c.GetJob(ctx, "j1"); err == nil || datacenter.IsNotFound(err) {
+		t.Errorf("a bare 404 taken for the contract's: %v", err)
+	}
+	answer = func(w http.ResponseWriter) {
+		w.WriteHeader(http.StatusNotFound)
+		_, _ = w.Write([]byte(`{"code":404,"message":"job j1 not found"}`))
+	}
+	if _, err := c.GetJob(ctx, "j1"); !datacenter.IsNotFound(err) {
+		t.Errorf("the contract's 404: %v", err)
+	}
+	answer = func(w http.ResponseWriter) {
+		w.WriteHeader(http.StatusOK)
+		_, _ = w.Write([]byte(`{}`))
+	}
+	if _, err := c.GetJob(ctx, "j1"); !datacenter.IsUndecodable(err) {
+		t.Errorf("a 200 with no job in it: %v", err)
+	}
+}

@@ -21,6 +21,14 @@ type Error struct {
 	// Op names the call, e.g. "POST /v1/jobs".
 	Op  string
 	err error
+	// contract: the body was the contract's ErrorBody with this status code.
+	contract bool
+}
+
+// NotFoundError is the contract's 404: the datacenter API itself says the
+// job or machine does not exist (fakes and tests build it with this).
+func NotFoundError(op, message string) *Error {
+	return &Error{Op: op, StatusCode: http.StatusNotFound, Message: message, contract: true}
 }
 
 func (e *Error) Error() string {
@@ -40,8 +48,14 @@ func statusOf(err error) (int, bool) {
 	return 0, false
 }
 
-// IsNotFound reports a 404: the job or machine does not exist there.
+// IsNotFound reports the contract's 404 (a JSON ErrorBody with code 404):
+// the job or machine does not exist there. A bare 404 (a proxy, a wrong path
+// or server) is not one: Stargate never ends a Job on it.
 func IsNotFound(err error) bool {
+	var e *Error
+	if !errors.As(err, &e) || !e.contract {
+		return false
+	}
 	code, ok := statusOf(err)
 	return ok && code == http.StatusNotFound
 }

@@ -101,3 +101,7 @@ type ErrorBody struct {
 
 // IdempotencyKeyHeader carries the key that makes POST /v1/jobs safe to repeat.
 const IdempotencyKeyHeader = "Idempotency-Key"
+
+// NotAfterHeader carries a submit's deadline (RFC 3339): a datacenter must not
+// start a job from a request it receives after it, and answers 412 instead.
+const NotAfterHeader = "Not-After"

@@ -97,6 +97,9 @@ func (o *Options) Flags() cliflag.NamedFlagSets {
 		"Elect, among the replicas sharing this etcd, the one that runs the controllers (an election on etcd itself).")
 	fs.DurationVar(&o.LeaderElectionTTL, "leader-elect-lease-duration", o.LeaderElectionTTL,
 		"How long a leader that stops renewing (paused, cut off) keeps the lead before another replica takes over; whole seconds.")
+	fs.DurationVar(&o.JobOptions.SubmitWindow, "submit-window", time.Minute,
+		"Deadline of each submit to a datacenter (sent as Not-After): a datacenter must not start a job from a request "+
+			"received later, so only past it is its 'nothing under this key' final. Longer than a submit's retries.")
 	o.RecommendedOptions.AddFlags(fss.FlagSet("generic"))
 	return fss
 }

@@ -167,7 +167,7 @@ func (s *apiServer) updateJob(action clienttesting.Action) (bool, runtime.Object
 		}
 	} else {
 		updated.Spec.Cancel = stored.Spec.Cancel || in.Spec.Cancel
-		updated.Labels, updated.Annotations, updated.Finalizers = in.Labels, in.Annotations, in.Finalizers
+		updated.Labels, updated.Annotations = in.Labels, in.Annotations
 	}
 	if updated.DeletionTimestamp != nil && len(updated.Finalizers) == 0 {
 		return true, updated, s.remove(updated)

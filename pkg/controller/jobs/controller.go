@@ -17,6 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -81,10 +82,15 @@ const (
 	ReasonTemplateChanged = "TemplateChanged"
 	// ReasonHardwareNotHeld: the Hardware's lock names another Job.
 	ReasonHardwareNotHeld = "HardwareNotHeld"
+	// ReasonAbandoned: an operator labelled the Job stargate.io/abandon=true.
+	ReasonAbandoned = "Abandoned"
 
-	ConditionProgressing = "Progressing"
-	ConditionComplete    = "Complete"
-	ConditionFailed      = "Failed"
+	// ConditionFailureTarget: the Job gave up (backoff limit, a refusal) and
+	// fails once the datacenter says nothing runs under its key.
+	ConditionFailureTarget = "FailureTarget"
+	ConditionProgressing   = "Progressing"
+	ConditionComplete      = "Complete"
+	ConditionFailed        = "Failed"
 )
 
 // Failpoints: the moments a crash is most dangerous, where tests inject one.
@@ -106,6 +112,11 @@ type Options struct {
 	PollInterval, MinPollInterval time.Duration
 	// WaitInterval is how often a Job held back by its Datacenter is looked at again.
 	WaitInterval time.Duration
+	// SubmitWindow bounds a submit: the request carries the deadline
+	// lastAttemptTime + SubmitWindow, after which a datacenter must not start
+	// it, so a lookup that finds nothing under a Job's key is final only past
+	// it. It must exceed one call's retries (default 60s).
+	SubmitWindow time.Duration
 	// Workers is the number of workers per datacenter (default 16: most of
 	// a sync is waiting on the API server and the datacenter).
 	Workers int
@@ -153,6 +164,9 @@ func New(client clientset.Interface, jobInformer informers.JobInformer, tmplInfo
 	}
 	if opts.WaitInterval <= 0 {
 		opts.WaitInterval = 10 * time.Second
+	}
+	if opts.SubmitWindow <= 0 {
+		opts.SubmitWindow = time.Minute
 	}
 	if opts.Workers <= 0 {
 		opts.Workers = 16
@@ -269,6 +283,9 @@ func (c *Controller) sync(ctx context.Context, key string) (time.Duration, error
 	logger := klog.FromContext(ctx).WithValues("job", klog.KObj(job), "datacenter", ns)
 	ctx = klog.NewContext(ctx, logger)
 
+	if job.Labels[v1alpha1.JobAbandonLabel] == "true" {
+		return 0, c.abandon(ctx, job)
+	}
 	dc, err := c.dcs.Get(ns)
 	if apierrors.IsNotFound(err) {
 		return c.withoutDatacenter(ctx, job)
@@ -284,7 +301,12 @@ func (c *Controller) sync(ctx context.Context, key string) (time.Duration, error
 	if reason, ok := waitingReason(err); ok {
 		// The datacenter cannot be asked now (credentials, an outage):
 		// nothing about the Job changes but the reason it waits.
-		return c.wait(ctx, job, reason, fmt.Sprintf("Datacenter %s: %v", dc.Name, err))
+		var unknown *outcomeUnknownError
+		late := errors.As(err, &unknown) && unknown.after > 0
+		after, err = c.wait(ctx, job, reason, fmt.Sprintf("Datacenter %s: %v", dc.Name, err))
+		if err == nil && late {
+			after = unknown.after // exactly when the answer becomes final
+		}
 	}
 	return after, err
 }
@@ -336,6 +358,25 @@ func (c *Controller) withoutDatacenter(ctx context.Context, job *v1alpha1.Job) (
 	return c.wait(ctx, job, ReasonDatacenterNotFound, fmt.Sprintf(
 		"no Datacenter named %s governs namespace %s, and the Job may have reached that datacenter; it waits, holding Hardware %s, until the Datacenter is back and says what runs under the Job's key",
 		ns, ns, job.Spec.HardwareRef.Name))
+}
+
+// abandon ends a Job an operator gave up on (label stargate.io/abandon=true)
+// without asking its datacenter, and says on its Hardware that the machine's
+// state is unknown: whatever the Job started there may still run.
+func (c *Controller) abandon(ctx context.Context, job *v1alpha1.Job) error {
+	message := "abandoned by an operator (label " + v1alpha1.JobAbandonLabel + "=true)"
+	if mayHaveReached(job) {
+		message += "; the datacenter was not asked what runs under the Job's key: check the machine before using it"
+		err := c.updateHardware(ctx, job, func(s *v1alpha1.HardwareStatus) {
+			s.State = v1alpha1.HardwareStateUnknown
+			meta.SetStatusCondition(&s.Conditions, metav1.Condition{Type: ConditionFailed, Status: metav1.ConditionTrue,
+				Reason: ReasonAbandoned, Message: fmt.Sprintf("Job %s was %s", job.Name, message)})
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return c.fail(ctx, job, ReasonAbandoned, message)
 }
 
 // deadline is the time a running Job has left before activeDeadlineSeconds.
@@ -395,6 +436,16 @@ func (c *Controller) lookUp(ctx context.Context, job *v1alpha1.Job, client datac
 	dcJob, err := client.FindJob(ctx, string(job.UID))
 	switch {
 	case datacenter.IsNotFound(err):
+		// Final only once the latest submit can no longer start anything:
+		// past its Not-After deadline, with the clocks' allowance.
+		if last := job.Status.LastAttemptTime; last != nil {
+			final := last.Add(c.opts.SubmitWindow + clockSkew)
+			if wait := final.Sub(c.opts.Clock.Now()); wait > 0 {
+				return false, &outcomeUnknownError{after: wait, err: fmt.Errorf(
+					"nothing runs under the Job's key yet, but the submit sent at %s may still arrive until %s",
+					last.UTC().Format(time.RFC3339), final.UTC().Format(time.RFC3339))}
+			}
+		}
 		return false, nil
 	case err != nil:
 		return false, &outcomeUnknownError{err: err}
@@ -407,6 +458,9 @@ func (c *Controller) lookUp(ctx context.Context, job *v1alpha1.Job, client datac
 // Template changed) only after the datacenter says nothing runs under its
 // key; a job found there is adopted and followed instead.
 func (c *Controller) settle(ctx context.Context, job *v1alpha1.Job, client datacenter.Client, reason, message string) (time.Duration, error) {
+	// The decision is kept (as batch Jobs keep theirs) until the datacenter
+	// has answered: a Job that must wait for that answer is never sent again.
+	c.setCondition(job, ConditionFailureTarget, metav1.ConditionTrue, reason, message)
 	switch found, err := c.lookUp(ctx, job, client); {
 	case err != nil:
 		return 0, err
@@ -475,33 +529,44 @@ func (c *Controller) progress(ctx context.Context, job *v1alpha1.Job, reason, me
 // the Job keeps the slot and its Hardware until the datacenter has said what
 // runs under its key.
 func (c *Controller) start(ctx context.Context, job *v1alpha1.Job, dc *v1alpha1.Datacenter, client datacenter.Client) (time.Duration, error) {
-	if !mayHaveReached(job) {
-		if dc.Spec.Paused {
-			return c.wait(ctx, job, ReasonDatacenterPaused, fmt.Sprintf("Datacenter %s is paused; the Job starts when it is resumed", dc.Name))
-		}
-		max := ptrValue(dc.Spec.MaxConcurrentJobs, v1alpha1.DefaultMaxConcurrentJobs)
-		if !c.running.Reserve(job, int(max)) {
-			return c.wait(ctx, job, ReasonDatacenterBusy, fmt.Sprintf("Datacenter %s is running its maximum of %d Jobs", dc.Name, max))
-		}
-		if err := c.fix(ctx, job); err != nil || isFinished(job.Status.Phase) {
-			c.running.Release(job) // nothing was sent: the slot is free again
-			return 0, err
-		}
-		// From here the Job's own status holds the slot (RunningJobs counts
-		// submitted Jobs); the reservation lapses once the cache sees it.
-		return c.submit(ctx, job, client, true)
-	} else if dc.Spec.Paused {
+	if mayHaveReached(job) && (job.Status.Submission == nil || dc.Spec.Paused) {
 		// Pausing starts nothing new, but what an earlier submit started
-		// goes on: find out which it is.
+		// goes on; and a Job an older controller may have sent without
+		// recording its request is not sent again before it is known that
+		// nothing runs for it. Find out which it is.
 		switch found, err := c.lookUp(ctx, job, client); {
 		case err != nil:
 			return 0, err
 		case found:
 			return c.poll(ctx, job, client)
+		case job.Status.Submission != nil:
+			return c.wait(ctx, job, ReasonDatacenterPaused, fmt.Sprintf("Datacenter %s is paused; the Job starts when it is resumed", dc.Name))
 		}
+	}
+	if target := meta.FindStatusCondition(job.Status.Conditions, ConditionFailureTarget); target != nil {
+		return c.settle(ctx, job, client, target.Reason, target.Message) // it gave up: it only asks
+	}
+	if job.Status.Submission != nil {
+		return c.submit(ctx, job, client, false)
+	}
+	if dc.Spec.Paused {
 		return c.wait(ctx, job, ReasonDatacenterPaused, fmt.Sprintf("Datacenter %s is paused; the Job starts when it is resumed", dc.Name))
 	}
-	return c.submit(ctx, job, client, false)
+	max := ptrValue(dc.Spec.MaxConcurrentJobs, v1alpha1.DefaultMaxConcurrentJobs)
+	if !c.running.Reserve(job, int(max)) {
+		return c.wait(ctx, job, ReasonDatacenterBusy, fmt.Sprintf("Datacenter %s is running its maximum of %d Jobs", dc.Name, max))
+	}
+	err := c.opts.Leading(ctx) // a replica that lost the lead takes no slot
+	if err == nil {
+		err = c.fix(ctx, job)
+	}
+	if err != nil || isFinished(job.Status.Phase) {
+		c.running.Release(job) // nothing was sent: the slot is free again
+		return 0, err
+	}
+	// From here the Job's own status holds the slot (RunningJobs counts
+	// submitted Jobs); the reservation lapses once the cache sees it.
+	return c.submit(ctx, job, client, true)
 }
 
 // fix resolves what a Job will send, once: its Hardware's MAC and IPv4 (read
@@ -522,7 +587,8 @@ func (c *Controller) fix(ctx context.Context, job *v1alpha1.Job) error {
 	}
 	sub := &v1alpha1.JobSubmission{MAC: hw.Spec.MAC, IPv4: hw.Spec.IPv4}
 	if job.Spec.Operation == v1alpha1.OperationRepave {
-		tmpl, err := c.templates.Templates(job.Namespace).Get(job.Spec.TemplateRef.Name)
+		// From etcd too: a Template just mended must be what this Job installs.
+		tmpl, err := c.client.StargateV1alpha1().Templates(job.Namespace).Get(ctx, job.Spec.TemplateRef.Name, metav1.GetOptions{})
 		if apierrors.IsNotFound(err) {
 			return c.fail(ctx, job, ReasonTemplateNotFound, fmt.Sprintf("Template %s no longer exists; nothing was sent", job.Spec.TemplateRef.Name))
 		} else if err != nil {
@@ -532,7 +598,8 @@ func (c *Controller) fix(ctx context.Context, job *v1alpha1.Job) error {
 		job.Status.Template = &v1alpha1.ResolvedTemplate{OSVersion: tmpl.Spec.OSVersion, OSImage: tmpl.Spec.OSImage}
 		sub.UserDataSHA256 = digest(userData(tmpl))
 	}
-	job.Status.Submission = sub
+	now := metav1.NewTime(c.opts.Clock.Now())
+	job.Status.Submission, job.Status.LastAttemptTime = sub, &now
 	job.Status.Reason, job.Status.Message = ReasonSubmitting, fmt.Sprintf("sending the Job to %s", job.Namespace)
 	c.setCondition(job, ConditionProgressing, metav1.ConditionFalse, ReasonSubmitting, job.Status.Message)
 	return c.updateStatus(ctx, job) // no Event: Submitted follows at once
@@ -543,6 +610,9 @@ func (c *Controller) fix(ctx context.Context, job *v1alpha1.Job) error {
 // only while it still has the digest fixed at the first attempt.
 func (c *Controller) request(job *v1alpha1.Job) (datacenter.JobRequest, error) {
 	sub := job.Status.Submission
+	if sub == nil {
+		return datacenter.JobRequest{}, fmt.Errorf("no request was fixed for the Job")
+	}
 	req := datacenter.JobRequest{Operation: datacenter.Operation(job.Spec.Operation),
 		Machine: datacenter.Machine{MAC: sub.MAC, IPv4: sub.IPv4, Name: job.Spec.HardwareRef.Name}}
 	if job.Spec.Operation != v1alpha1.OperationRepave || job.Status.Template == nil {
@@ -569,17 +639,6 @@ func (c *Controller) request(job *v1alpha1.Job) (datacenter.JobRequest, error) {
 // the Job, or spent its backoff limit), so it is checked against etcd first:
 // a Submit is the one step that no resourceVersion precondition guards.
 func (c *Controller) submit(ctx context.Context, job *v1alpha1.Job, client datacenter.Client, fresh bool) (time.Duration, error) {
-	if !fresh {
-		live, err := c.client.StargateV1alpha1().Jobs(job.Namespace).Get(ctx, job.Name, metav1.GetOptions{})
-		if err != nil {
-			return 0, err
-		}
-		if live.UID != job.UID || live.ResourceVersion != job.ResourceVersion {
-			return 0, apierrors.NewConflict(v1alpha1.Resource("jobs"), job.Name,
-				fmt.Errorf("the cached Job (resourceVersion %s) is behind etcd (%s); looked at again once the cache catches up",
-					job.ResourceVersion, live.ResourceVersion))
-		}
-	}
 	req, err := c.request(job)
 	if err != nil {
 		// The first request cannot be sent again as it was: send nothing
@@ -602,8 +661,27 @@ func (c *Controller) submit(ctx context.Context, job *v1alpha1.Job, client datac
 	if err := c.opts.Leading(ctx); err != nil {
 		return 0, err
 	}
+	if !fresh {
+		// Record the attempt before it is sent. The write's resourceVersion
+		// precondition fences it: it fails if the cached Job is behind this
+		// controller's own last write (one that ended the Job, or spent its
+		// backoff limit) or another replica changed the Job since.
+		now := metav1.NewTime(c.opts.Clock.Now())
+		job.Status.LastAttemptTime = &now
+		if err := c.updateStatus(ctx, job); err != nil {
+			return 0, err
+		}
+	}
+	// The datacenter must not start anything from this request after its
+	// deadline, so a submit delayed on its way cannot outlive the window in
+	// which Stargate waits for it (lookUp).
+	submitCtx, cancel := context.WithDeadline(ctx, job.Status.LastAttemptTime.Add(c.opts.SubmitWindow))
+	defer cancel()
 	job.Status.Attempts++
-	dcJob, err := client.Submit(ctx, string(job.UID), req)
+	dcJob, err := client.Submit(submitCtx, string(job.UID), req)
+	if err != nil && req.UserData != "" {
+		err = scrubbed{err: err, secret: req.UserData} // a datacenter may echo the body
+	}
 	if err == nil {
 		if err := c.opts.Failpoint(FailpointAfterSubmit); err != nil {
 			return 0, err
@@ -653,8 +731,13 @@ func (c *Controller) retrying(ctx context.Context, job *v1alpha1.Job, err error)
 // or adopted from an earlier submit whose answer was lost.
 func (c *Controller) markRunning(ctx context.Context, job *v1alpha1.Job, dcJob *datacenter.Job, reason, message string) error {
 	now := metav1.NewTime(c.opts.Clock.Now())
+	if started := dcJob.StartedAt; started != nil && started.Before(now.Time) {
+		// An adopted job's deadline runs from when it really started.
+		now = metav1.NewTime(*started)
+	}
 	job.Status.Phase, job.Status.DCJobID, job.Status.StartTime = v1alpha1.JobRunning, dcJob.ID, &now
 	job.Status.Reason, job.Status.Message = reason, message
+	meta.RemoveStatusCondition(&job.Status.Conditions, ConditionFailureTarget) // it runs: it ends as the datacenter says
 	c.setCondition(job, ConditionProgressing, metav1.ConditionTrue, reason, message)
 	if err := c.updateStatus(ctx, job); err != nil {
 		// The datacenter job exists; the next sync submits again with the
@@ -885,9 +968,27 @@ func mayHaveReached(job *v1alpha1.Job) bool {
 		slices.Contains(job.Finalizers, v1alpha1.JobCancelFinalizer)
 }
 
+// clockSkew is how far the clocks of Stargate's replicas and a datacenter
+// may disagree when a submit's Not-After deadline is judged.
+const clockSkew = 5 * time.Second
+
 // outcomeUnknownError is a Job that may have reached its datacenter, which
-// cannot be asked what runs under its key.
-type outcomeUnknownError struct{ err error }
+// cannot yet say what runs under its key; after, if set, is when it can.
+type outcomeUnknownError struct {
+	err   error
+	after time.Duration
+}
+
+// scrubbed is a datacenter error whose text is shown without a secret the
+// request carried (cloud-init user data), should the datacenter echo it.
+type scrubbed struct {
+	err    error
+	secret string
+}
+
+func (s scrubbed) Error() string { return strings.ReplaceAll(s.err.Error(), s.secret, "[user data]") }
+
+func (s scrubbed) Unwrap() error { return s.err }
 
 func (e *outcomeUnknownError) Error() string {
 	return fmt.Sprintf("a submit may have reached the datacenter, which cannot say now what runs under the Job's key (%v); "+

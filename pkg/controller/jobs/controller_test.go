@@ -43,6 +43,8 @@ type harness struct {
 	notLeading bool
 	// fronts, when set, stand before the fake datacenters (see front).
 	fronts map[string]*front
+	// late, when set, stands before every fake datacenter (see lateFront).
+	late   *lateFront
 	server *apiServer
 }
 
@@ -90,6 +92,9 @@ func newHarness(t testing.TB, dcNames []string, objs ...runtime.Object) *harness
 		h.dcs[n] = fake.New()
 	}
 	clientFor := func(dc *v1alpha1.Datacenter) (datacenter.Client, error) {
+		if h.late != nil {
+			return h.late, nil
+		}
 		if f, ok := h.fronts[dc.Name]; ok {
 			return f, nil
 		}
@@ -308,6 +313,7 @@ func TestTransientErrorsAreRetriedUpToTheBackoffLimit(t *testing.T) {
 	if _, err := h.sync("dc-west", "reboot-2"); err != nil {
 		t.Fatal(err)
 	}
+	h.settleWindow("dc-west", "reboot-2")
 	if j := h.job("dc-west", "reboot-2"); j.Status.Phase != v1alpha1.JobFailed || j.Status.Reason != ReasonBackoffLimitExceeded ||
 		!hasTrue(j.Status.Conditions, ConditionFailed) {
 		t.Errorf("after the backoff limit: %+v", j.Status)
@@ -323,6 +329,7 @@ func TestRejectedAndFailedJobs(t *testing.T) {
 	if _, err := h.sync("dc-west", "rejected"); err != nil {
 		t.Fatal(err)
 	}
+	h.settleWindow("dc-west", "rejected")
 	if j := h.job("dc-west", "rejected"); j.Status.Phase != v1alpha1.JobFailed || j.Status.Reason != ReasonRejected || dc.Calls(fake.MethodSubmit) != 1 {
 		t.Errorf("a 4xx must fail the Job without retrying: %+v", j.Status)
 	}
@@ -601,5 +608,31 @@ func TestEventsAndMetricsOnPhaseChanges(t *testing.T) {
 	}
 	if after, _ := testutil.GetCounterMetricValue(succeeded); after != before+1 {
 		t.Errorf("stargate_jobs_total{result=succeeded} went from %v to %v", before, after)
+	}
+}
+
+// settleWindow checks that a Job that gave up waits, sending nothing, until
+// its latest submit can no longer start anything at the datacenter, then
+// steps the clock past that and syncs it again.
+func (h *harness) settleWindow(ns, name string) {
+	h.t.Helper()
+	j := h.job(ns, name)
+	if j.Status.Phase != v1alpha1.JobPending || j.Status.Reason != ReasonOutcomeUnknown || !hasTrue(j.Status.Conditions, ConditionFailureTarget) {
+		h.t.Fatalf("a Job that gave up within the submit window must wait, holding its Hardware: %+v", j.Status)
+	}
+	submits := 0
+	for _, dc := range h.dcs {
+		submits += dc.Calls(fake.MethodSubmit)
+	}
+	h.sync(ns, name) // still within the window: nothing is sent
+	h.clock.Step(time.Minute + clockSkew)
+	if _, err := h.sync(ns, name); err != nil {
+		h.t.Fatal(err)
+	}
+	for _, dc := range h.dcs {
+		submits -= dc.Calls(fake.MethodSubmit)
+	}
+	if submits != 0 {
+		h.t.Errorf("a Job that gave up was submitted %d more times", -submits)
 	}
 }

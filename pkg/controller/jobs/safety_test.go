@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
@@ -238,6 +239,7 @@ func TestEveryAttemptSendsTheFirstRequest(t *testing.T) {
 	})
 	submits := len(f.requests)
 	h.sync("dc-west", "repave-2")
+	h.settleWindow("dc-west", "repave-2")
 	if j := h.job("dc-west", "repave-2"); j.Status.Phase != v1alpha1.JobFailed || j.Status.Reason != ReasonTemplateChanged || len(f.requests) != submits {
 		t.Errorf("after the user data changed: %+v, %d more submits", j.Status, len(f.requests)-submits)
 	}
@@ -376,5 +378,99 @@ func (h *harness) cancel(ns, name string) {
 	j.Spec.Cancel = true
 	if _, err := h.client.StargateV1alpha1().Jobs(ns).Update(h.ctx, j, metav1.UpdateOptions{}); err != nil {
 		h.t.Fatal(err)
+	}
+}
+
+// A submit that timed out may still be on its way: "nothing under the key"
+// is final only once the request's Not-After deadline (carried by the
+// submit) has passed. A request that lands before then is adopted.
+func TestATimedOutSubmitMayStillLand(t *testing.T) {
+	job := jobObj("dc-west", "reboot-1", "server-001", v1alpha1.OperationReboot)
+	job.Spec.BackoffLimit = ptr.To[int32](0)
+	h := newHarness(t, []string{"dc-west"}, datacenterObj("dc-west"), hardwareObj("dc-west", "server-001", "aa:bb:cc:dd:ee:01"), job)
+	f := &lateFront{Client: h.dcs["dc-west"]}
+	h.fronts = map[string]*front{}
+	h.late = f
+	if _, err := h.sync("dc-west", "reboot-1"); err != nil {
+		t.Fatal(err)
+	}
+	j := h.job("dc-west", "reboot-1")
+	if want := j.Status.LastAttemptTime.Add(time.Minute); !f.deadline.Equal(want) {
+		t.Errorf("the submit carried the deadline %s, want lastAttemptTime + the window = %s", f.deadline, want)
+	}
+	if j.Status.Phase != v1alpha1.JobPending || j.Status.Reason != ReasonOutcomeUnknown {
+		t.Fatalf("a timed-out submit, nothing under the key yet: %+v", j.Status)
+	}
+	h.clock.Step(30 * time.Second)
+	if _, err := f.Client.Submit(h.ctx, string(j.UID), f.req); err != nil { // it lands, late but in time
+		t.Fatal(err)
+	}
+	h.sync("dc-west", "reboot-1")
+	if j := h.job("dc-west", "reboot-1"); j.Status.Phase != v1alpha1.JobRunning || j.Status.DCJobID == "" {
+		t.Errorf("the late submit's job must be adopted: %+v", j.Status)
+	}
+	if hw := h.hardware("dc-west", "server-001"); hw.Status.ActiveJob != "reboot-1" {
+		t.Errorf("the Hardware was freed: %+v", hw.Status)
+	}
+}
+
+// lateFront times out every submit without delivering it, keeping the
+// request (and its deadline) for the test to deliver late.
+type lateFront struct {
+	*fake.Client
+	req      datacenter.JobRequest
+	deadline time.Time
+}
+
+func (f *lateFront) Submit(ctx context.Context, key string, req datacenter.JobRequest) (*datacenter.Job, error) {
+	f.req = req
+	f.deadline, _ = ctx.Deadline()
+	return nil, &datacenter.Error{Op: "POST /v1/jobs", Message: "context deadline exceeded (Client.Timeout exceeded)"}
+}
+
+// A Job with the cancel finalizer but no fixed request (left by an older
+// controller, which put the finalizer on before submitting) is asked about
+// by key, then sent with a request fixed as usual; nothing panics.
+func TestALegacyJobIsAskedAboutBeforeItIsSent(t *testing.T) {
+	legacy := jobObj("dc-west", "legacy", "server-001", v1alpha1.OperationReboot)
+	legacy.Finalizers = []string{v1alpha1.JobCancelFinalizer}
+	h := newHarness(t, []string{"dc-west"}, datacenterObj("dc-west"), hardwareObj("dc-west", "server-001", "aa:bb:cc:dd:ee:01"), legacy)
+	dc := h.dcs["dc-west"]
+	if _, err := h.sync("dc-west", "legacy"); err != nil {
+		t.Fatal(err)
+	}
+	j := h.job("dc-west", "legacy")
+	if j.Status.Phase != v1alpha1.JobRunning || j.Status.Submission == nil || dc.Calls(fake.MethodFindJob) != 1 || dc.Executions("uid-legacy") != 1 {
+		t.Errorf("a legacy Job: %+v, %d lookups, %d executions", j.Status, dc.Calls(fake.MethodFindJob), dc.Executions("uid-legacy"))
+	}
+}
+
+// The way out when a datacenter is gone for good: label the Job
+// stargate.io/abandon=true. It ends without a word to the datacenter, and its
+// Hardware says the machine's state is unknown.
+func TestAnAbandonedJobEndsWithoutTheDatacenter(t *testing.T) {
+	h := newHarness(t, []string{"dc-west"}, datacenterObj("dc-west"), hardwareObj("dc-west", "server-001", "aa:bb:cc:dd:ee:01"),
+		jobObj("dc-west", "stuck", "server-001", v1alpha1.OperationReboot))
+	dc := h.dcs["dc-west"]
+	dc.FailNext(fake.MethodSubmit, fake.Transient())
+	dc.FailNext(fake.MethodFindJob, fake.Transient(), fake.Transient())
+	h.sync("dc-west", "stuck")
+	j := h.job("dc-west", "stuck")
+	j.Labels = map[string]string{v1alpha1.JobAbandonLabel: "true"}
+	if _, err := h.client.StargateV1alpha1().Jobs("dc-west").Update(h.ctx, j, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	calls := dc.Calls(fake.MethodSubmit) + dc.Calls(fake.MethodFindJob) + dc.Calls(fake.MethodCancel)
+	if _, err := h.sync("dc-west", "stuck"); err != nil {
+		t.Fatal(err)
+	}
+	if j := h.job("dc-west", "stuck"); j.Status.Phase != v1alpha1.JobFailed || j.Status.Reason != ReasonAbandoned {
+		t.Errorf("abandoned: %+v", j.Status)
+	}
+	if n := dc.Calls(fake.MethodSubmit) + dc.Calls(fake.MethodFindJob) + dc.Calls(fake.MethodCancel) - calls; n != 0 {
+		t.Errorf("%d datacenter calls for an abandoned Job", n)
+	}
+	if hw := h.hardware("dc-west", "server-001"); hw.Status.State != v1alpha1.HardwareStateUnknown || !hasTrue(hw.Status.Conditions, ConditionFailed) {
+		t.Errorf("the Hardware of an abandoned Job: %+v", hw.Status)
 	}
 }

@@ -62,6 +62,13 @@ var (
 		Help:           "1 when this replica holds the controllers' leader election and runs them, else 0.",
 		StabilityLevel: metrics.ALPHA,
 	})
+
+	// SyncPanics counts syncs that panicked (and were retried): a bug to report.
+	SyncPanics = metrics.NewCounter(&metrics.CounterOpts{
+		Namespace: namespace, Name: "controller_sync_panics_total",
+		Help:           "Controller syncs that panicked; each is logged with its stack and retried with backoff.",
+		StabilityLevel: metrics.ALPHA,
+	})
 )
 
 var registerOnce sync.Once
@@ -69,7 +76,7 @@ var registerOnce sync.Once
 // Register adds the metrics to the legacy registry; calling it again is a no-op.
 func Register() {
 	registerOnce.Do(func() {
-		legacyregistry.MustRegister(JobsTotal, JobDuration, DatacenterRequestDuration, DatacenterUp, JobsActive, Leader)
+		legacyregistry.MustRegister(JobsTotal, JobDuration, DatacenterRequestDuration, DatacenterUp, JobsActive, Leader, SyncPanics)
 	})
 }
 

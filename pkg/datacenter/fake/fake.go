@@ -154,7 +154,7 @@ func (c *Client) GetJob(ctx context.Context, id string) (*datacenter.Job, error)
 	}
 	j, ok := c.jobs[id]
 	if !ok {
-		return nil, &datacenter.Error{StatusCode: http.StatusNotFound, Message: "job " + id + " not found", Op: "fake"}
+		return nil, datacenter.NotFoundError("fake", "job "+id+" not found")
 	}
 	out := *j
 	return &out, nil
@@ -169,7 +169,7 @@ func (c *Client) FindJob(ctx context.Context, key string) (*datacenter.Job, erro
 	}
 	id, ok := c.byKey[key]
 	if !ok {
-		return nil, &datacenter.Error{StatusCode: http.StatusNotFound, Message: "no job with key " + key, Op: "fake"}
+		return nil, datacenter.NotFoundError("fake", "no job with key "+key)
 	}
 	out := *c.jobs[id]
 	return &out, nil
@@ -184,7 +184,7 @@ func (c *Client) Cancel(ctx context.Context, id string) (*datacenter.Job, error)
 	}
 	j, ok := c.jobs[id]
 	if !ok {
-		return nil, &datacenter.Error{StatusCode: http.StatusNotFound, Message: "job " + id + " not found", Op: "fake"}
+		return nil, datacenter.NotFoundError("fake", "job "+id+" not found")
 	}
 	if !j.State.Finished() {
 		j.State = datacenter.JobCancelled
@@ -202,7 +202,7 @@ func (c *Client) GetMachine(ctx context.Context, mac string) (*datacenter.Machin
 	}
 	m, ok := c.machines[mac]
 	if !ok {
-		return nil, &datacenter.Error{StatusCode: http.StatusNotFound, Message: "machine " + mac + " not known", Op: "fake"}
+		return nil, datacenter.NotFoundError("fake", "machine "+mac+" not known")
 	}
 	out := *m
 	return &out, nil

@@ -3477,6 +3477,12 @@ func schema_pkg_apis_stargate_v1alpha1_JobStatus(ref common.ReferenceCallback) c
 							Ref:         ref(v1alpha1.ResolvedTemplate{}.OpenAPIModelName()),
 						},
 					},
+					"lastAttemptTime": {
+						SchemaProps: spec.SchemaProps{
+							Description: "lastAttemptTime is when the latest submit was sent, written before it is sent. Each submit carries the deadline lastAttemptTime + the submit window (header Not-After), after which a datacenter must not start it; so only past that deadline is a datacenter's \"nothing under this key\" final.",
+							Ref:         ref(v1.Time{}.OpenAPIModelName()),
+						},
+					},
 					"submission": {
 						SchemaProps: spec.SchemaProps{
 							Description: "submission is the request sent (or about to be sent) to the datacenter. Once it is set, a submit may have reached the datacenter: the Job holds its Hardware and a slot of its datacenter, and ends only after the datacenter has said what runs under its idempotency key.",

@@ -220,6 +220,12 @@ const (
 // cancels it there. The status write that ends a Job removes it.
 const JobCancelFinalizer = "stargate.io/cancel-at-datacenter"
 
+// JobAbandonLabel, set to "true" on an unfinished Job, makes Stargate end it
+// (Failed, Abandoned) without asking its datacenter what runs under its key:
+// the way out, audited, when that datacenter is gone for good. Its Hardware
+// is then free although the machine may still be operated on.
+const JobAbandonLabel = "stargate.io/abandon"
+
 // ResolvedTemplate is the part of a Template a Job used, copied when it started.
 type ResolvedTemplate struct {
 	// osVersion of the Template when the Job started.
@@ -272,6 +278,12 @@ type JobStatus struct {
 	// template is the Template as resolved when the Job started.
 	// +optional
 	Template *ResolvedTemplate `json:"template,omitempty"`
+	// lastAttemptTime is when the latest submit was sent, written before it is
+	// sent. Each submit carries the deadline lastAttemptTime + the submit window
+	// (header Not-After), after which a datacenter must not start it; so only
+	// past that deadline is a datacenter's "nothing under this key" final.
+	// +optional
+	LastAttemptTime *metav1.Time `json:"lastAttemptTime,omitempty"`
 	// submission is the request sent (or about to be sent) to the datacenter.
 	// Once it is set, a submit may have reached the datacenter: the Job holds
 	// its Hardware and a slot of its datacenter, and ends only after the

@@ -403,6 +403,10 @@ func (in *JobStatus) DeepCopyInto(out *JobStatus) {
 		*out = new(ResolvedTemplate)
 		**out = **in
 	}
+	if in.LastAttemptTime != nil {
+		in, out := &in.LastAttemptTime, &out.LastAttemptTime
+		*out = (*in).DeepCopy()
+	}
 	if in.Submission != nil {
 		in, out := &in.Submission, &out.Submission
 		*out = new(JobSubmission)

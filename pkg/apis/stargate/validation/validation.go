@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"net/url"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -69,6 +70,17 @@ func ValidateHardware(hw *stargate.Hardware) field.ErrorList {
 func ValidateHardwareUpdate(hw, old *stargate.Hardware) field.ErrorList {
 	allErrs := apimachineryvalidation.ValidateObjectMetaUpdate(&hw.ObjectMeta, &old.ObjectMeta, field.NewPath("metadata"))
 	allErrs = append(allErrs, validateHardwareSpec(&hw.Spec, field.NewPath("spec"))...)
+	if holder := old.Status.ActiveJob; holder != "" {
+		// The Job sends the MAC and IPv4 it fixed when it started: another
+		// Hardware given the old MAC meanwhile would be the same machine.
+		msg := fmt.Sprintf("Job %s holds this Hardware and addresses the machine by what it had when it started; change it once the Job has finished", holder)
+		if mac, _ := NormalizeMAC(hw.Spec.MAC); mac != old.Spec.MAC {
+			allErrs = append(allErrs, field.Forbidden(field.NewPath("spec", "mac"), msg))
+		}
+		if hw.Spec.IPv4 != old.Spec.IPv4 {
+			allErrs = append(allErrs, field.Forbidden(field.NewPath("spec", "ipv4"), msg))
+		}
+	}
 	return allErrs
 }
 
@@ -245,6 +257,20 @@ func ValidateJobUpdate(job, old *stargate.Job) field.ErrorList {
 	allErrs = append(allErrs, validateJobSpec(&job.Spec, fldPath)...)
 	if old.Spec.Cancel && !job.Spec.Cancel {
 		allErrs = append(allErrs, field.Forbidden(fldPath.Child("cancel"), "a cancelled Job cannot be resumed; create a new Job"))
+	}
+	// The cancel finalizer is Stargate's: the write that fixes a Job's request
+	// puts it on, the write that ends the Job takes it off. Removing it by hand
+	// would free the Hardware while its machine may still be operated on.
+	finalizers := field.NewPath("metadata", "finalizers")
+	had, has := slices.Contains(old.Finalizers, stargate.JobCancelFinalizer), slices.Contains(job.Finalizers, stargate.JobCancelFinalizer)
+	switch {
+	case !had && has:
+		allErrs = append(allErrs, field.Forbidden(finalizers, stargate.JobCancelFinalizer+" is set by Stargate only"))
+	case had && !has && !IsFinished(old.Status.Phase) && job.Labels[stargate.JobAbandonLabel] != "true":
+		allErrs = append(allErrs, field.Forbidden(finalizers, fmt.Sprintf(
+			"%s stays until Stargate has settled the Job with its datacenter: set spec.cancel and wait; "+
+				"if the datacenter is gone for good, label the Job %s=true (it then ends without the datacenter's word)",
+			stargate.JobCancelFinalizer, stargate.JobAbandonLabel)))
 	}
 	newSpec, oldSpec := job.Spec, old.Spec
 	newSpec.Cancel, oldSpec.Cancel = false, false

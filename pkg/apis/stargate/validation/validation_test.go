@@ -111,6 +111,17 @@ func TestValidateHardwareUpdate(t *testing.T) {
 	hw = validHardware()
 	hw.Namespace = "dc-east"
 	matcher.Test(t, field.ErrorList{field.Invalid(field.NewPath("metadata", "namespace"), nil, "")}, ValidateHardwareUpdate(hw, old))
+
+	// Held by a Job: its machine's addresses stay as the Job fixed them.
+	old.Status.ActiveJob = "repave-1"
+	hw = validHardware()
+	hw.Status.ActiveJob = "repave-1"
+	hw.Spec.MAC, hw.Spec.IPv4 = "aa:bb:cc:dd:ee:99", "10.0.1.99"
+	matcher.Test(t, field.ErrorList{field.Forbidden(field.NewPath("spec", "mac"), ""), field.Forbidden(field.NewPath("spec", "ipv4"), "")},
+		ValidateHardwareUpdate(hw, old))
+	hw = validHardware()
+	hw.Spec.Inventory.SKU = "other"
+	matcher.Test(t, nil, ValidateHardwareUpdate(hw, old))
 }
 
 func TestValidateHardwareStatusUpdate(t *testing.T) {
@@ -451,4 +462,24 @@ func TestValidateRepaveRequest(t *testing.T) {
 	if spec := RepaveJobSpec(valid(), "server-001"); spec.HardwareRef.Name != "server-001" || spec.Operation != stargate.OperationRepave {
 		t.Errorf("repave job spec %+v", spec)
 	}
+}
+
+// The cancel finalizer is Stargate's: nobody adds it by hand, and nobody
+// removes it from an unfinished Job but by abandoning the Job.
+func TestJobCancelFinalizerIsStargates(t *testing.T) {
+	old := validJob()
+	old.ResourceVersion = "1"
+	added := old.DeepCopy()
+	added.Finalizers = []string{stargate.JobCancelFinalizer}
+	matcher.Test(t, field.ErrorList{field.Forbidden(field.NewPath("metadata", "finalizers"), "")}, ValidateJobUpdate(added, old))
+
+	old.Finalizers = []string{stargate.JobCancelFinalizer}
+	removed := old.DeepCopy()
+	removed.Finalizers = nil
+	matcher.Test(t, field.ErrorList{field.Forbidden(field.NewPath("metadata", "finalizers"), "")}, ValidateJobUpdate(removed, old))
+	removed.Labels = map[string]string{stargate.JobAbandonLabel: "true"}
+	matcher.Test(t, nil, ValidateJobUpdate(removed, old))
+	old.Status.Phase = stargate.JobFailed
+	removed.Labels = nil
+	matcher.Test(t, nil, ValidateJobUpdate(removed, old))
 }

@@ -396,6 +396,9 @@ var schemaYAML = typed.YAMLObject(`types:
     - name: dcJobID
       type:
         scalar: string
+    - name: lastAttemptTime
+      type:
+        namedType: io.k8s.apimachinery.pkg.apis.meta.v1.Time
     - name: message
       type:
         scalar: string

@@ -47,7 +47,11 @@ func TestStrategy(t *testing.T) {
 	ctx := context.Background()
 	job := validJob()
 	job.Status = stargate.JobStatus{Phase: stargate.JobSucceeded, DCJobID: "forged"}
+	job.Finalizers = []string{stargate.JobCancelFinalizer, "example.com/mine"}
 	Strategy(nil).PrepareForCreate(ctx, job)
+	if !slices.Equal(job.Finalizers, []string{"example.com/mine"}) {
+		t.Errorf("the cancel finalizer is Stargate's to set: %v", job.Finalizers)
+	}
 	if job.Status.Phase != stargate.JobPending || job.Status.DCJobID != "" || job.Generation != 1 {
 		t.Errorf("after create: status %+v generation %d; want a clean Pending status and generation 1", job.Status, job.Generation)
 	}

@@ -44,6 +44,8 @@ func (jobStrategy) GetResetFields() map[fieldpath.APIVersion]*fieldpath.Set {
 func (jobStrategy) PrepareForCreate(ctx context.Context, obj runtime.Object) {
 	job := obj.(*stargate.Job)
 	job.Status = stargate.JobStatus{Phase: stargate.JobPending}
+	// The cancel finalizer is Stargate's, put on when it fixes the request.
+	job.Finalizers = slices.DeleteFunc(job.Finalizers, func(f string) bool { return f == stargate.JobCancelFinalizer })
 	job.Generation = 1
 }
 

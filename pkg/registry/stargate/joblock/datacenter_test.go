@@ -63,3 +63,36 @@ func TestDatacenterDeleteProtection(t *testing.T) {
 		t.Errorf("a Datacenter whose Jobs are finished: %v", err)
 	}
 }
+
+// TestDatacenterEndpointPinnedWhileJobsRun: pointing a Datacenter at another
+// endpoint is refused while its Jobs are unfinished (the new endpoint's "not
+// found" would be taken for theirs); other changes, and the endpoint once the
+// Jobs are done, go through.
+func TestDatacenterEndpointPinnedWhileJobsRun(t *testing.T) {
+	e := newEnv(t)
+	e.createDatacenter(t, ns)
+	if err := e.create(newJob("running", "server-001"), nil); err != nil {
+		t.Fatal(err)
+	}
+	e.setPhase(t, "running", stargate.JobRunning)
+	update := func(mutate func(*stargate.Datacenter)) error {
+		obj, err := e.dcs.Datacenter.Get(clusterCtx(), ns, &metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		dc := obj.(*stargate.Datacenter).DeepCopy()
+		mutate(dc)
+		_, _, err = e.dcs.Datacenter.Update(clusterCtx(), ns, rest.DefaultUpdatedObjectInfo(dc),
+			rest.ValidateAllObjectFunc, rest.ValidateAllObjectUpdateFunc, false, &metav1.UpdateOptions{})
+		return err
+	}
+	moved := func(dc *stargate.Datacenter) { dc.Spec.Endpoint = "https://elsewhere.example" }
+	wantConflictNaming(t, update(moved), "running")
+	if err := update(func(dc *stargate.Datacenter) { dc.Spec.Paused = true }); err != nil {
+		t.Errorf("pausing a busy Datacenter: %v", err)
+	}
+	e.setPhase(t, "running", stargate.JobSucceeded)
+	if err := update(moved); err != nil {
+		t.Errorf("moving a Datacenter whose Jobs are done: %v", err)
+	}
+}

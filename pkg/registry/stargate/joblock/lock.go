@@ -261,16 +261,32 @@ func (l *Lock) TemplateDeletable(ctx context.Context, obj runtime.Object) error 
 // instant between the check and the delete is left without its Datacenter,
 // as is a Job created in a namespace that never had one.
 func (l *Lock) DatacenterDeletable(ctx context.Context, obj runtime.Object) error {
-	dc := obj.(*stargate.Datacenter)
-	list, err := l.jobs.List(genericapirequest.WithNamespace(ctx, dc.Name), &metainternalversion.ListOptions{})
+	return l.noUnfinishedJobs(ctx, obj.(*stargate.Datacenter).Name, "deleting the Datacenter")
+}
+
+// DatacenterUpdatable refuses to point a Datacenter at another endpoint
+// while Jobs that may have reached the old one are unfinished: the new
+// endpoint knows nothing of them, and its "not found" would be taken for
+// theirs. Install it as the Datacenter store's BeginUpdate.
+func (l *Lock) DatacenterUpdatable(ctx context.Context, obj, old runtime.Object, _ *metav1.UpdateOptions) (genericregistry.FinishFunc, error) {
+	dc, oldDC := obj.(*stargate.Datacenter), old.(*stargate.Datacenter)
+	if dc.Spec.Endpoint == oldDC.Spec.Endpoint {
+		return noop, nil
+	}
+	return noop, l.noUnfinishedJobs(ctx, dc.Name, "changing spec.endpoint")
+}
+
+// noUnfinishedJobs answers 409 naming an unfinished Job of datacenter's namespace.
+func (l *Lock) noUnfinishedJobs(ctx context.Context, datacenter, doing string) error {
+	list, err := l.jobs.List(genericapirequest.WithNamespace(ctx, datacenter), &metainternalversion.ListOptions{})
 	if err != nil {
 		return err
 	}
 	for _, job := range list.(*stargate.JobList).Items {
 		if !validation.IsFinished(job.Status.Phase) {
-			return apierrors.NewConflict(stargate.Resource("datacenters"), dc.Name, fmt.Errorf(
-				"unfinished Job %s/%s runs in it; wait for it to finish, or cancel it (spec.cancel=true), before deleting the Datacenter",
-				dc.Name, job.Name))
+			return apierrors.NewConflict(stargate.Resource("datacenters"), datacenter, fmt.Errorf(
+				"unfinished Job %s/%s runs in it; wait for it to finish, or cancel it (spec.cancel=true), before %s",
+				datacenter, job.Name, doing))
 		}
 	}
 	return nil

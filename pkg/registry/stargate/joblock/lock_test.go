@@ -63,7 +63,7 @@ func newEnvWith(t *testing.T, jobInstalls ...func(*genericregistry.Store) error)
 		t.Fatal(err)
 	}
 	hw.Hardware.DeleteGuard, tmpl.DeleteGuard = lock.HardwareDeletable, lock.TemplateDeletable
-	dcs.Datacenter.DeleteGuard = lock.DatacenterDeletable
+	dcs.Datacenter.DeleteGuard, dcs.Datacenter.BeginUpdate = lock.DatacenterDeletable, lock.DatacenterUpdatable
 	t.Cleanup(func() {
 		hw.Hardware.DestroyFunc()
 		tmpl.DestroyFunc()

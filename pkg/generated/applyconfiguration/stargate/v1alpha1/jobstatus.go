@@ -45,6 +45,11 @@ type JobStatusApplyConfiguration struct {
 	Attempts *int32 `json:"attempts,omitempty"`
 	// template is the Template as resolved when the Job started.
 	Template *ResolvedTemplateApplyConfiguration `json:"template,omitempty"`
+	// lastAttemptTime is when the latest submit was sent, written before it is
+	// sent. Each submit carries the deadline lastAttemptTime + the submit window
+	// (header Not-After), after which a datacenter must not start it; so only
+	// past that deadline is a datacenter's "nothing under this key" final.
+	LastAttemptTime *v1.Time `json:"lastAttemptTime,omitempty"`
 	// submission is the request sent (or about to be sent) to the datacenter.
 	// Once it is set, a submit may have reached the datacenter: the Job holds
 	// its Hardware and a slot of its datacenter, and ends only after the
@@ -121,6 +126,14 @@ func (b *JobStatusApplyConfiguration) WithAttempts(value int32) *JobStatusApplyC
 // If called multiple times, the Template field is set to the value of the last call.
 func (b *JobStatusApplyConfiguration) WithTemplate(value *ResolvedTemplateApplyConfiguration) *JobStatusApplyConfiguration {
 	b.Template = value
+	return b
+}
+
+// WithLastAttemptTime sets the LastAttemptTime field in the declarative configuration to the given value
+// and returns the receiver, so that objects can be built by chaining "With" function invocations.
+// If called multiple times, the LastAttemptTime field is set to the value of the last call.
+func (b *JobStatusApplyConfiguration) WithLastAttemptTime(value v1.Time) *JobStatusApplyConfiguration {
+	b.LastAttemptTime = &value
 	return b
 }
 
