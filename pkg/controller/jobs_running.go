@@ -21,19 +21,10 @@ func phaseKey(namespace string, phase v1alpha1.JobPhase) string {
 	return namespace + "/" + string(phase)
 }
 
-// Occupies reports whether job holds a slot of its datacenter: it is Running,
-// or it is Pending with its request fixed (status.submission), so a submit
-// may have started it there. Such a Job holds the slot until it finishes,
-// whatever its submits answered: an answer can be lost.
-func Occupies(job *v1alpha1.Job) bool {
-	switch job.Status.Phase {
-	case v1alpha1.JobRunning:
-		return true
-	case v1alpha1.JobPending, "":
-		return job.Status.Submission != nil || job.Status.DCJobID != ""
-	}
-	return false
-}
+// Occupies reports whether job holds a slot of its datacenter (see
+// v1alpha1.Job.Occupies): such a Job holds the slot until it finishes,
+// whatever its submits answered, since an answer can be lost.
+func Occupies(job *v1alpha1.Job) bool { return job.Occupies() }
 
 // AddJobIndexers adds the indexes RunningJobs needs to a Job informer; call
 // it before the informer starts.

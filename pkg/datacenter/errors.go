@@ -77,6 +77,13 @@ func IsUnauthorized(err error) bool {
 	return ok && (code == http.StatusUnauthorized || code == http.StatusForbidden)
 }
 
+// IsTooLate reports a 412: the submit arrived after its Not-After deadline
+// and the datacenter started nothing.
+func IsTooLate(err error) bool {
+	code, ok := statusOf(err)
+	return ok && code == http.StatusPreconditionFailed
+}
+
 // IsUndecodable reports a 2xx answer whose body could not be read: the
 // datacenter did what was asked and did not say what came of it, so for a
 // submit the outcome is unknown (a job may be running) until asked again.

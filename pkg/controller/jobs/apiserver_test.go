@@ -164,6 +164,8 @@ func (s *apiServer) updateJob(action clienttesting.Action) (bool, runtime.Object
 			updated.Finalizers = slices.DeleteFunc(updated.Finalizers, func(f string) bool { return f == v1alpha1.JobCancelFinalizer })
 		case updated.Status.Submission != nil && updated.DeletionTimestamp == nil && !slices.Contains(updated.Finalizers, v1alpha1.JobCancelFinalizer):
 			updated.Finalizers = append(updated.Finalizers, v1alpha1.JobCancelFinalizer)
+		case updated.Status.Submission == nil && stored.Status.Submission != nil && updated.Status.DCJobID == "":
+			updated.Finalizers = slices.DeleteFunc(updated.Finalizers, func(f string) bool { return f == v1alpha1.JobCancelFinalizer })
 		}
 	} else {
 		updated.Spec.Cancel = stored.Spec.Cancel || in.Spec.Cancel

@@ -1,23 +1,28 @@
 // Package jobs is the controller that carries each Job out through the API of
-// its Hardware's datacenter: Pending -> Running (submitted, dcJobID saved) ->
-// Succeeded or Failed, with the Hardware's status kept in step.
+// its Hardware's datacenter: Pending -> (request fixed in status.submission)
+// -> Running (dcJobID saved) -> Succeeded or Failed, with the Hardware's
+// status kept in step.
 //
-// Every submission carries the Job's UID as its idempotency key, so a
-// controller that crashed (or lost an answer) after submitting but before
-// saving status.dcJobID submits again and gets the same datacenter job back:
-// an operation never runs twice. Status writes carry resourceVersion
-// preconditions (UpdateStatus), so a stale controller cannot overwrite a
-// newer state.
+// Its one promise is never to disagree with a datacenter. Every submission
+// carries the Job's UID as its idempotency key and the request fixed before
+// the first attempt, so a controller that crashed (or lost an answer) submits
+// the same request again and gets the same datacenter job back. Each attempt
+// is recorded by a fenced status write before it is sent and carries a
+// Not-After deadline, so a datacenter's "nothing under this key" is final once
+// that deadline has passed. A Job that may have reached its datacenter ends
+// only when the datacenter has said what ran (settle.go); until then it keeps
+// its Hardware and its slot. Status writes carry resourceVersion
+// preconditions, so a stale controller cannot overwrite a newer state.
+//
+// submit.go sends Jobs, settle.go ends them with their datacenter's word,
+// this file routes and follows them.
 package jobs
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -339,46 +344,6 @@ func (c *Controller) step(ctx context.Context, job *v1alpha1.Job, dc *v1alpha1.D
 	return after, err
 }
 
-// withoutDatacenter handles a Job whose Datacenter does not exist. One that
-// was never sent can still be cancelled or deleted; one that may have
-// reached the datacenter cannot be settled without it, so it waits, holding
-// its Hardware (deleting a Datacenter with unfinished Jobs is refused, so
-// this takes a Datacenter deleted around the Job's own creation).
-func (c *Controller) withoutDatacenter(ctx context.Context, job *v1alpha1.Job) (time.Duration, error) {
-	ns := job.Namespace
-	if !mayHaveReached(job) {
-		switch {
-		case job.DeletionTimestamp != nil:
-			return 0, nil
-		case job.Spec.Cancel:
-			return 0, c.fail(ctx, job, ReasonCancelledByUser, "cancelled by spec.cancel before it was sent anywhere")
-		}
-		return c.wait(ctx, job, ReasonDatacenterNotFound, fmt.Sprintf("no Datacenter named %s governs namespace %s", ns, ns))
-	}
-	return c.wait(ctx, job, ReasonDatacenterNotFound, fmt.Sprintf(
-		"no Datacenter named %s governs namespace %s, and the Job may have reached that datacenter; it waits, holding Hardware %s, until the Datacenter is back and says what runs under the Job's key",
-		ns, ns, job.Spec.HardwareRef.Name))
-}
-
-// abandon ends a Job an operator gave up on (label stargate.io/abandon=true)
-// without asking its datacenter, and says on its Hardware that the machine's
-// state is unknown: whatever the Job started there may still run.
-func (c *Controller) abandon(ctx context.Context, job *v1alpha1.Job) error {
-	message := "abandoned by an operator (label " + v1alpha1.JobAbandonLabel + "=true)"
-	if mayHaveReached(job) {
-		message += "; the datacenter was not asked what runs under the Job's key: check the machine before using it"
-		err := c.updateHardware(ctx, job, func(s *v1alpha1.HardwareStatus) {
-			s.State = v1alpha1.HardwareStateUnknown
-			meta.SetStatusCondition(&s.Conditions, metav1.Condition{Type: ConditionFailed, Status: metav1.ConditionTrue,
-				Reason: ReasonAbandoned, Message: fmt.Sprintf("Job %s was %s", job.Name, message)})
-		})
-		if err != nil {
-			return err
-		}
-	}
-	return c.fail(ctx, job, ReasonAbandoned, message)
-}
-
 // deadline is the time a running Job has left before activeDeadlineSeconds.
 func (c *Controller) deadline(job *v1alpha1.Job) (time.Duration, bool) {
 	if job.Spec.ActiveDeadlineSeconds == nil || job.Status.StartTime == nil {
@@ -386,88 +351,6 @@ func (c *Controller) deadline(job *v1alpha1.Job) (time.Duration, bool) {
 	}
 	end := job.Status.StartTime.Add(time.Duration(*job.Spec.ActiveDeadlineSeconds) * time.Second)
 	return end.Sub(c.opts.Clock.Now()), true
-}
-
-// stop ends a Job that was cancelled, deleted or ran past its deadline. A Job
-// that may have reached its datacenter is cancelled there first, and ends
-// only once the datacenter says its job stopped (as the datacenter says: a
-// job that succeeded meanwhile makes the Job succeed).
-func (c *Controller) stop(ctx context.Context, job *v1alpha1.Job, client datacenter.Client, reason, message string) (time.Duration, error) {
-	if job.Status.DCJobID == "" {
-		if !mayHaveReached(job) {
-			return 0, c.fail(ctx, job, reason, message)
-		}
-		switch found, err := c.lookUp(ctx, job, client); {
-		case err != nil:
-			return 0, err
-		case !found:
-			return 0, c.fail(ctx, job, reason, message+"; nothing ran at the datacenter")
-		}
-	}
-	if err := c.opts.Leading(ctx); err != nil {
-		return 0, err
-	}
-	dcJob, err := client.Cancel(ctx, job.Status.DCJobID)
-	switch {
-	case datacenter.IsNotFound(err):
-		return 0, c.fail(ctx, job, reason, fmt.Sprintf("%s; the datacenter no longer knows job %s", message, job.Status.DCJobID))
-	case err != nil:
-		return 0, err // retried: the datacenter must hear of it
-	case dcJob.State == datacenter.JobSucceeded:
-		return 0, c.succeed(ctx, job, client)
-	case dcJob.State.Finished():
-		return 0, c.fail(ctx, job, reason, message)
-	}
-	// Asked to stop, still running: the Job stays Running (and its Hardware
-	// locked) until the datacenter says the job ended.
-	if err := c.progress(ctx, job, ReasonCancelling,
-		fmt.Sprintf("%s; waiting for the datacenter to stop job %s", message, dcJob.ID)); err != nil {
-		return 0, err
-	}
-	return c.pollAfter(job), nil
-}
-
-// lookUp asks the datacenter what runs under the key of a Job that may have
-// reached it but has no dcJobID. If a job does, the Job adopts it: it becomes
-// Running on that job and ends as the datacenter says. found is false only
-// when the datacenter said that nothing was ever submitted under the key. If
-// it cannot be asked, the error says why (the Job waits for it, locked).
-func (c *Controller) lookUp(ctx context.Context, job *v1alpha1.Job, client datacenter.Client) (found bool, err error) {
-	dcJob, err := client.FindJob(ctx, string(job.UID))
-	switch {
-	case datacenter.IsNotFound(err):
-		// Final only once the latest submit can no longer start anything:
-		// past its Not-After deadline, with the clocks' allowance.
-		if last := job.Status.LastAttemptTime; last != nil {
-			final := last.Add(c.opts.SubmitWindow + clockSkew)
-			if wait := final.Sub(c.opts.Clock.Now()); wait > 0 {
-				return false, &outcomeUnknownError{after: wait, err: fmt.Errorf(
-					"nothing runs under the Job's key yet, but the submit sent at %s may still arrive until %s",
-					last.UTC().Format(time.RFC3339), final.UTC().Format(time.RFC3339))}
-			}
-		}
-		return false, nil
-	case err != nil:
-		return false, &outcomeUnknownError{err: err}
-	}
-	return true, c.markRunning(ctx, job, dcJob, ReasonAdopted,
-		fmt.Sprintf("found job %s that an earlier submit started at %s under this Job's key", dcJob.ID, job.Namespace))
-}
-
-// settle ends a Job that gives up on its submit (backoff limit, a refusal, its
-// Template changed) only after the datacenter says nothing runs under its
-// key; a job found there is adopted and followed instead.
-func (c *Controller) settle(ctx context.Context, job *v1alpha1.Job, client datacenter.Client, reason, message string) (time.Duration, error) {
-	// The decision is kept (as batch Jobs keep theirs) until the datacenter
-	// has answered: a Job that must wait for that answer is never sent again.
-	c.setCondition(job, ConditionFailureTarget, metav1.ConditionTrue, reason, message)
-	switch found, err := c.lookUp(ctx, job, client); {
-	case err != nil:
-		return 0, err
-	case !found:
-		return 0, c.fail(ctx, job, reason, message)
-	}
-	return c.poll(ctx, job, client)
 }
 
 // collect deletes a finished Job once its ttlSecondsAfterFinished has passed,
@@ -506,250 +389,22 @@ func (c *Controller) wait(ctx context.Context, job *v1alpha1.Job, reason, messag
 // runs, False while it waits), writing only when they changed and recording
 // an Event when they did.
 func (c *Controller) progress(ctx context.Context, job *v1alpha1.Job, reason, message string) error {
-	before := job.Status.DeepCopy()
 	job.Status.Reason, job.Status.Message = reason, message
 	status := metav1.ConditionFalse
 	if job.Status.Phase == v1alpha1.JobRunning {
 		status = metav1.ConditionTrue
 	}
 	c.setCondition(job, ConditionProgressing, status, reason, message)
-	if apiequality.Semantic.DeepEqual(before, &job.Status) {
+	// Compared with what is stored, not with what this sync started from: a
+	// step may have changed the status already (a decision, an attempt).
+	if stored, err := c.jobs.Jobs(job.Namespace).Get(job.Name); err == nil && stored.ResourceVersion == job.ResourceVersion &&
+		apiequality.Semantic.DeepEqual(stored.Status, job.Status) {
 		return nil // the same reason as before: nothing to write
 	}
 	if err := c.updateStatus(ctx, job); err != nil {
 		return err
 	}
 	c.opts.Recorder.Eventf(job, nil, corev1.EventTypeNormal, reason, "Wait", "%s", message)
-	return nil
-}
-
-// start sends a Job that has no datacenter job yet. The first time, it takes
-// a slot of the datacenter and fixes the request (status.submission, in the
-// write that also puts on the cancel-at-datacenter finalizer); from then on
-// the Job keeps the slot and its Hardware until the datacenter has said what
-// runs under its key.
-func (c *Controller) start(ctx context.Context, job *v1alpha1.Job, dc *v1alpha1.Datacenter, client datacenter.Client) (time.Duration, error) {
-	if mayHaveReached(job) && (job.Status.Submission == nil || dc.Spec.Paused) {
-		// Pausing starts nothing new, but what an earlier submit started
-		// goes on; and a Job an older controller may have sent without
-		// recording its request is not sent again before it is known that
-		// nothing runs for it. Find out which it is.
-		switch found, err := c.lookUp(ctx, job, client); {
-		case err != nil:
-			return 0, err
-		case found:
-			return c.poll(ctx, job, client)
-		case job.Status.Submission != nil:
-			return c.wait(ctx, job, ReasonDatacenterPaused, fmt.Sprintf("Datacenter %s is paused; the Job starts when it is resumed", dc.Name))
-		}
-	}
-	if target := meta.FindStatusCondition(job.Status.Conditions, ConditionFailureTarget); target != nil {
-		return c.settle(ctx, job, client, target.Reason, target.Message) // it gave up: it only asks
-	}
-	if job.Status.Submission != nil {
-		return c.submit(ctx, job, client, false)
-	}
-	if dc.Spec.Paused {
-		return c.wait(ctx, job, ReasonDatacenterPaused, fmt.Sprintf("Datacenter %s is paused; the Job starts when it is resumed", dc.Name))
-	}
-	max := ptrValue(dc.Spec.MaxConcurrentJobs, v1alpha1.DefaultMaxConcurrentJobs)
-	if !c.running.Reserve(job, int(max)) {
-		return c.wait(ctx, job, ReasonDatacenterBusy, fmt.Sprintf("Datacenter %s is running its maximum of %d Jobs", dc.Name, max))
-	}
-	err := c.opts.Leading(ctx) // a replica that lost the lead takes no slot
-	if err == nil {
-		err = c.fix(ctx, job)
-	}
-	if err != nil || isFinished(job.Status.Phase) {
-		c.running.Release(job) // nothing was sent: the slot is free again
-		return 0, err
-	}
-	// From here the Job's own status holds the slot (RunningJobs counts
-	// submitted Jobs); the reservation lapses once the cache sees it.
-	return c.submit(ctx, job, client, true)
-}
-
-// fix resolves what a Job will send, once: its Hardware's MAC and IPv4 (read
-// from etcd, which also shows that the Job holds the Hardware's lock) and its
-// Template, and writes it to status before anything is sent.
-func (c *Controller) fix(ctx context.Context, job *v1alpha1.Job) error {
-	hw, err := c.client.StargateV1alpha1().Hardwares(job.Namespace).Get(ctx, job.Spec.HardwareRef.Name, metav1.GetOptions{})
-	if apierrors.IsNotFound(err) {
-		return c.fail(ctx, job, "HardwareNotFound", fmt.Sprintf("Hardware %s no longer exists; nothing was sent", job.Spec.HardwareRef.Name))
-	} else if err != nil {
-		return err
-	}
-	if hw.Status.ActiveJob != job.Name {
-		// The server locks the Hardware for a Job before storing it, so this
-		// is a Job whose lock was taken over; it must not run beside the holder.
-		return c.fail(ctx, job, ReasonHardwareNotHeld, fmt.Sprintf(
-			"Hardware %s is held by Job %q, not by this Job; nothing was sent", hw.Name, hw.Status.ActiveJob))
-	}
-	sub := &v1alpha1.JobSubmission{MAC: hw.Spec.MAC, IPv4: hw.Spec.IPv4}
-	if job.Spec.Operation == v1alpha1.OperationRepave {
-		// From etcd too: a Template just mended must be what this Job installs.
-		tmpl, err := c.client.StargateV1alpha1().Templates(job.Namespace).Get(ctx, job.Spec.TemplateRef.Name, metav1.GetOptions{})
-		if apierrors.IsNotFound(err) {
-			return c.fail(ctx, job, ReasonTemplateNotFound, fmt.Sprintf("Template %s no longer exists; nothing was sent", job.Spec.TemplateRef.Name))
-		} else if err != nil {
-			return err
-		}
-		// Keep what this Job installs, so history stays true if the Template changes.
-		job.Status.Template = &v1alpha1.ResolvedTemplate{OSVersion: tmpl.Spec.OSVersion, OSImage: tmpl.Spec.OSImage}
-		sub.UserDataSHA256 = digest(userData(tmpl))
-	}
-	now := metav1.NewTime(c.opts.Clock.Now())
-	job.Status.Submission, job.Status.LastAttemptTime = sub, &now
-	job.Status.Reason, job.Status.Message = ReasonSubmitting, fmt.Sprintf("sending the Job to %s", job.Namespace)
-	c.setCondition(job, ConditionProgressing, metav1.ConditionFalse, ReasonSubmitting, job.Status.Message)
-	return c.updateStatus(ctx, job) // no Event: Submitted follows at once
-}
-
-// request is the request fixed in job's status, the same at every attempt.
-// User data is not stored (it may hold secrets): it is the Template's, and
-// only while it still has the digest fixed at the first attempt.
-func (c *Controller) request(job *v1alpha1.Job) (datacenter.JobRequest, error) {
-	sub := job.Status.Submission
-	if sub == nil {
-		return datacenter.JobRequest{}, fmt.Errorf("no request was fixed for the Job")
-	}
-	req := datacenter.JobRequest{Operation: datacenter.Operation(job.Spec.Operation),
-		Machine: datacenter.Machine{MAC: sub.MAC, IPv4: sub.IPv4, Name: job.Spec.HardwareRef.Name}}
-	if job.Spec.Operation != v1alpha1.OperationRepave || job.Status.Template == nil {
-		return req, nil
-	}
-	req.Image = &datacenter.Image{URL: job.Status.Template.OSImage, Version: job.Status.Template.OSVersion}
-	if sub.UserDataSHA256 == "" {
-		return req, nil
-	}
-	tmpl, err := c.templates.Templates(job.Namespace).Get(job.Spec.TemplateRef.Name)
-	if err != nil {
-		return req, fmt.Errorf("Template %s: %w", job.Spec.TemplateRef.Name, err)
-	}
-	if digest(userData(tmpl)) != sub.UserDataSHA256 {
-		return req, fmt.Errorf("the user data of Template %s changed after the first submit attempt", tmpl.Name)
-	}
-	req.UserData = userData(tmpl)
-	return req, nil
-}
-
-// submit sends the fixed request of a Job that holds a slot of its datacenter.
-// fresh says job was just written by this sync; otherwise it comes from the
-// cache, which may be behind this controller's own last write (one that ended
-// the Job, or spent its backoff limit), so it is checked against etcd first:
-// a Submit is the one step that no resourceVersion precondition guards.
-func (c *Controller) submit(ctx context.Context, job *v1alpha1.Job, client datacenter.Client, fresh bool) (time.Duration, error) {
-	req, err := c.request(job)
-	if err != nil {
-		// The first request cannot be sent again as it was: send nothing
-		// else under its key, and end only if the first never arrived.
-		reason := ReasonTemplateChanged
-		if apierrors.IsNotFound(err) {
-			reason = ReasonTemplateNotFound
-		}
-		return c.settle(ctx, job, client, reason, err.Error()+"; nothing ran at the datacenter")
-	}
-	limit := ptrValue(job.Spec.BackoffLimit, v1alpha1.DefaultBackoffLimit)
-	if job.Status.Attempts > limit {
-		// It gave up earlier and could not settle then: never submit again.
-		return c.settle(ctx, job, client, ReasonBackoffLimitExceeded,
-			fmt.Sprintf("the datacenter failed %d times; nothing ran at the datacenter", job.Status.Attempts))
-	}
-	if err := c.opts.Failpoint(FailpointBeforeSubmit); err != nil {
-		return 0, err
-	}
-	if err := c.opts.Leading(ctx); err != nil {
-		return 0, err
-	}
-	if !fresh {
-		// Record the attempt before it is sent. The write's resourceVersion
-		// precondition fences it: it fails if the cached Job is behind this
-		// controller's own last write (one that ended the Job, or spent its
-		// backoff limit) or another replica changed the Job since.
-		now := metav1.NewTime(c.opts.Clock.Now())
-		job.Status.LastAttemptTime = &now
-		if err := c.updateStatus(ctx, job); err != nil {
-			return 0, err
-		}
-	}
-	// The datacenter must not start anything from this request after its
-	// deadline, so a submit delayed on its way cannot outlive the window in
-	// which Stargate waits for it (lookUp).
-	submitCtx, cancel := context.WithDeadline(ctx, job.Status.LastAttemptTime.Add(c.opts.SubmitWindow))
-	defer cancel()
-	job.Status.Attempts++
-	dcJob, err := client.Submit(submitCtx, string(job.UID), req)
-	if err != nil && req.UserData != "" {
-		err = scrubbed{err: err, secret: req.UserData} // a datacenter may echo the body
-	}
-	if err == nil {
-		if err := c.opts.Failpoint(FailpointAfterSubmit); err != nil {
-			return 0, err
-		}
-		return c.opts.MinPollInterval, c.markRunning(ctx, job, dcJob, ReasonSubmitted, fmt.Sprintf("submitted to %s as %s", job.Namespace, dcJob.ID))
-	}
-	switch {
-	case datacenter.IsUnavailable(err), isCredentials(err):
-		// Nothing started on this attempt (the datacenter is down, or did
-		// not let the request in): the Job waits for it rather than
-		// spending its backoff limit. The Datacenter's probe turning Ready
-		// again wakes it; so does the wait interval.
-		job.Status.Attempts--
-		return 0, err
-	case datacenter.IsUndecodable(err):
-		// The datacenter accepted something and said it unreadably: ask.
-		switch found, lerr := c.lookUp(ctx, job, client); {
-		case lerr != nil:
-			return 0, lerr
-		case found:
-			return c.poll(ctx, job, client)
-		}
-		return 0, c.retrying(ctx, job, err)
-	case datacenter.IsTransient(err):
-		if job.Status.Attempts > limit {
-			return c.settle(ctx, job, client, ReasonBackoffLimitExceeded,
-				fmt.Sprintf("the datacenter failed %d times; last: %v; nothing ran at the datacenter", job.Status.Attempts, err))
-		}
-		return 0, c.retrying(ctx, job, err)
-	}
-	// Refused (4xx): this attempt did not start, but an earlier one may have.
-	return c.settle(ctx, job, client, ReasonRejected, err.Error())
-}
-
-// retrying records a failed attempt and returns err, so the Job is retried
-// with rate-limited backoff.
-func (c *Controller) retrying(ctx context.Context, job *v1alpha1.Job, err error) error {
-	job.Status.Reason, job.Status.Message = ReasonRetrying, err.Error()
-	c.setCondition(job, ConditionProgressing, metav1.ConditionFalse, ReasonRetrying, err.Error())
-	if uerr := c.updateStatus(ctx, job); uerr != nil {
-		return uerr
-	}
-	return err
-}
-
-// markRunning records that a Job runs at its datacenter as dcJob: submitted,
-// or adopted from an earlier submit whose answer was lost.
-func (c *Controller) markRunning(ctx context.Context, job *v1alpha1.Job, dcJob *datacenter.Job, reason, message string) error {
-	now := metav1.NewTime(c.opts.Clock.Now())
-	if started := dcJob.StartedAt; started != nil && started.Before(now.Time) {
-		// An adopted job's deadline runs from when it really started.
-		now = metav1.NewTime(*started)
-	}
-	job.Status.Phase, job.Status.DCJobID, job.Status.StartTime = v1alpha1.JobRunning, dcJob.ID, &now
-	job.Status.Reason, job.Status.Message = reason, message
-	meta.RemoveStatusCondition(&job.Status.Conditions, ConditionFailureTarget) // it runs: it ends as the datacenter says
-	c.setCondition(job, ConditionProgressing, metav1.ConditionTrue, reason, message)
-	if err := c.updateStatus(ctx, job); err != nil {
-		// The datacenter job exists; the next sync submits again with the
-		// same key and request, and gets it back.
-		return err
-	}
-	klog.FromContext(ctx).Info("Job running", "dcJob", dcJob.ID, "reason", reason)
-	c.opts.Recorder.Eventf(job, nil, corev1.EventTypeNormal, reason, "Submit", "%s", message)
-	metrics.JobsActive.WithLabelValues(job.Namespace).Set(float64(c.running.Count(job.Namespace)))
-	if state := runningState(job.Spec.Operation); state != "" {
-		return c.updateHardware(ctx, job, func(s *v1alpha1.HardwareStatus) { s.State = state })
-	}
 	return nil
 }
 
@@ -833,7 +488,7 @@ func (c *Controller) succeed(ctx context.Context, job *v1alpha1.Job, client data
 // fail ends a Job as Failed and, if it ran at the datacenter, marks its
 // Hardware in error. Callers make sure nothing runs under the Job's key.
 func (c *Controller) fail(ctx context.Context, job *v1alpha1.Job, reason, message string) error {
-	if job.Status.DCJobID != "" {
+	if job.Status.DCJobID != "" && reason != ReasonAbandoned { // abandon() marked it unknown
 		err := c.updateHardware(ctx, job, func(s *v1alpha1.HardwareStatus) {
 			s.State = v1alpha1.HardwareStateError
 			meta.SetStatusCondition(&s.Conditions, metav1.Condition{Type: ConditionFailed, Status: metav1.ConditionTrue,
@@ -932,13 +587,6 @@ func runningState(op v1alpha1.Operation) v1alpha1.HardwareState {
 	return ""
 }
 
-func userData(t *v1alpha1.Template) string {
-	if t.Spec.CloudInit == nil {
-		return ""
-	}
-	return t.Spec.CloudInit.UserData
-}
-
 func isFinished(p v1alpha1.JobPhase) bool {
 	return p == v1alpha1.JobSucceeded || p == v1alpha1.JobFailed
 }
@@ -948,77 +596,4 @@ func ptrValue[T any](p *T, def T) T {
 		return def
 	}
 	return *p
-}
-
-// digest is the hex SHA-256 of user data ("" for none).
-func digest(data string) string {
-	if data == "" {
-		return ""
-	}
-	sum := sha256.Sum256([]byte(data))
-	return hex.EncodeToString(sum[:])
-}
-
-// mayHaveReached reports whether a submit of job may have reached its
-// datacenter: its request was fixed (status.submission, written before the
-// first attempt), or it carries what an older controller left (the finalizer,
-// attempts).
-func mayHaveReached(job *v1alpha1.Job) bool {
-	return job.Status.DCJobID != "" || job.Status.Submission != nil || job.Status.Attempts > 0 ||
-		slices.Contains(job.Finalizers, v1alpha1.JobCancelFinalizer)
-}
-
-// clockSkew is how far the clocks of Stargate's replicas and a datacenter
-// may disagree when a submit's Not-After deadline is judged.
-const clockSkew = 5 * time.Second
-
-// outcomeUnknownError is a Job that may have reached its datacenter, which
-// cannot yet say what runs under its key; after, if set, is when it can.
-type outcomeUnknownError struct {
-	err   error
-	after time.Duration
-}
-
-// scrubbed is a datacenter error whose text is shown without a secret the
-// request carried (cloud-init user data), should the datacenter echo it.
-type scrubbed struct {
-	err    error
-	secret string
-}
-
-func (s scrubbed) Error() string { return strings.ReplaceAll(s.err.Error(), s.secret, "[user data]") }
-
-func (s scrubbed) Unwrap() error { return s.err }
-
-func (e *outcomeUnknownError) Error() string {
-	return fmt.Sprintf("a submit may have reached the datacenter, which cannot say now what runs under the Job's key (%v); "+
-		"the Job waits, holding its Hardware, until it can", e.err)
-}
-
-func (e *outcomeUnknownError) Unwrap() error { return e.err }
-
-// waitingReason is the reason a Job waits on after err, if err is one a Job
-// waits out rather than retries: the datacenter cannot be asked, is down, or
-// does not accept Stargate's credentials.
-func waitingReason(err error) (string, bool) {
-	var unknown *outcomeUnknownError
-	var creds *datacenter.CredentialsError
-	switch {
-	case err == nil:
-		return "", false
-	case errors.As(err, &unknown):
-		return ReasonOutcomeUnknown, true
-	case errors.As(err, &creds) && creds.Missing:
-		return ReasonCredentialsMissing, true
-	case errors.As(err, &creds):
-		return ReasonCredentialsRejected, true
-	case datacenter.IsUnavailable(err):
-		return ReasonDatacenterDown, true
-	}
-	return "", false
-}
-
-func isCredentials(err error) bool {
-	var creds *datacenter.CredentialsError
-	return errors.As(err, &creds)
 }

@@ -560,6 +560,18 @@ func TestDeletedJobsAreCancelledAtTheDatacenter(t *testing.T) {
 		if _, err := h.sync("dc-west", name); err != nil {
 			t.Fatalf("%s: %v", name, err)
 		}
+		if name == "unsent" {
+			// Left by an older controller (the finalizer, no recorded
+			// attempt): "nothing under the key" is final once a whole
+			// submit window has passed since it was first asked.
+			if j := h.job("dc-west", name); j.Status.Reason != ReasonOutcomeUnknown {
+				t.Fatalf("%s within the window: %+v", name, j.Status)
+			}
+			h.clock.Step(time.Minute + clockSkew)
+			if _, err := h.sync("dc-west", name); err != nil {
+				t.Fatalf("%s: %v", name, err)
+			}
+		}
 		// The write that ended it (Failed, Deleted) dropped the finalizer: it is gone.
 		if j, err := h.client.StargateV1alpha1().Jobs("dc-west").Get(h.ctx, name, metav1.GetOptions{}); err == nil {
 			t.Errorf("%s outlived its settled deletion: %+v", name, j.Status)

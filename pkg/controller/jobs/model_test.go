@@ -22,7 +22,27 @@ package jobs
 //	(6) no more datacenter jobs run than the Datacenter's maxConcurrentJobs;
 //	(7) every submit under a key carries the request of the first;
 //	(8) what Stargate says is what the datacenter did: a Succeeded Job's
-//	    datacenter job succeeded, a Failed Job's did not.
+//	    datacenter job succeeded, a Failed Job's did not;
+//	(9) every submit carries a deadline (its ctx's, sent as Not-After), no
+//	    later than the window after the lastAttemptTime its Job records in
+//	    etcd when it leaves (what lookUp counts from).
+//
+// The datacenter does not always act at the moment of the call: a Submit
+// faulted "in-flight-timeout" times out for its caller and stays on its way;
+// a later step (or a later call, as it arrives meanwhile) delivers it, and
+// the datacenter then starts it (or replays the job under its key) unless
+// its clock is past the request's Not-After. (2) covers such a submit too:
+// while one could still arrive and start a job, its Job must not have ended.
+// Nothing on its way is lost before its deadline; healing delivers it all.
+//
+// Two controllers may act on the same Jobs: a step pauses the leader, and
+// another replica takes the lead with fresh caches; the paused one (the
+// "former leader") keeps its own caches (lagging on odd seeds), still
+// passes its Leading() checks until it notices, and its syncs interleave
+// with the leader's steps, some stopped right after a Leading() check passed
+// (on a goroutine of their own, one goroutine running at a time) while other
+// steps run, then resumed. Only resourceVersion preconditions, the fenced
+// pre-attempt write and Not-After keep the two apart.
 //
 // At the end of each schedule everything is healed (no faults, the
 // Datacenter present and resumed, every datacenter job finished) and the
@@ -124,10 +144,15 @@ const (
 	fault409                            // refused, nothing done
 	faultCredsMissing                   // the credentials file is missing: nothing sent
 	faultUnauthorized                   // 401: nothing done
+	// faultInFlight: no answer (timeout) and nothing done yet, but a Submit
+	// stays on its way: a later step delivers it, and the datacenter starts
+	// it then unless the clock is past the request's Not-After deadline.
+	// Other calls time out as faultTimeoutBefore.
+	faultInFlight
 	numFaultKinds
 )
 
-var faultNames = [...]string{"500", "503", "429", "timeout-before", "lost-500", "lost-timeout", "junk-2xx", "junk-2xx-before", "400", "409", "creds-missing", "401"}
+var faultNames = [...]string{"500", "503", "429", "timeout-before", "lost-500", "lost-timeout", "junk-2xx", "junk-2xx-before", "400", "409", "creds-missing", "401", "in-flight-timeout"}
 
 func (k faultKind) String() string { return faultNames[k] }
 
@@ -144,7 +169,7 @@ func (k faultKind) err(op string) error {
 		return &datacenter.Error{StatusCode: http.StatusServiceUnavailable, Op: op, Message: "unavailable (model)"}
 	case fault429:
 		return &datacenter.Error{StatusCode: http.StatusTooManyRequests, Op: op, Message: "slow down (model)", RetryAfter: time.Second}
-	case faultTimeoutBefore, faultLostTimeout:
+	case faultTimeoutBefore, faultLostTimeout, faultInFlight:
 		return &datacenter.Error{StatusCode: 0, Op: op, Message: "context deadline exceeded (Client.Timeout exceeded while awaiting headers)"}
 	case faultJunk, faultJunkBefore:
 		code := http.StatusOK
@@ -169,6 +194,19 @@ type dcFault struct {
 	method string // "" for any
 }
 
+// modelInFlight is a submit the datacenter has not received yet: its caller
+// timed out, and the request is still on its way. It arrives at a later step
+// (or inside a later call); the datacenter starts it then only if its clock
+// is not past the request's Not-After deadline (the deadline of the Submit
+// call's ctx), as the datacenter API's contract says.
+type modelInFlight struct {
+	key      string
+	req      datacenter.JobRequest
+	deadline time.Time
+	sentAt   time.Time
+	by       string // which controller sent it
+}
+
 type modelDCJob struct {
 	job         datacenter.Job
 	key         string
@@ -190,6 +228,10 @@ type modelDC struct {
 	// slowCancels: the next cancels are acknowledged, and the job runs on.
 	slowCancels int
 	nextID      int
+	// inflight: submits on their way, in the order they were sent; hold makes
+	// the call being entered (a Submit) one of them.
+	inflight []*modelInFlight
+	hold     bool
 }
 
 var _ datacenter.Client = &modelDC{}
@@ -209,6 +251,10 @@ func (d *modelDC) enter(method string) (before, after error) {
 		return err, nil
 	}
 	d.m.stats.dcCalls++
+	if len(d.inflight) > 0 && d.m.rng.IntN(6) == 0 {
+		// A submit on its way arrives while the controller is busy with this call.
+		d.deliver(d.m.rng.IntN(len(d.inflight)), "before a "+method)
+	}
 	if d.down {
 		return fault503.err(method), nil
 	}
@@ -216,6 +262,9 @@ func (d *modelDC) enter(method string) (before, after error) {
 		if f.method == "" || f.method == method {
 			d.faults = slices.Delete(d.faults, i, i+1)
 			d.m.stats.faultsHit++
+			if f.kind == faultInFlight && method == fake.MethodSubmit {
+				d.hold = true
+			}
 			if f.kind.carriedOut() {
 				return nil, f.kind.err(method)
 			}
@@ -225,18 +274,80 @@ func (d *modelDC) enter(method string) (before, after error) {
 	return nil, nil
 }
 
-func (d *modelDC) Submit(_ context.Context, key string, req datacenter.JobRequest) (*datacenter.Job, error) {
+func (d *modelDC) Submit(ctx context.Context, key string, req datacenter.JobRequest) (*datacenter.Job, error) {
+	if d.m.acting == "former leader" {
+		d.m.stats.formerSubmits++
+	}
+	deadline, ok := ctx.Deadline()
+	if !ok {
+		d.m.violate("(9) a submit under key %s carries no deadline (no Not-After)", key)
+	}
 	before, after := d.enter(fake.MethodSubmit)
+	if d.hold {
+		d.hold = false
+		d.m.checkNotAfter(key, deadline)
+		d.inflight = append(d.inflight, &modelInFlight{key: key, req: req, deadline: deadline,
+			sentAt: d.m.clock.Now(), by: d.m.acting})
+		d.m.stats.held++
+		return nil, before
+	}
 	if before != nil {
 		return nil, before
 	}
+	if ok {
+		d.m.checkNotAfter(key, deadline)
+		if d.m.clock.Now().After(deadline) {
+			// Arrived past its Not-After: the datacenter starts nothing.
+			d.m.violate("(9) a submit under key %s was sent at %s, past its own Not-After %s", key,
+				d.m.clock.Now().Format(time.TimeOnly), deadline.Format(time.TimeOnly))
+			return nil, &datacenter.Error{StatusCode: http.StatusBadRequest, Op: fake.MethodSubmit, Message: "past Not-After (model)"}
+		}
+	}
+	out, err := d.apply(key, req)
+	if after != nil {
+		return nil, after
+	}
+	return out, err
+}
+
+// deliver makes the i-th submit on its way arrive: the datacenter refuses it
+// past its Not-After deadline, and otherwise carries it out as it carries out
+// any submit (starting a job, or replaying the one under its key). Its
+// caller gave up long ago: nobody hears the answer.
+func (d *modelDC) deliver(i int, when string) {
+	f := d.inflight[i]
+	d.inflight = slices.Delete(d.inflight, i, i+1)
+	now := d.m.clock.Now()
+	if !f.deadline.IsZero() && now.After(f.deadline) { // no deadline: (9) was reported when it was sent
+		d.m.stats.lateRefused++
+		d.m.logf("a submit under key %s sent by the %s at %s arrives %s, past its Not-After %s: refused",
+			f.key, f.by, f.sentAt.Format(time.TimeOnly), when, f.deadline.Format(time.TimeOnly))
+		return
+	}
+	_, existed := d.byKey[f.key]
+	out, err := d.apply(f.key, f.req)
+	d.m.stats.lateApplied++
+	what := "starts"
+	if existed {
+		what = "replays"
+		d.m.stats.lateReplayed++
+	}
+	if err == nil {
+		what += " datacenter job " + out.ID
+	} else {
+		what += ": " + err.Error()
+	}
+	d.m.logf("a submit under key %s sent by the %s at %s arrives %s, before its Not-After %s: it %s",
+		f.key, f.by, f.sentAt.Format(time.TimeOnly), when, f.deadline.Format(time.TimeOnly), what)
+}
+
+// apply carries out a submit that reached the datacenter in time.
+func (d *modelDC) apply(key string, req datacenter.JobRequest) (*datacenter.Job, error) {
 	j, ok := d.byKey[key]
 	if ok {
 		if !reflect.DeepEqual(j.req, req) {
 			d.m.violate("(7) a re-submit under key %s carried another request: first %+v, now %+v", key, j.req, req)
-			if after == nil {
-				after = &datacenter.Error{StatusCode: http.StatusConflict, Op: fake.MethodSubmit, Message: "idempotency key reused with another body"}
-			}
+			return nil, &datacenter.Error{StatusCode: http.StatusConflict, Op: fake.MethodSubmit, Message: "idempotency key reused with another body"}
 		}
 	} else {
 		d.nextID++
@@ -255,9 +366,6 @@ func (d *modelDC) Submit(_ context.Context, key string, req datacenter.JobReques
 			d.m.violate("(3) datacenter job %s started under key %s, which is no Job's UID", j.job.ID, key)
 		}
 	}
-	if after != nil {
-		return nil, after
-	}
 	out := j.job
 	return &out, nil
 }
@@ -269,7 +377,7 @@ func (d *modelDC) GetJob(_ context.Context, id string) (*datacenter.Job, error) 
 	}
 	j, ok := d.byID[id]
 	if !ok {
-		before = &datacenter.Error{StatusCode: http.StatusNotFound, Op: fake.MethodGetJob, Message: "job " + id + " not found"}
+		before = datacenter.NotFoundError(fake.MethodGetJob, "job "+id+" not found")
 	}
 	if after != nil {
 		return nil, after
@@ -291,7 +399,7 @@ func (d *modelDC) FindJob(_ context.Context, key string) (*datacenter.Job, error
 	}
 	j, ok := d.byKey[key]
 	if !ok {
-		return nil, &datacenter.Error{StatusCode: http.StatusNotFound, Op: fake.MethodFindJob, Message: "no job with key " + key}
+		return nil, datacenter.NotFoundError(fake.MethodFindJob, "no job with key "+key)
 	}
 	out := j.job
 	return &out, nil
@@ -307,7 +415,7 @@ func (d *modelDC) Cancel(_ context.Context, id string) (*datacenter.Job, error) 
 		if after != nil {
 			return nil, after
 		}
-		return nil, &datacenter.Error{StatusCode: http.StatusNotFound, Op: fake.MethodCancel, Message: "job " + id + " not found"}
+		return nil, datacenter.NotFoundError(fake.MethodCancel, "job "+id+" not found")
 	}
 	if !j.job.State.Finished() {
 		if d.slowCancels > 0 {
@@ -334,7 +442,7 @@ func (d *modelDC) GetMachine(_ context.Context, mac string) (*datacenter.Machine
 	}
 	ms, ok := d.machines[mac]
 	if !ok {
-		return nil, &datacenter.Error{StatusCode: http.StatusNotFound, Op: fake.MethodMachine, Message: "machine " + mac + " not known"}
+		return nil, datacenter.NotFoundError(fake.MethodMachine, "machine "+mac+" not known")
 	}
 	out := *ms
 	return &out, nil
@@ -417,7 +525,15 @@ type modelCache struct {
 
 type modelStats struct {
 	steps, syncs, restarts, crashesInSync, dcCalls, dcJobs, faultsHit, staleSyncs, created, refused int
-	reasons                                                                                         map[string]int
+	// submits held on their way, and how they ended: carried out late
+	// (replaying the job under their key, or starting one), or refused as
+	// past their Not-After.
+	held, lateApplied, lateReplayed, lateRefused int
+	// leader changes, syncs run by a paused former leader, the ones paused
+	// at a Leading() check while other steps ran, its submits, and its syncs
+	// that a write's resourceVersion precondition stopped.
+	leaderChanges, formerSyncs, formerPaused, formerSubmits, formerFenced int
+	reasons                                                               map[string]int
 }
 
 func (s *modelStats) add(o *modelStats) {
@@ -431,6 +547,15 @@ func (s *modelStats) add(o *modelStats) {
 	s.staleSyncs += o.staleSyncs
 	s.created += o.created
 	s.refused += o.refused
+	s.held += o.held
+	s.lateApplied += o.lateApplied
+	s.lateReplayed += o.lateReplayed
+	s.lateRefused += o.lateRefused
+	s.leaderChanges += o.leaderChanges
+	s.formerSyncs += o.formerSyncs
+	s.formerPaused += o.formerPaused
+	s.formerSubmits += o.formerSubmits
+	s.formerFenced += o.formerFenced
 	if s.reasons == nil {
 		s.reasons = map[string]int{}
 	}
@@ -443,6 +568,38 @@ type modelConfig struct {
 	steps int
 }
 
+// modelCtl is one controller process: a Controller with its own informer
+// caches, fed by hand from its own watches.
+type modelCtl struct {
+	name   string
+	ctl    *Controller
+	caches []*modelCache
+	// failAt makes the controller stop at that failpoint; notLeading makes
+	// it believe it lost the leader election.
+	failAt     string
+	notLeading bool
+	// A paused former leader: pauseNext makes its next Leading() check pass
+	// and then stop the sync's goroutine until the test resumes it (abort:
+	// the check fails instead). paused is that sync, stopped.
+	pauseNext, abort bool
+	paused           *modelPausedSync
+}
+
+// modelPausedSync is a sync stopped right after a Leading() check passed,
+// running on its own goroutine; only one goroutine runs at a time, so
+// schedules stay a function of their seed.
+type modelPausedSync struct {
+	key    string
+	resume chan struct{}
+	done   chan modelSyncResult
+}
+
+type modelSyncResult struct {
+	after  time.Duration
+	err    error
+	paused bool // not a result: the sync stopped after a Leading() check
+}
+
 type model struct {
 	seed   uint64
 	cfg    modelConfig
@@ -452,15 +609,13 @@ type model struct {
 	client *clientfake.Clientset
 	server *apiServer
 	dc     *modelDC
-	ctl    *Controller
-	caches []*modelCache
-	crash  crashPlan
-	// failAt makes the controller stop at that failpoint; notLeading makes
-	// it believe it lost the leader election.
-	failAt      string
-	notLeading  bool
-	lastCrashed bool
-	lastKey     string
+	// lead is the controller that leads; former, when set, a former leader
+	// that was paused and still believes it leads (its Leading() passes).
+	lead, former *modelCtl
+	acting       string // the controller whose sync runs, for the log
+	crash        crashPlan
+	lastCrashed  bool
+	lastKey      string
 
 	// lagging (odd seeds): some syncs see informer caches that lag behind
 	// the API, as far back as the last cache the controller saw (an
@@ -520,13 +675,7 @@ func newModel(seed uint64, cfg modelConfig) *model {
 	m.client = clientfake.NewClientset(objs...)
 	m.server = serveLikeStargate(m.client, objs)
 	m.client.PrependReactor("*", "*", m.observe) // runs before the server's rules
-	for _, gvr := range []schema.GroupVersionResource{jobsResource, hardwaresResource, templatesResource, datacentersResource} {
-		w, err := m.client.Tracker().Watch(gvr, "")
-		if err != nil {
-			panic(err)
-		}
-		m.caches = append(m.caches, &modelCache{gvr: gvr, w: w})
-	}
+	m.lead = &modelCtl{name: "leader", caches: m.watchSet()}
 	m.restart()
 	m.stats.restarts = 0
 	return m
@@ -558,15 +707,36 @@ func (m *model) observe(action clienttesting.Action) (bool, runtime.Object, erro
 	return false, nil, nil
 }
 
+// watchSet opens the watches that feed one controller's informer caches.
+func (m *model) watchSet() []*modelCache {
+	var out []*modelCache
+	for _, gvr := range []schema.GroupVersionResource{jobsResource, hardwaresResource, templatesResource, datacentersResource} {
+		w, err := m.client.Tracker().Watch(gvr, "")
+		if err != nil {
+			panic(err)
+		}
+		out = append(out, &modelCache{gvr: gvr, w: w})
+	}
+	return out
+}
+
 // drain takes the events the watches hold into the pending queues, checking
-// each Job's phase history on the way.
+// each Job's phase history on the way (from the leader's watches: every
+// set sees the same events).
 func (m *model) drain() {
-	for _, c := range m.caches {
+	m.drainSet(m.lead.caches, true)
+	if m.former != nil {
+		m.drainSet(m.former.caches, false)
+	}
+}
+
+func (m *model) drainSet(caches []*modelCache, observe bool) {
+	for _, c := range caches {
 		for more := true; more; {
 			select {
 			case ev := <-c.w.ResultChan():
 				c.pending = append(c.pending, ev)
-				if job, ok := ev.Object.(*v1alpha1.Job); ok && ev.Type != watch.Deleted {
+				if job, ok := ev.Object.(*v1alpha1.Job); ok && observe && ev.Type != watch.Deleted {
 					m.observePhase(job)
 				}
 			default:
@@ -601,7 +771,12 @@ func (m *model) violate(format string, args ...any) {
 func (m *model) restart() {
 	m.stats.restarts++
 	m.crash = crashPlan{}
-	m.failAt, m.notLeading = "", false
+	m.start(m.lead)
+}
+
+// start builds mc's Controller, with caches listed from the API.
+func (m *model) start(mc *modelCtl) {
+	mc.failAt, mc.notLeading = "", false
 	factory := informers.NewSharedInformerFactory(m.client, 0)
 	v1 := factory.Stargate().V1alpha1()
 	jobs, hws, tmpls, dcs := v1.Jobs(), v1.Hardwares(), v1.Templates(), v1.Datacenters()
@@ -609,24 +784,19 @@ func (m *model) restart() {
 	c, err := New(m.client, jobs, tmpls, dcs, clientFor, Options{Clock: m.clock, PollInterval: time.Second,
 		MinPollInterval: 100 * time.Millisecond, WaitInterval: 5 * time.Second,
 		Failpoint: func(point string) error {
-			if point == m.failAt {
+			if point == mc.failAt {
 				return errors.New("crash injected at " + point)
 			}
 			return nil
 		},
-		Leading: func(context.Context) error {
-			if m.notLeading {
-				return errors.New("not leading")
-			}
-			return nil
-		}})
+		Leading: func(context.Context) error { return m.leading(mc) }})
 	if err != nil {
 		panic(err)
 	}
-	m.ctl = c
+	mc.ctl = c
 	m.drain()
 	stores := []cache.Indexer{jobs.Informer().GetIndexer(), hws.Informer().GetIndexer(), tmpls.Informer().GetIndexer(), dcs.Informer().GetIndexer()}
-	for i, mc := range m.caches {
+	for i, mc := range mc.caches {
 		mc.store, mc.pending = stores[i], nil
 		objs, err := m.client.Tracker().List(mc.gvr, v1alpha1.SchemeGroupVersion.WithKind(kindOf(mc.gvr)), "")
 		if err != nil {
@@ -704,18 +874,22 @@ func (m *model) deliver(c *modelCache, n int) {
 	c.pending = c.pending[n:]
 }
 
-// catchUp makes every cache current, as harness.sync waits for.
-func (m *model) catchUp() {
+// catchUp makes every cache of the leader current, as harness.sync waits for.
+func (m *model) catchUp() { m.catchUpCaches(m.lead.caches) }
+
+func (m *model) catchUpCaches(caches []*modelCache) {
 	m.drain()
-	for _, c := range m.caches {
+	for _, c := range caches {
 		m.deliver(c, -1)
 	}
 }
 
-// lag delivers a random part of each cache's pending events.
-func (m *model) lag() {
+// lag delivers a random part of each of the leader's caches' pending events.
+func (m *model) lag() { m.lagCaches(m.lead.caches) }
+
+func (m *model) lagCaches(caches []*modelCache) {
 	m.drain()
-	for _, c := range m.caches {
+	for _, c := range caches {
 		switch m.rng.IntN(3) {
 		case 0:
 			m.deliver(c, -1)
@@ -725,10 +899,17 @@ func (m *model) lag() {
 	}
 }
 
-// sync runs one sync of key; the caller has prepared the caches.
+// sync runs one sync of key on the leader; the caller has prepared the caches.
 func (m *model) sync(key string) (time.Duration, error) {
+	m.acting = m.lead.name
+	defer func() { m.acting = "" }()
 	m.stats.syncs++
-	after, err := m.ctl.sync(m.ctx, key)
+	after, err := m.lead.ctl.sync(m.ctx, key)
+	return after, m.synced(err)
+}
+
+// synced ends a sync: the crash plan is spent, the watches drained.
+func (m *model) synced(err error) error {
 	crashed := m.crash.crashed
 	m.lastCrashed = crashed
 	m.crash = crashPlan{}
@@ -736,7 +917,91 @@ func (m *model) sync(key string) (time.Duration, error) {
 	if err != nil && !crashed && (apierrors.IsInvalid(err) || apierrors.IsBadRequest(err)) {
 		m.violate("the controller made a write the API server refuses: %v", err)
 	}
-	return after, err
+	return err
+}
+
+// leading is mc's Leading(): an error once it knows it does not lead. A
+// former leader told to pause passes the check and stops right after it,
+// until the test resumes it: it acts on what it saw before other steps ran.
+func (m *model) leading(mc *modelCtl) error {
+	if mc.notLeading {
+		return errors.New("not leading")
+	}
+	if p := mc.paused; p != nil && mc.pauseNext {
+		mc.pauseNext = false
+		p.done <- modelSyncResult{paused: true} // to the test's goroutine
+		<-p.resume
+		m.acting = mc.name
+		if mc.abort {
+			return errors.New("not leading (stopped while paused)")
+		}
+	}
+	return nil
+}
+
+// syncFormer runs a sync of key on the former leader. With pause, it runs on
+// a goroutine of its own that stops right after its next Leading() check
+// passes (if it reaches one) and waits for resumeFormer; only one goroutine
+// runs at a time.
+func (m *model) syncFormer(key string, pause bool) (r modelSyncResult, paused bool) {
+	f := m.former
+	m.stats.syncs++
+	m.stats.formerSyncs++
+	if !pause {
+		m.acting = f.name
+		after, err := f.ctl.sync(m.ctx, key)
+		m.acting = ""
+		return modelSyncResult{after: after, err: m.synced(err)}, false
+	}
+	p := &modelPausedSync{key: key, resume: make(chan struct{}), done: make(chan modelSyncResult)}
+	f.paused, f.pauseNext = p, true
+	go func() {
+		m.acting = f.name
+		after, err := f.ctl.sync(m.ctx, key)
+		p.done <- modelSyncResult{after: after, err: err}
+	}()
+	if r = <-p.done; !r.paused {
+		f.paused, f.pauseNext = nil, false // it reached no Leading() check
+		m.acting = ""
+		return modelSyncResult{after: r.after, err: m.synced(r.err)}, false
+	}
+	m.acting = ""
+	m.stats.formerPaused++
+	return r, true
+}
+
+// resumeFormer lets the former leader's paused sync go on (abort: its
+// Leading() check fails after all) and waits for its end.
+func (m *model) resumeFormer(abort bool) modelSyncResult {
+	f := m.former
+	p := f.paused
+	f.abort = abort
+	p.resume <- struct{}{}
+	r := <-p.done
+	f.paused, f.abort = nil, false
+	m.acting = ""
+	r.err = m.synced(r.err)
+	if apierrors.IsConflict(r.err) || apierrors.IsNotFound(r.err) {
+		m.stats.formerFenced++
+	}
+	return r
+}
+
+// retireFormer ends the former leader's process (a paused sync is stopped
+// where it is) and closes its watches.
+func (m *model) retireFormer(why string) {
+	f := m.former
+	if f == nil {
+		return
+	}
+	if f.paused != nil {
+		m.resumeFormer(true)
+	}
+	for _, c := range f.caches {
+		c.w.Stop()
+	}
+	m.former = nil
+	m.logf("the former leader %s", why)
 }
 
 // ---------------------------------------------------------------------------
@@ -803,6 +1068,9 @@ var modelSteps = []modelStep{
 	{2, (*model).stepTemplate},
 	{1, (*model).stepHardwareIP},
 	{2, (*model).stepDeliver},
+	{4, (*model).stepDeliverSubmit},
+	{2, (*model).stepLeaderChange},
+	{8, (*model).stepFormer},
 }
 
 var modelStepTotal = func() int {
@@ -927,11 +1195,11 @@ func (m *model) syncStep(key, how string) {
 		how += fmt.Sprintf(", crashing after %d calls", m.crash.budget)
 		restart = true
 	case r < 4:
-		m.failAt = pick(m.rng, []string{FailpointBeforeSubmit, FailpointAfterSubmit, FailpointWhilePolling})
-		how += ", crashing at " + m.failAt
+		m.lead.failAt = pick(m.rng, []string{FailpointBeforeSubmit, FailpointAfterSubmit, FailpointWhilePolling})
+		how += ", crashing at " + m.lead.failAt
 		restart = true
 	case r < 5:
-		m.notLeading = true
+		m.lead.notLeading = true
 		how += ", having lost the lead"
 		restart = true
 	}
@@ -1013,6 +1281,9 @@ var modelMethods = []string{"", "", fake.MethodSubmit, fake.MethodSubmit, fake.M
 
 func (m *model) stepFault() {
 	kind, method := faultKind(m.rng.IntN(int(numFaultKinds))), pick(m.rng, modelMethods)
+	if m.rng.IntN(4) == 0 {
+		kind, method = faultInFlight, fake.MethodSubmit // submits delayed on their way: the rarest, most delicate path
+	}
 	n := 1 + m.rng.IntN(3)
 	if m.rng.IntN(4) == 0 {
 		n += m.rng.IntN(6) // a streak
@@ -1169,6 +1440,76 @@ func (m *model) stepDeliver() {
 	m.logf("informers deliver part of what they lag behind")
 }
 
+// stepDeliverSubmit makes a submit on its way arrive at the datacenter.
+func (m *model) stepDeliverSubmit() {
+	if len(m.dc.inflight) == 0 {
+		m.logf("a submit on its way arrives: none is")
+		return
+	}
+	m.dc.deliver(m.rng.IntN(len(m.dc.inflight)), "now")
+}
+
+// stepLeaderChange pauses the leader (a long GC pause, a stopped VM): its
+// lease expires, another replica takes the lead with fresh caches, and the
+// paused one, when it runs again, still believes it leads. A former leader
+// paused before exits first.
+func (m *model) stepLeaderChange() {
+	m.retireFormer("exits")
+	m.drain()
+	m.former, m.lead = m.lead, &modelCtl{name: "leader", caches: m.watchSet()}
+	m.former.name = "former leader"
+	m.crash = crashPlan{}
+	m.start(m.lead)
+	m.stats.leaderChanges++
+	m.logf("the leader pauses and another replica takes the lead; the paused one still believes it leads")
+}
+
+// stepFormer lets the former leader act: a sync (from caches it may not
+// have caught up, stopping now and then right after a Leading() check while
+// other steps run), the end of such a paused sync, or its noticing it lost
+// the lead. Without a former leader it is a sync of the leader.
+func (m *model) stepFormer() {
+	f := m.former
+	if f == nil {
+		m.stepSync()
+		return
+	}
+	if f.paused != nil {
+		key := f.paused.key
+		r := m.resumeFormer(false)
+		m.logf("the former leader's paused sync of %s goes on: after %s, err %v%s", key, r.after, errText(r.err), m.jobSummary(key))
+		return
+	}
+	if m.rng.IntN(8) == 0 {
+		f.notLeading = true
+		m.logf("the former leader sees it lost the lead (its Leading() fails from now on)")
+		return
+	}
+	key, ok := m.syncKey()
+	if !ok {
+		m.logf("the former leader syncs: no Jobs")
+		return
+	}
+	how := "the former leader syncs"
+	if m.lagging && m.rng.IntN(2) == 0 {
+		m.lagCaches(f.caches)
+		m.stats.staleSyncs++
+		how += " (lagging caches)"
+	} else {
+		m.catchUpCaches(f.caches)
+	}
+	pause := m.rng.IntN(2) == 0
+	r, paused := m.syncFormer(key, pause)
+	if paused {
+		m.logf("%s %s: paused right after its Leading() check passed%s", how, key, m.jobSummary(key))
+		return
+	}
+	if apierrors.IsConflict(r.err) || apierrors.IsNotFound(r.err) {
+		m.stats.formerFenced++
+	}
+	m.logf("%s %s: after %s, err %v%s", how, key, r.after, errText(r.err), m.jobSummary(key))
+}
+
 // ---------------------------------------------------------------------------
 // Invariants.
 
@@ -1231,6 +1572,23 @@ func (m *model) check() {
 	if running > m.maxJobs {
 		m.violate("(6) %d datacenter jobs run, maxConcurrentJobs is %d", running, m.maxJobs)
 	}
+	// (2) again, for a submit still on its way: if it may arrive before its
+	// Not-After and would start a job (none runs under its key yet), its
+	// Job must not have ended.
+	now := m.clock.Now()
+	for _, f := range m.dc.inflight {
+		if _, started := m.dc.byKey[f.key]; started || (!f.deadline.IsZero() && now.After(f.deadline)) {
+			continue
+		}
+		switch job := byUID[types.UID(f.key)]; {
+		case job == nil:
+			m.violate("(2) Job %s is gone while a submit under its key (sent by the %s at %s) may still arrive and start, until %s",
+				m.uids[types.UID(f.key)].name, f.by, f.sentAt.Format(time.TimeOnly), f.deadline.Format(time.TimeOnly))
+		case isFinished(job.Status.Phase):
+			m.violate("(2) Job %s is %s (%s: %s) while a submit under its key (sent by the %s at %s) may still arrive and start, until %s",
+				job.Name, job.Status.Phase, job.Status.Reason, job.Status.Message, f.by, f.sentAt.Format(time.TimeOnly), f.deadline.Format(time.TimeOnly))
+		}
+	}
 	for _, name := range m.hardware {
 		hw := hws[name]
 		if holder := hw.Status.ActiveJob; holder != "" {
@@ -1245,6 +1603,30 @@ func (m *model) check() {
 				m.violate("(4) unfinished Job %s (%s/%s) does not hold Hardware %s", j.Name, j.Status.Phase, j.Status.Reason, j.Spec.HardwareRef.Name)
 			}
 		}
+	}
+}
+
+// checkNotAfter checks a submit as it leaves: its Not-After deadline is no
+// later than the window after the lastAttemptTime its Job records in etcd,
+// the time lookUp counts from before it takes "nothing under the key" as
+// final. (A Job that is gone or another by now is left to (2) and (3).)
+func (m *model) checkNotAfter(key string, deadline time.Time) {
+	ref, ok := m.uids[types.UID(key)]
+	if !ok || deadline.IsZero() {
+		return
+	}
+	obj, err := m.client.Tracker().Get(jobsResource, modelNS, ref.name)
+	if err != nil || obj.(*v1alpha1.Job).UID != types.UID(key) {
+		return
+	}
+	job := obj.(*v1alpha1.Job)
+	window := m.lead.ctl.opts.SubmitWindow
+	switch last := job.Status.LastAttemptTime; {
+	case last == nil:
+		m.violate("(9) a submit of Job %s leaves while the Job records no lastAttemptTime (Not-After %s)", ref.name, deadline.Format(time.TimeOnly))
+	case deadline.After(last.Add(window)):
+		m.violate("(9) a submit of Job %s carries Not-After %s, past its recorded lastAttemptTime %s + %s", ref.name,
+			deadline.Format(time.TimeOnly), last.Format(time.TimeOnly), window)
 	}
 }
 
@@ -1263,6 +1645,11 @@ func (m *model) state() string {
 	for _, dj := range m.dc.jobs {
 		fmt.Fprintf(&b, "    datacenter job %s key %s mac %s: %s cancelAsked %v\n", dj.job.ID, dj.key, dj.req.Machine.MAC, dj.job.State, dj.cancelAsked)
 	}
+	for _, f := range m.dc.inflight {
+		fmt.Fprintf(&b, "    submit on its way: key %s mac %s sent by the %s at %s, Not-After %s\n", f.key, f.req.Machine.MAC, f.by,
+			f.sentAt.Format(time.TimeOnly), f.deadline.Format(time.TimeOnly))
+	}
+	fmt.Fprintf(&b, "    clock %s; former leader: %v\n", m.clock.Now().Format(time.TimeOnly), m.former != nil)
 	dc, ok := m.datacenterObj()
 	fmt.Fprintf(&b, "    Datacenter present %v paused %v; datacenter down %v, %d faults queued, %d slow cancels\n",
 		ok, ok && dc.Spec.Paused, m.dc.down, len(m.dc.faults), m.dc.slowCancels)
@@ -1282,7 +1669,9 @@ func (m *model) run() *modelFailure {
 		m.stats.steps++
 		m.check()
 		if len(m.broken) > 0 {
-			return m.failure()
+			f := m.failure()
+			m.retireFormer("stops: the schedule failed")
+			return f
 		}
 	}
 	return m.heal()
@@ -1306,8 +1695,23 @@ func (m *model) heal() *modelFailure {
 			panic(err)
 		}
 	}
+	if f := m.former; f != nil && f.paused != nil {
+		key := f.paused.key
+		r := m.resumeFormer(false)
+		m.logf("heal: the former leader's paused sync of %s goes on: after %s, err %v%s", key, r.after, errText(r.err), m.jobSummary(key))
+	}
+	m.retireFormer("exits")
 	m.logf("heal: no faults, the Datacenter present and resumed, the controller restarted")
 	m.restart()
+	// Every submit on its way arrives: half of them now, the rest after the
+	// clock has passed their Not-After (refused, unless one carries none).
+	for i := 0; i < len(m.dc.inflight); {
+		if m.rng.IntN(2) == 0 {
+			m.dc.deliver(i, "as the faults heal")
+		} else {
+			i++
+		}
+	}
 	quiet := 0
 	for round := 0; round < 40 && quiet < 2; round++ {
 		for _, j := range m.dc.unfinished() {
@@ -1317,7 +1721,10 @@ func (m *model) heal() *modelFailure {
 			}
 			m.dc.finish(j, state)
 		}
-		m.clock.Step(10 * time.Second)
+		m.clock.Step(70 * time.Second) // past any submit window: "nothing under the key" is final
+		for len(m.dc.inflight) > 0 {
+			m.dc.deliver(0, "after the heal's clock step")
+		}
 		before := m.fingerprint()
 		for _, j := range m.jobs() {
 			m.catchUp()
@@ -1342,6 +1749,9 @@ func (m *model) heal() *modelFailure {
 	}
 	for _, dj := range m.dc.unfinished() {
 		m.violate("(end) after healing, datacenter job %s (key %s) still runs", dj.job.ID, dj.key)
+	}
+	for _, f := range m.dc.inflight {
+		m.violate("(end) after healing, a submit under key %s is still on its way", f.key)
 	}
 	for name, hw := range m.hardwares() {
 		if hw.Status.ActiveJob != "" {
@@ -1499,6 +1909,10 @@ func TestModel(t *testing.T) {
 		"%d crash-restarts (%d inside a sync), %d datacenter calls, %d faults hit, %d datacenter jobs, %d Jobs created, %d creates refused",
 		len(corpus)-skipped, skipped, ran, base, cfg.steps, time.Since(start).Round(time.Millisecond), total.steps, total.syncs,
 		total.staleSyncs, total.restarts, total.crashesInSync, total.dcCalls, total.faultsHit, total.dcJobs, total.created, total.refused)
+	t.Logf("submits held on their way %d: arrived in time %d (%d replaying the job under their key), refused past their Not-After %d; "+
+		"leader changes %d: former-leader syncs %d (%d paused after a Leading() check), its submits %d, its syncs stopped by a precondition %d",
+		total.held, total.lateApplied, total.lateReplayed, total.lateRefused,
+		total.leaderChanges, total.formerSyncs, total.formerPaused, total.formerSubmits, total.formerFenced)
 	t.Logf("Job reasons written: %s", strings.Join(reasons, " "))
 	if len(failed) > 0 {
 		t.Errorf("%d schedules failed (the first 3 shown above); seeds, for testdata/model-seeds.txt: %v", len(failed), failed)
@@ -1558,6 +1972,10 @@ func TestModelLaggingCacheNeverResubmitsASettledJob(t *testing.T) {
 				m.catchUp()
 				m.sync(modelNS + "/j1")
 			}
+			// The lookup finds nothing; it is final past the submit window.
+			m.clock.Step(70 * time.Second)
+			m.catchUp()
+			m.sync(modelNS + "/j1")
 			got, _ := m.client.StargateV1alpha1().Jobs(modelNS).Get(m.ctx, "j1", metav1.GetOptions{})
 			if got.Status.Phase != v1alpha1.JobFailed || got.Status.Reason != c.reason {
 				t.Fatalf("the setup did not settle the Job: %+v", got.Status)

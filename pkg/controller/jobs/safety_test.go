@@ -439,8 +439,17 @@ func TestALegacyJobIsAskedAboutBeforeItIsSent(t *testing.T) {
 	if _, err := h.sync("dc-west", "legacy"); err != nil {
 		t.Fatal(err)
 	}
+	// Its old submit carried no deadline: the answer is final only a whole
+	// submit window after it was first asked.
+	if j := h.job("dc-west", "legacy"); j.Status.Reason != ReasonOutcomeUnknown || dc.Executions("uid-legacy") != 0 {
+		t.Fatalf("a legacy Job within the window: %+v", j.Status)
+	}
+	h.clock.Step(time.Minute + clockSkew)
+	if _, err := h.sync("dc-west", "legacy"); err != nil {
+		t.Fatal(err)
+	}
 	j := h.job("dc-west", "legacy")
-	if j.Status.Phase != v1alpha1.JobRunning || j.Status.Submission == nil || dc.Calls(fake.MethodFindJob) != 1 || dc.Executions("uid-legacy") != 1 {
+	if j.Status.Phase != v1alpha1.JobRunning || j.Status.Submission == nil || dc.Calls(fake.MethodFindJob) != 2 || dc.Executions("uid-legacy") != 1 {
 		t.Errorf("a legacy Job: %+v, %d lookups, %d executions", j.Status, dc.Calls(fake.MethodFindJob), dc.Executions("uid-legacy"))
 	}
 }

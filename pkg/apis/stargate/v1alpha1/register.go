@@ -50,7 +50,7 @@ func addKnownTypes(scheme *runtime.Scheme) error {
 // same set; a test keeps the two in step.
 var selectableFields = map[string][]string{
 	"Hardware":   {"spec.mac", "spec.ipv4", "spec.inventory.sku", "status.state"},
-	"Job":        {"spec.hardwareRef.name", "spec.operation", "status.phase"},
+	"Job":        {"spec.hardwareRef.name", "spec.operation", "status.phase", "status.occupying"},
 	"Template":   {"spec.osVersion"},
 	"Datacenter": {},
 }

@@ -395,3 +395,17 @@ type RepaveRequestSpec struct {
 	// +optional
 	TTLSecondsAfterFinished *int32 `json:"ttlSecondsAfterFinished,omitempty"`
 }
+
+// Occupies reports whether a Job holds a slot of its datacenter's
+// maxConcurrentJobs: it is Running, or Pending with its request fixed
+// (status.submission), so a submit may have started it there. The field
+// selector status.occupying=true selects these.
+func (j *Job) Occupies() bool {
+	switch j.Status.Phase {
+	case JobRunning:
+		return true
+	case JobPending, "":
+		return j.Status.Submission != nil || j.Status.DCJobID != ""
+	}
+	return false
+}

@@ -9,7 +9,6 @@ import (
 	"net/netip"
 	"net/url"
 	"regexp"
-	"slices"
 	"strconv"
 	"strings"
 
@@ -258,20 +257,6 @@ func ValidateJobUpdate(job, old *stargate.Job) field.ErrorList {
 	if old.Spec.Cancel && !job.Spec.Cancel {
 		allErrs = append(allErrs, field.Forbidden(fldPath.Child("cancel"), "a cancelled Job cannot be resumed; create a new Job"))
 	}
-	// The cancel finalizer is Stargate's: the write that fixes a Job's request
-	// puts it on, the write that ends the Job takes it off. Removing it by hand
-	// would free the Hardware while its machine may still be operated on.
-	finalizers := field.NewPath("metadata", "finalizers")
-	had, has := slices.Contains(old.Finalizers, stargate.JobCancelFinalizer), slices.Contains(job.Finalizers, stargate.JobCancelFinalizer)
-	switch {
-	case !had && has:
-		allErrs = append(allErrs, field.Forbidden(finalizers, stargate.JobCancelFinalizer+" is set by Stargate only"))
-	case had && !has && !IsFinished(old.Status.Phase) && job.Labels[stargate.JobAbandonLabel] != "true":
-		allErrs = append(allErrs, field.Forbidden(finalizers, fmt.Sprintf(
-			"%s stays until Stargate has settled the Job with its datacenter: set spec.cancel and wait; "+
-				"if the datacenter is gone for good, label the Job %s=true (it then ends without the datacenter's word)",
-			stargate.JobCancelFinalizer, stargate.JobAbandonLabel)))
-	}
 	newSpec, oldSpec := job.Spec, old.Spec
 	newSpec.Cancel, oldSpec.Cancel = false, false
 	if !apiequality.Semantic.DeepEqual(newSpec, oldSpec) {
@@ -297,7 +282,11 @@ func ValidateJobStatusUpdate(job, old *stargate.Job) field.ErrorList {
 		allErrs = append(allErrs, field.Forbidden(fldPath.Child("phase"),
 			"a Running Job never goes back to Pending: it runs at its datacenter until it finishes"))
 	}
-	if old.Status.Submission != nil && !apiequality.Semantic.DeepEqual(status.Submission, old.Status.Submission) {
+	// A request, once fixed, never changes; it may only be given back whole by
+	// a Job that never reached its datacenter (status.dcJobID empty, Pending),
+	// once the datacenter said nothing runs under its key.
+	unclaimed := status.Submission == nil && status.DCJobID == "" && status.Phase == stargate.JobPending
+	if old.Status.Submission != nil && !unclaimed && !apiequality.Semantic.DeepEqual(status.Submission, old.Status.Submission) {
 		allErrs = append(allErrs, field.Forbidden(fldPath.Child("submission"),
 			"the request sent to the datacenter is fixed at the first attempt").WithOrigin("immutable"))
 	}

@@ -354,7 +354,8 @@ func TestValidateJobStatusUpdate(t *testing.T) {
 		{"submission changed", stargate.JobPending, stargate.JobStatus{Phase: stargate.JobPending,
 			Submission: &stargate.JobSubmission{MAC: "aa:bb:cc:dd:ee:02"}},
 			field.ErrorList{field.Forbidden(field.NewPath("status", "submission"), "").WithOrigin("immutable")}},
-		{"submission dropped", stargate.JobPending, stargate.JobStatus{Phase: stargate.JobPending},
+		{"submission given back (nothing ran)", stargate.JobPending, stargate.JobStatus{Phase: stargate.JobPending}, nil},
+		{"submission dropped while running", stargate.JobRunning, stargate.JobStatus{Phase: stargate.JobRunning, DCJobID: "job-1"},
 			field.ErrorList{field.Forbidden(field.NewPath("status", "submission"), "").WithOrigin("immutable")}},
 		{"another datacenter job", stargate.JobRunning, stargate.JobStatus{Phase: stargate.JobRunning, Submission: sub, DCJobID: "job-2"},
 			field.ErrorList{field.Forbidden(field.NewPath("status", "dcJobID"), "").WithOrigin("immutable")}},
@@ -462,24 +463,4 @@ func TestValidateRepaveRequest(t *testing.T) {
 	if spec := RepaveJobSpec(valid(), "server-001"); spec.HardwareRef.Name != "server-001" || spec.Operation != stargate.OperationRepave {
 		t.Errorf("repave job spec %+v", spec)
 	}
-}
-
-// The cancel finalizer is Stargate's: nobody adds it by hand, and nobody
-// removes it from an unfinished Job but by abandoning the Job.
-func TestJobCancelFinalizerIsStargates(t *testing.T) {
-	old := validJob()
-	old.ResourceVersion = "1"
-	added := old.DeepCopy()
-	added.Finalizers = []string{stargate.JobCancelFinalizer}
-	matcher.Test(t, field.ErrorList{field.Forbidden(field.NewPath("metadata", "finalizers"), "")}, ValidateJobUpdate(added, old))
-
-	old.Finalizers = []string{stargate.JobCancelFinalizer}
-	removed := old.DeepCopy()
-	removed.Finalizers = nil
-	matcher.Test(t, field.ErrorList{field.Forbidden(field.NewPath("metadata", "finalizers"), "")}, ValidateJobUpdate(removed, old))
-	removed.Labels = map[string]string{stargate.JobAbandonLabel: "true"}
-	matcher.Test(t, nil, ValidateJobUpdate(removed, old))
-	old.Status.Phase = stargate.JobFailed
-	removed.Labels = nil
-	matcher.Test(t, nil, ValidateJobUpdate(removed, old))
 }

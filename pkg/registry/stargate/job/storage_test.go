@@ -77,6 +77,29 @@ func TestStrategy(t *testing.T) {
 		t.Errorf("unexpected errors %v", errs)
 	}
 
+	// Updates neither add nor remove the cancel finalizer; abandoning the Job
+	// (its label) lets it go.
+	held := job.DeepCopy()
+	held.Finalizers = []string{stargate.JobCancelFinalizer}
+	dropped := held.DeepCopy()
+	dropped.Finalizers = nil
+	Strategy(nil).PrepareForUpdate(ctx, dropped, held)
+	if !slices.Contains(dropped.Finalizers, stargate.JobCancelFinalizer) {
+		t.Errorf("an update removed the cancel finalizer: %v", dropped.Finalizers)
+	}
+	abandoned := held.DeepCopy()
+	abandoned.Finalizers, abandoned.Labels = nil, map[string]string{stargate.JobAbandonLabel: "true"}
+	Strategy(nil).PrepareForUpdate(ctx, abandoned, held)
+	if slices.Contains(abandoned.Finalizers, stargate.JobCancelFinalizer) {
+		t.Errorf("an abandoned Job kept the cancel finalizer: %v", abandoned.Finalizers)
+	}
+	forged := job.DeepCopy()
+	forged.Finalizers = []string{stargate.JobCancelFinalizer}
+	Strategy(nil).PrepareForUpdate(ctx, forged, job)
+	if slices.Contains(forged.Finalizers, stargate.JobCancelFinalizer) {
+		t.Errorf("an update added the cancel finalizer: %v", forged.Finalizers)
+	}
+
 	// The write fixing the request puts the cancel finalizer on; the write
 	// ending the Job takes it off.
 	pending := job.DeepCopy()

@@ -3,6 +3,7 @@ package job
 
 import (
 	"context"
+	"strconv"
 	"fmt"
 	"slices"
 
@@ -54,6 +55,17 @@ func (jobStrategy) PrepareForCreate(ctx context.Context, obj runtime.Object) {
 func (jobStrategy) PrepareForUpdate(ctx context.Context, obj, old runtime.Object) {
 	job, oldJob := obj.(*stargate.Job), old.(*stargate.Job)
 	job.Status = oldJob.Status
+	// The cancel finalizer is Stargate's: an update (apply, replace, a patch
+	// of the finalizers) neither adds nor removes it, so a Job that may run at
+	// its datacenter keeps its Hardware until Stargate has settled it. The
+	// one way to drop it by hand is to abandon the Job (stargate.io/abandon).
+	had, has := slices.Contains(oldJob.Finalizers, stargate.JobCancelFinalizer), slices.Contains(job.Finalizers, stargate.JobCancelFinalizer)
+	switch {
+	case has && !had:
+		job.Finalizers = slices.DeleteFunc(slices.Clone(job.Finalizers), func(f string) bool { return f == stargate.JobCancelFinalizer })
+	case had && !has && job.Labels[stargate.JobAbandonLabel] != "true":
+		job.Finalizers = append(slices.Clone(job.Finalizers), stargate.JobCancelFinalizer)
+	}
 	if job.Spec.Cancel != oldJob.Spec.Cancel {
 		job.Generation = oldJob.Generation + 1
 	}
@@ -110,6 +122,9 @@ func (jobStatusStrategy) PrepareForUpdate(ctx context.Context, obj, old runtime.
 		job.Finalizers = slices.DeleteFunc(slices.Clone(job.Finalizers), func(f string) bool { return f == stargate.JobCancelFinalizer })
 	case job.Status.Submission != nil && job.DeletionTimestamp == nil && !slices.Contains(job.Finalizers, stargate.JobCancelFinalizer):
 		job.Finalizers = append(slices.Clone(job.Finalizers), stargate.JobCancelFinalizer)
+	case job.Status.Submission == nil && oldJob.Status.Submission != nil && job.Status.DCJobID == "":
+		// The request was given back (nothing ran): nothing to cancel.
+		job.Finalizers = slices.DeleteFunc(slices.Clone(job.Finalizers), func(f string) bool { return f == stargate.JobCancelFinalizer })
 	}
 }
 
@@ -136,6 +151,7 @@ func SelectableFields(job *stargate.Job) fields.Set {
 		"spec.hardwareRef.name": job.Spec.HardwareRef.Name,
 		"spec.operation":        string(job.Spec.Operation),
 		"status.phase":          string(job.Status.Phase),
+		"status.occupying":      strconv.FormatBool(job.Occupies()),
 	}, &job.ObjectMeta, true)
 }
 
