@@ -3,9 +3,9 @@ package job
 
 import (
 	"context"
-	"strconv"
 	"fmt"
 	"slices"
+	"strconv"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
