@@ -79,6 +79,11 @@ type HardwareStatus struct {
 	// lastJob is the name of the most recent finished Job on this server.
 	// +optional
 	LastJob string
+	// lastJobResult is how the most recent finished Job on this server ended,
+	// kept here so the result outlives the Job (finished Jobs are deleted after
+	// their TTL, or --finished-job-ttl).
+	// +optional
+	LastJobResult *JobResult
 	// observedGeneration is the spec generation the status reflects.
 	// +optional
 	ObservedGeneration int64
@@ -87,6 +92,22 @@ type HardwareStatus struct {
 	// +listType=map
 	// +listMapKey=type
 	Conditions []metav1.Condition
+}
+
+// JobResult is how a Job ended.
+type JobResult struct {
+	// name of the Job.
+	Name string
+	// operation the Job carried out.
+	Operation Operation
+	// phase it ended in: Succeeded or Failed.
+	Phase JobPhase
+	// reason it ended so.
+	// +optional
+	Reason string
+	// completionTime is when it ended.
+	// +optional
+	CompletionTime *metav1.Time
 }
 
 // +k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object

@@ -100,6 +100,9 @@ func (o *Options) Flags() cliflag.NamedFlagSets {
 	fs.DurationVar(&o.JobOptions.SubmitWindow, "submit-window", time.Minute,
 		"Deadline of each submit to a datacenter (sent as Not-After): a datacenter must not start a job from a request "+
 			"received later, so only past it is its 'nothing under this key' final. Longer than a submit's retries.")
+	fs.DurationVar(&o.JobOptions.FinishedJobTTL, "finished-job-ttl", 7*24*time.Hour,
+		"Delete a finished Job without spec.ttlSecondsAfterFinished this long after it finished (its result stays "+
+			"on its Hardware as status.lastJobResult), so finished Jobs do not pile up. 0 keeps them.")
 	o.RecommendedOptions.AddFlags(fss.FlagSet("generic"))
 	return fss
 }

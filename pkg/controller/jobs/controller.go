@@ -122,6 +122,10 @@ type Options struct {
 	// it, so a lookup that finds nothing under a Job's key is final only past
 	// it. It must exceed one call's retries (default 60s).
 	SubmitWindow time.Duration
+	// FinishedJobTTL deletes a finished Job without spec.ttlSecondsAfterFinished
+	// this long after it finished (its result stays on its Hardware, in
+	// status.lastJobResult), so finished Jobs do not pile up; 0 keeps them.
+	FinishedJobTTL time.Duration
 	// Workers is the number of workers per datacenter (default 16: most of
 	// a sync is waiting on the API server and the datacenter).
 	Workers int
@@ -356,10 +360,14 @@ func (c *Controller) deadline(job *v1alpha1.Job) (time.Duration, bool) {
 // collect deletes a finished Job once its ttlSecondsAfterFinished has passed,
 // and says when to come back before that.
 func (c *Controller) collect(ctx context.Context, job *v1alpha1.Job) (time.Duration, error) {
-	if job.Spec.TTLSecondsAfterFinished == nil || job.Status.CompletionTime == nil {
+	ttl := c.opts.FinishedJobTTL
+	if job.Spec.TTLSecondsAfterFinished != nil {
+		ttl = time.Duration(*job.Spec.TTLSecondsAfterFinished) * time.Second
+	}
+	if (job.Spec.TTLSecondsAfterFinished == nil && ttl <= 0) || job.Status.CompletionTime == nil {
 		return 0, nil
 	}
-	expires := job.Status.CompletionTime.Add(time.Duration(*job.Spec.TTLSecondsAfterFinished) * time.Second)
+	expires := job.Status.CompletionTime.Add(ttl)
 	if left := expires.Sub(c.opts.Clock.Now()); left > 0 {
 		return left, nil
 	}

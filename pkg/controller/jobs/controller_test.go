@@ -471,6 +471,29 @@ func TestTTLAfterFinished(t *testing.T) {
 	}
 }
 
+// Finished Jobs do not pile up: without a TTL of their own they go after
+// --finished-job-ttl (none when it is 0).
+func TestDefaultTTLForFinishedJobs(t *testing.T) {
+	j := jobObj("dc-west", "done", "server-001", v1alpha1.OperationReboot)
+	j.Status.Phase, j.Status.CompletionTime = v1alpha1.JobFailed, &metav1.Time{Time: t0}
+	h := newHarness(t, nil, j)
+	if after, err := h.sync("dc-west", "done"); err != nil || after != 0 {
+		t.Fatalf("no default TTL: requeue %s, %v (want the Job kept, no requeue)", after, err)
+	}
+	h.c.opts.FinishedJobTTL = time.Hour
+	h.clock.Step(59 * time.Minute)
+	if after, err := h.sync("dc-west", "done"); err != nil || after != time.Minute {
+		t.Fatalf("before the default TTL: requeue %s, %v", after, err)
+	}
+	h.clock.Step(time.Minute)
+	if _, err := h.sync("dc-west", "done"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.client.StargateV1alpha1().Jobs("dc-west").Get(h.ctx, "done", metav1.GetOptions{}); err == nil {
+		t.Error("the Job outlived the default TTL")
+	}
+}
+
 func TestWaitingWritesNothingNew(t *testing.T) {
 	h := newHarness(t, nil, hardwareObj("dc-west", "server-001", "aa:bb:cc:dd:ee:01"),
 		jobObj("dc-west", "reboot-1", "server-001", v1alpha1.OperationReboot))

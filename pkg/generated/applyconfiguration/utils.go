@@ -52,6 +52,8 @@ func ForKind(kind schema.GroupVersionKind) interface{} {
 		return &stargatev1alpha1.HardwareStatusApplyConfiguration{}
 	case v1alpha1.SchemeGroupVersion.WithKind("Job"):
 		return &stargatev1alpha1.JobApplyConfiguration{}
+	case v1alpha1.SchemeGroupVersion.WithKind("JobResult"):
+		return &stargatev1alpha1.JobResultApplyConfiguration{}
 	case v1alpha1.SchemeGroupVersion.WithKind("JobSpec"):
 		return &stargatev1alpha1.JobSpecApplyConfiguration{}
 	case v1alpha1.SchemeGroupVersion.WithKind("JobStatus"):

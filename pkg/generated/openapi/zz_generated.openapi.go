@@ -101,6 +101,7 @@ func GetOpenAPIDefinitions(ref common.ReferenceCallback) map[string]common.OpenA
 		v1alpha1.HardwareStatus{}.OpenAPIModelName():       schema_pkg_apis_stargate_v1alpha1_HardwareStatus(ref),
 		v1alpha1.Job{}.OpenAPIModelName():                  schema_pkg_apis_stargate_v1alpha1_Job(ref),
 		v1alpha1.JobList{}.OpenAPIModelName():              schema_pkg_apis_stargate_v1alpha1_JobList(ref),
+		v1alpha1.JobResult{}.OpenAPIModelName():            schema_pkg_apis_stargate_v1alpha1_JobResult(ref),
 		v1alpha1.JobSpec{}.OpenAPIModelName():              schema_pkg_apis_stargate_v1alpha1_JobSpec(ref),
 		v1alpha1.JobStatus{}.OpenAPIModelName():            schema_pkg_apis_stargate_v1alpha1_JobStatus(ref),
 		v1alpha1.JobSubmission{}.OpenAPIModelName():        schema_pkg_apis_stargate_v1alpha1_JobSubmission(ref),
@@ -3218,6 +3219,12 @@ func schema_pkg_apis_stargate_v1alpha1_HardwareStatus(ref common.ReferenceCallba
 							Format:      "",
 						},
 					},
+					"lastJobResult": {
+						SchemaProps: spec.SchemaProps{
+							Description: "lastJobResult is how the most recent finished Job on this server ended, kept here so the result outlives the Job (finished Jobs are deleted after their TTL, or --finished-job-ttl).",
+							Ref:         ref(v1alpha1.JobResult{}.OpenAPIModelName()),
+						},
+					},
 					"observedGeneration": {
 						SchemaProps: spec.SchemaProps{
 							Description: "observedGeneration is the spec generation the status reflects.",
@@ -3250,7 +3257,7 @@ func schema_pkg_apis_stargate_v1alpha1_HardwareStatus(ref common.ReferenceCallba
 			},
 		},
 		Dependencies: []string{
-			v1.Condition{}.OpenAPIModelName()},
+			v1.Condition{}.OpenAPIModelName(), v1alpha1.JobResult{}.OpenAPIModelName()},
 	}
 }
 
@@ -3349,6 +3356,59 @@ func schema_pkg_apis_stargate_v1alpha1_JobList(ref common.ReferenceCallback) com
 		},
 		Dependencies: []string{
 			v1.ListMeta{}.OpenAPIModelName(), v1alpha1.Job{}.OpenAPIModelName()},
+	}
+}
+
+func schema_pkg_apis_stargate_v1alpha1_JobResult(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "JobResult is how a Job ended.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"name": {
+						SchemaProps: spec.SchemaProps{
+							Description: "name of the Job.",
+							Default:     "",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"operation": {
+						SchemaProps: spec.SchemaProps{
+							Description: "operation the Job carried out.",
+							Default:     "",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"phase": {
+						SchemaProps: spec.SchemaProps{
+							Description: "phase it ended in: Succeeded or Failed.",
+							Default:     "",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"reason": {
+						SchemaProps: spec.SchemaProps{
+							Description: "reason it ended so.",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"completionTime": {
+						SchemaProps: spec.SchemaProps{
+							Description: "completionTime is when it ended.",
+							Ref:         ref(v1.Time{}.OpenAPIModelName()),
+						},
+					},
+				},
+				Required: []string{"name", "operation", "phase"},
+			},
+		},
+		Dependencies: []string{
+			v1.Time{}.OpenAPIModelName()},
 	}
 }
 

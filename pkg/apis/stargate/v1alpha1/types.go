@@ -81,6 +81,11 @@ type HardwareStatus struct {
 	// lastJob is the name of the most recent finished Job on this server.
 	// +optional
 	LastJob string `json:"lastJob,omitempty"`
+	// lastJobResult is how the most recent finished Job on this server ended,
+	// kept here so the result outlives the Job (finished Jobs are deleted after
+	// their TTL, or --finished-job-ttl).
+	// +optional
+	LastJobResult *JobResult `json:"lastJobResult,omitempty"`
 	// observedGeneration is the spec generation the status reflects.
 	// +optional
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
@@ -89,6 +94,22 @@ type HardwareStatus struct {
 	// +listType=map
 	// +listMapKey=type
 	Conditions []metav1.Condition `json:"conditions,omitempty"`
+}
+
+// JobResult is how a Job ended.
+type JobResult struct {
+	// name of the Job.
+	Name string `json:"name"`
+	// operation the Job carried out.
+	Operation Operation `json:"operation"`
+	// phase it ended in: Succeeded or Failed.
+	Phase JobPhase `json:"phase"`
+	// reason it ended so.
+	// +optional
+	Reason string `json:"reason,omitempty"`
+	// completionTime is when it ended.
+	// +optional
+	CompletionTime *metav1.Time `json:"completionTime,omitempty"`
 }
 
 // +k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object

@@ -87,6 +87,11 @@ func (in JobList) OpenAPIModelName() string {
 }
 
 // OpenAPIModelName returns the OpenAPI model name for this type.
+func (in JobResult) OpenAPIModelName() string {
+	return "io.stargate.stargate.pkg.apis.stargate.v1alpha1.JobResult"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
 func (in JobSpec) OpenAPIModelName() string {
 	return "io.stargate.stargate.pkg.apis.stargate.v1alpha1.JobSpec"
 }

@@ -323,6 +323,9 @@ var schemaYAML = typed.YAMLObject(`types:
     - name: lastJob
       type:
         scalar: string
+    - name: lastJobResult
+      type:
+        namedType: io.stargate.stargate.pkg.apis.stargate.v1alpha1.JobResult
     - name: observedGeneration
       type:
         scalar: numeric
@@ -350,6 +353,27 @@ var schemaYAML = typed.YAMLObject(`types:
       type:
         namedType: io.stargate.stargate.pkg.apis.stargate.v1alpha1.JobStatus
       default: {}
+- name: io.stargate.stargate.pkg.apis.stargate.v1alpha1.JobResult
+  map:
+    fields:
+    - name: completionTime
+      type:
+        namedType: io.k8s.apimachinery.pkg.apis.meta.v1.Time
+    - name: name
+      type:
+        scalar: string
+      default: ""
+    - name: operation
+      type:
+        scalar: string
+      default: ""
+    - name: phase
+      type:
+        scalar: string
+      default: ""
+    - name: reason
+      type:
+        scalar: string
 - name: io.stargate.stargate.pkg.apis.stargate.v1alpha1.JobSpec
   map:
     fields:

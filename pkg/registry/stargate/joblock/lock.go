@@ -167,7 +167,7 @@ func (l *Lock) beginCreate(ctx context.Context, obj runtime.Object, options *met
 				"hardware", klog.KRef(job.Namespace, hwName), "job", job.Name, "grace", l.grace)
 		default:
 			// The Job was not stored: give the Hardware back.
-			l.release(job.Namespace, hwName, job.Name, false)
+			l.release(job, false)
 		}
 	}, nil
 }
@@ -296,7 +296,7 @@ func (l *Lock) noUnfinishedJobs(ctx context.Context, datacenter, doing string) e
 func (l *Lock) afterUpdate(obj runtime.Object, options *metav1.UpdateOptions) {
 	job := obj.(*stargate.Job)
 	if !dryrun.IsDryRun(options.DryRun) && validation.IsFinished(job.Status.Phase) {
-		l.release(job.Namespace, job.Spec.HardwareRef.Name, job.Name, true)
+		l.release(job, true)
 	}
 }
 
@@ -304,14 +304,15 @@ func (l *Lock) afterUpdate(obj runtime.Object, options *metav1.UpdateOptions) {
 func (l *Lock) afterDelete(obj runtime.Object, options *metav1.DeleteOptions) {
 	job := obj.(*stargate.Job)
 	if !dryrun.IsDryRun(options.DryRun) {
-		l.release(job.Namespace, job.Spec.HardwareRef.Name, job.Name, validation.IsFinished(job.Status.Phase))
+		l.release(job, validation.IsFinished(job.Status.Phase))
 	}
 }
 
 // release clears hw's lock if jobName holds it. A failure is logged, not
 // returned: the hooks cannot fail their request, and the next Job for the
 // Hardware repairs a lock left behind.
-func (l *Lock) release(namespace, hwName, jobName string, finished bool) {
+func (l *Lock) release(job *stargate.Job, finished bool) {
+	namespace, hwName, jobName := job.Namespace, job.Spec.HardwareRef.Name, job.Name
 	ctx := genericapirequest.WithNamespace(context.Background(), namespace)
 	_, _, err := l.hardware.Update(ctx, hwName, rest.DefaultUpdatedObjectInfo(nil,
 		func(ctx context.Context, _, old runtime.Object) (runtime.Object, error) {
@@ -322,7 +323,10 @@ func (l *Lock) release(namespace, hwName, jobName string, finished bool) {
 			hw = hw.DeepCopy()
 			hw.Status.ActiveJob = ""
 			if finished {
+				// The result outlives the Job, which its TTL deletes.
 				hw.Status.LastJob = jobName
+				hw.Status.LastJobResult = &stargate.JobResult{Name: jobName, Operation: job.Spec.Operation,
+					Phase: job.Status.Phase, Reason: job.Status.Reason, CompletionTime: job.Status.CompletionTime}
 			}
 			setReserved(hw, metav1.ConditionFalse, "Released", fmt.Sprintf("Job %s released this Hardware", jobName), l.clock.Now())
 			return hw, nil

@@ -183,6 +183,10 @@ func TestOneUnfinishedJobPerHardware(t *testing.T) {
 	if hw.Status.ActiveJob != "" || hw.Status.LastJob != "first" {
 		t.Errorf("after the Job finished: %+v", hw.Status)
 	}
+	// The result outlives the Job (its TTL deletes it).
+	if r := hw.Status.LastJobResult; r == nil || r.Name != "first" || r.Phase != stargate.JobSucceeded || r.Operation != newJob("x", "y").Spec.Operation {
+		t.Errorf("the last result on the Hardware: %+v", r)
+	}
 	if err := e.create(newJob("second", "server-001"), nil); err != nil {
 		t.Fatalf("after release: %v", err)
 	}

@@ -37,6 +37,10 @@ type HardwareStatusApplyConfiguration struct {
 	ActiveJob *string `json:"activeJob,omitempty"`
 	// lastJob is the name of the most recent finished Job on this server.
 	LastJob *string `json:"lastJob,omitempty"`
+	// lastJobResult is how the most recent finished Job on this server ended,
+	// kept here so the result outlives the Job (finished Jobs are deleted after
+	// their TTL, or --finished-job-ttl).
+	LastJobResult *JobResultApplyConfiguration `json:"lastJobResult,omitempty"`
 	// observedGeneration is the spec generation the status reflects.
 	ObservedGeneration *int64 `json:"observedGeneration,omitempty"`
 	// conditions are the latest observations of the server's state.
@@ -78,6 +82,14 @@ func (b *HardwareStatusApplyConfiguration) WithActiveJob(value string) *Hardware
 // If called multiple times, the LastJob field is set to the value of the last call.
 func (b *HardwareStatusApplyConfiguration) WithLastJob(value string) *HardwareStatusApplyConfiguration {
 	b.LastJob = &value
+	return b
+}
+
+// WithLastJobResult sets the LastJobResult field in the declarative configuration to the given value
+// and returns the receiver, so that objects can be built by chaining "With" function invocations.
+// If called multiple times, the LastJobResult field is set to the value of the last call.
+func (b *HardwareStatusApplyConfiguration) WithLastJobResult(value *JobResultApplyConfiguration) *HardwareStatusApplyConfiguration {
+	b.LastJobResult = value
 	return b
 }
 
