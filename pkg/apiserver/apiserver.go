@@ -243,11 +243,12 @@ func (c CompletedConfig) runControllers(ctx context.Context, client clientset.In
 	if err != nil {
 		return err
 	}
-	lookup, err := hwcontroller.New(client, v1.Hardwares(), v1.Datacenters(), clientFor, hwcontroller.Options{Recheck: recheck, Leading: leading})
+	lookup, err := hwcontroller.New(client, v1.Datacenters(), clientFor, hwcontroller.Options{Recheck: recheck, Leading: leading})
 	if err != nil {
 		return err
 	}
-	ready.leading([]cache.InformerSynced{v1.Jobs().Informer().HasSynced, v1.Hardwares().Informer().HasSynced,
+	// No Hardware informer: the controllers read Hardware when they need it.
+	ready.leading([]cache.InformerSynced{v1.Jobs().Informer().HasSynced,
 		v1.Templates().Informer().HasSynced, v1.Datacenters().Informer().HasSynced})
 	defer ready.leading(nil)
 	factory.Start(ctx.Done())
@@ -259,9 +260,9 @@ func (c CompletedConfig) runControllers(ctx context.Context, client clientset.In
 	return nil
 }
 
-// slimForControllers drops, before an object enters the controllers' caches,
-// what no controller reads: managed fields and annotations. With a fleet of
-// 100,000 Hardware that is most of the cache's memory.
+// slimForControllers drops, before an object enters the controllers' caches
+// (Jobs, Templates, Datacenters; none holds Hardware), what no controller
+// reads: managed fields and annotations.
 func slimForControllers(obj interface{}) (interface{}, error) {
 	if m, ok := obj.(metav1.Object); ok {
 		m.SetManagedFields(nil)

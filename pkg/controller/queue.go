@@ -44,6 +44,9 @@ func (q *Queue) Enqueue(obj interface{}) {
 // Add adds a key.
 func (q *Queue) Add(key string) { q.queue.Add(key) }
 
+// Len is the number of keys waiting.
+func (q *Queue) Len() int { return q.queue.Len() }
+
 // Run waits for the caches, then runs workers until ctx is done.
 func (q *Queue) Run(ctx context.Context, workers int, synced ...cache.InformerSynced) {
 	defer utilruntime.HandleCrash()

@@ -1,16 +1,23 @@
 // Package hardware looks each Hardware up at its datacenter, by MAC, to fill
-// status.state and status.currentOS when no Job is running on it: at first
-// sight, and again every recheck interval.
+// status.state and status.currentOS when no Job is running on it: when it is
+// new or its spec changed (a watch), and again on a paced sweep of each
+// datacenter every recheck interval. It keeps no copy of the Hardware: at a
+// million servers that copy would be most of a replica's memory, and a sweep
+// reads one page of a datacenter at a time.
 package hardware
 
 import (
 	"context"
+	"sync"
 	"time"
 
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/tools/cache"
+	watchtools "k8s.io/client-go/tools/watch"
 	"k8s.io/klog/v2"
 
 	"stargate.io/stargate/pkg/apis/stargate/v1alpha1"
@@ -25,7 +32,6 @@ import (
 // Controller looks Hardware up at its datacenter.
 type Controller struct {
 	client    clientset.Interface
-	hardware  listers.HardwareLister
 	dcs       listers.DatacenterLister
 	synced    []cache.InformerSynced
 	queue     *controller.Queue
@@ -35,8 +41,12 @@ type Controller struct {
 
 // Options tune the lookup controller.
 type Options struct {
-	// Recheck is how often an idle Hardware is looked up again. Default 5m.
+	// Recheck is how often an idle Hardware is looked up again: each
+	// datacenter's Hardware is swept once per Recheck, its pages spread over
+	// it. Default 5m.
 	Recheck time.Duration
+	// PageSize is how many Hardware a sweep reads at a time. Default 500.
+	PageSize int64
 	// Leading, when set, is asked right before each status write; an error
 	// (this replica lost the leader election) stops the sync there, so a
 	// paused former leader writes nothing. Nil: always leading.
@@ -51,31 +61,141 @@ const DefaultRecheck = 5 * time.Minute
 const conflictRequeue = time.Second
 
 // New returns a controller that looks every idle Hardware up each opts.Recheck.
-func New(client clientset.Interface, hwInformer informers.HardwareInformer, dcInformer informers.DatacenterInformer,
-	clientFor dcclients.ClientFor, opts Options) (*Controller, error) {
+func New(client clientset.Interface, dcInformer informers.DatacenterInformer, clientFor dcclients.ClientFor, opts Options) (*Controller, error) {
 	if opts.Recheck <= 0 {
 		opts.Recheck = DefaultRecheck
+	}
+	if opts.PageSize <= 0 {
+		opts.PageSize = 500
 	}
 	if opts.Leading == nil {
 		opts.Leading = func(context.Context) error { return nil }
 	}
-	c := &Controller{client: client, hardware: hwInformer.Lister(), dcs: dcInformer.Lister(), clientFor: clientFor,
-		opts: opts, synced: []cache.InformerSynced{hwInformer.Informer().HasSynced, dcInformer.Informer().HasSynced}}
+	c := &Controller{client: client, dcs: dcInformer.Lister(), clientFor: clientFor,
+		opts: opts, synced: []cache.InformerSynced{dcInformer.Informer().HasSynced}}
 	c.queue = controller.NewQueue("stargate-hardware", c.sync)
-	// New Hardware, or Hardware whose MAC changed, is looked up at once.
-	_, err := hwInformer.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc: c.queue.Enqueue,
-		UpdateFunc: func(old, obj interface{}) {
-			if old.(*v1alpha1.Hardware).Spec.MAC != obj.(*v1alpha1.Hardware).Spec.MAC {
-				c.queue.Enqueue(obj)
-			}
-		},
-	})
-	return c, err
+	return c, nil
 }
 
-// Run looks Hardware up until ctx is done.
-func (c *Controller) Run(ctx context.Context) { c.queue.Run(ctx, 2, c.synced...) }
+// Run looks Hardware up until ctx is done: the watch, the sweeps and the workers.
+func (c *Controller) Run(ctx context.Context) {
+	var wg sync.WaitGroup
+	wg.Go(func() { c.watch(ctx) })
+	wg.Go(func() { c.sweep(ctx, sleep) })
+	c.queue.Run(ctx, 2, c.synced...)
+	wg.Wait()
+}
+
+// needsLookup reports a Hardware whose status does not yet reflect its spec:
+// new (never looked up) or changed (a new MAC) since its last lookup.
+func needsLookup(hw *v1alpha1.Hardware) bool {
+	return hw.Status.ActiveJob == "" && (hw.Status.State == "" || hw.Status.ObservedGeneration != hw.Generation)
+}
+
+// watch enqueues, as they happen, the Hardware that need a lookup. It keeps
+// nothing: an event is judged on the object it carries. When the watch ends
+// (its resourceVersion compacted away) it starts again from now; what it
+// missed, the sweep finds.
+func (c *Controller) watch(ctx context.Context) {
+	hardwares := c.client.StargateV1alpha1().Hardwares(metav1.NamespaceAll)
+	for ctx.Err() == nil {
+		list, err := hardwares.List(ctx, metav1.ListOptions{Limit: 1})
+		if err != nil {
+			klog.FromContext(ctx).Error(err, "Listing Hardware to start watching it")
+			if !sleep(ctx, time.Second) {
+				return
+			}
+			continue
+		}
+		w, err := watchtools.NewRetryWatcherWithContext(ctx, list.ResourceVersion, &cache.ListWatch{
+			WatchFuncWithContext: func(ctx context.Context, options metav1.ListOptions) (watch.Interface, error) {
+				return hardwares.Watch(ctx, options)
+			}})
+		if err != nil {
+			klog.FromContext(ctx).Error(err, "Watching Hardware")
+			if !sleep(ctx, time.Second) {
+				return
+			}
+			continue
+		}
+		for event := range w.ResultChan() {
+			if hw, ok := event.Object.(*v1alpha1.Hardware); ok && (event.Type == watch.Added || event.Type == watch.Modified) && needsLookup(hw) {
+				c.queue.Enqueue(hw)
+			}
+		}
+		w.Stop()
+	}
+}
+
+// sweep looks every idle Hardware up once per Recheck, each datacenter on
+// its own, its pages spread evenly over the interval so the datacenters see
+// a steady trickle of lookups rather than a burst.
+func (c *Controller) sweep(ctx context.Context, pause func(context.Context, time.Duration) bool) {
+	if !cache.WaitForCacheSync(ctx.Done(), c.synced...) {
+		return
+	}
+	for {
+		dcs, err := c.dcs.List(labels.Everything())
+		if err != nil {
+			return
+		}
+		start := time.Now()
+		var wg sync.WaitGroup
+		for _, dc := range dcs {
+			wg.Go(func() { c.sweepDatacenter(ctx, dc.Name, pause) })
+		}
+		wg.Wait()
+		if !pause(ctx, c.opts.Recheck-time.Since(start)) {
+			return
+		}
+	}
+}
+
+// sweepDatacenter enqueues the idle Hardware of one datacenter, a page at a
+// time, pausing between pages so the sweep takes about Recheck.
+func (c *Controller) sweepDatacenter(ctx context.Context, datacenter string, pause func(context.Context, time.Duration) bool) {
+	hardwares := c.client.StargateV1alpha1().Hardwares(datacenter)
+	opts := metav1.ListOptions{Limit: c.opts.PageSize}
+	for {
+		page, err := hardwares.List(ctx, opts)
+		if err != nil {
+			klog.FromContext(ctx).Error(err, "Sweeping Hardware", "datacenter", datacenter)
+			return
+		}
+		for i := range page.Items {
+			if page.Items[i].Status.ActiveJob == "" {
+				c.queue.Enqueue(&page.Items[i])
+			}
+		}
+		opts.Continue = page.Continue
+		if opts.Continue == "" {
+			return
+		}
+		// The pages still to read, from what the server says remains.
+		left := int64(1)
+		if r := page.RemainingItemCount; r != nil && *r > 0 {
+			left = (*r + c.opts.PageSize - 1) / c.opts.PageSize
+		}
+		if !pause(ctx, c.opts.Recheck/time.Duration(left+1)) {
+			return
+		}
+	}
+}
+
+// sleep waits d, or until ctx is done (then false).
+func sleep(ctx context.Context, d time.Duration) bool {
+	if d <= 0 {
+		return ctx.Err() == nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
 
 // datacenterStates are the machine states that map onto Hardware states.
 var datacenterStates = map[string]v1alpha1.HardwareState{
@@ -92,7 +212,9 @@ func (c *Controller) sync(ctx context.Context, key string) (time.Duration, error
 	if err != nil {
 		return 0, nil
 	}
-	hw, err := c.hardware.Hardwares(ns).Get(name)
+	// Served from the watch cache (resourceVersion 0): the write below is
+	// conditional on exactly what was read, so an old read costs a retry only.
+	hw, err := c.client.StargateV1alpha1().Hardwares(ns).Get(ctx, name, metav1.GetOptions{ResourceVersion: "0"})
 	if apierrors.IsNotFound(err) {
 		return 0, nil
 	}
@@ -100,11 +222,11 @@ func (c *Controller) sync(ctx context.Context, key string) (time.Duration, error
 		return 0, err
 	}
 	if hw.Status.ActiveJob != "" {
-		return c.opts.Recheck, nil // the Job controller owns its status meanwhile
+		return 0, nil // the Job controller owns its status meanwhile; the sweep comes back
 	}
 	dc, err := c.dcs.Get(ns)
 	if err != nil {
-		return c.opts.Recheck, nil // no Datacenter yet: nothing to ask
+		return 0, nil // no Datacenter yet: nothing to ask; the sweep comes back
 	}
 	client, err := c.clientFor(dc)
 	if err != nil {
@@ -123,7 +245,7 @@ func (c *Controller) sync(ctx context.Context, key string) (time.Duration, error
 		return 0, err
 	}
 	if apiequality.Semantic.DeepEqual(hw.Status, updated.Status) {
-		return c.opts.Recheck, nil
+		return 0, nil
 	}
 	if err := c.opts.Leading(ctx); err != nil {
 		return 0, err
@@ -138,5 +260,5 @@ func (c *Controller) sync(ctx context.Context, key string) (time.Duration, error
 	case err != nil:
 		return 0, err
 	}
-	return c.opts.Recheck, nil
+	return 0, nil // the next sweep looks again
 }
