@@ -224,11 +224,16 @@ func (c CompletedConfig) runControllers(ctx context.Context, client clientset.In
 	factory := informers.NewSharedInformerFactoryWithOptions(client, 10*time.Minute, informers.WithTransform(slimForControllers))
 	defer factory.Shutdown()
 	v1 := factory.Stargate().V1alpha1()
+	// Only unfinished Jobs are cached; finished ones are read when collected.
+	jobsFactory := informers.NewSharedInformerFactoryWithOptions(client, 10*time.Minute, informers.WithTransform(slimForControllers),
+		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.FieldSelector = jobs.UnfinishedJobs }))
+	defer jobsFactory.Shutdown()
+	unfinished := jobsFactory.Stargate().V1alpha1().Jobs()
 	// One client per Datacenter, shared by the controllers.
 	clientFor := dcclients.HTTPClients(c.ExtraConfig.DatacenterCredentialsDir)
 	opts := c.ExtraConfig.JobOptions
 	opts.Recorder, opts.Leading = recorder, leading
-	jobController, err := jobs.New(client, v1.Jobs(), v1.Templates(), v1.Datacenters(), clientFor, opts)
+	jobController, err := jobs.New(client, unfinished, v1.Templates(), v1.Datacenters(), clientFor, opts)
 	if err != nil {
 		return err
 	}
@@ -239,7 +244,7 @@ func (c CompletedConfig) runControllers(ctx context.Context, client clientset.In
 	if recheck <= 0 {
 		recheck = 5 * time.Minute
 	}
-	prober, err := datacenters.New(client, v1.Datacenters(), v1.Jobs(), jobController.Running(), clientFor, probe, clock.RealClock{})
+	prober, err := datacenters.New(client, v1.Datacenters(), unfinished, jobController.Running(), clientFor, probe, clock.RealClock{})
 	if err != nil {
 		return err
 	}
@@ -248,10 +253,11 @@ func (c CompletedConfig) runControllers(ctx context.Context, client clientset.In
 		return err
 	}
 	// No Hardware informer: the controllers read Hardware when they need it.
-	ready.leading([]cache.InformerSynced{v1.Jobs().Informer().HasSynced,
+	ready.leading([]cache.InformerSynced{unfinished.Informer().HasSynced,
 		v1.Templates().Informer().HasSynced, v1.Datacenters().Informer().HasSynced})
 	defer ready.leading(nil)
 	factory.Start(ctx.Done())
+	jobsFactory.Start(ctx.Done())
 	var wg sync.WaitGroup
 	wg.Go(func() { jobController.Run(ctx) })
 	wg.Go(func() { prober.Run(ctx) })
@@ -261,7 +267,7 @@ func (c CompletedConfig) runControllers(ctx context.Context, client clientset.In
 }
 
 // slimForControllers drops, before an object enters the controllers' caches
-// (Jobs, Templates, Datacenters; none holds Hardware), what no controller
+// (unfinished Jobs, Templates, Datacenters; none holds Hardware), what no controller
 // reads: managed fields and annotations.
 func slimForControllers(obj interface{}) (interface{}, error) {
 	if m, ok := obj.(metav1.Object); ok {

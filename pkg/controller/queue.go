@@ -44,6 +44,9 @@ func (q *Queue) Enqueue(obj interface{}) {
 // Add adds a key.
 func (q *Queue) Add(key string) { q.queue.Add(key) }
 
+// AddAfter adds a key once d has passed.
+func (q *Queue) AddAfter(key string, d time.Duration) { q.queue.AddAfter(key, d) }
+
 // Len is the number of keys waiting.
 func (q *Queue) Len() int { return q.queue.Len() }
 

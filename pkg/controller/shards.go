@@ -3,6 +3,7 @@ package controller
 import (
 	"context"
 	"sync"
+	"time"
 
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/klog/v2"
@@ -43,6 +44,15 @@ func (s *Shards) Add(key string) {
 		return
 	}
 	s.shard(ns).Add(key)
+}
+
+// AddAfter adds a namespace/name key to its namespace's queue once d has passed.
+func (s *Shards) AddAfter(key string, d time.Duration) {
+	ns, _, err := cache.SplitMetaNamespaceKey(key)
+	if err != nil {
+		return
+	}
+	s.shard(ns).AddAfter(key, d)
 }
 
 func (s *Shards) shard(ns string) *Queue {

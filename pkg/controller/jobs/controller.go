@@ -126,6 +126,9 @@ type Options struct {
 	// this long after it finished (its result stays on its Hardware, in
 	// status.lastJobResult), so finished Jobs do not pile up; 0 keeps them.
 	FinishedJobTTL time.Duration
+	// CollectInterval is how often finished Jobs are swept for those past
+	// their TTL (default 5m); a Job with a shorter TTL gets a timer of its own.
+	CollectInterval time.Duration
 	// Workers is the number of workers per datacenter (default 16: most of
 	// a sync is waiting on the API server and the datacenter).
 	Workers int
@@ -176,6 +179,9 @@ func New(client clientset.Interface, jobInformer informers.JobInformer, tmplInfo
 	}
 	if opts.SubmitWindow <= 0 {
 		opts.SubmitWindow = time.Minute
+	}
+	if opts.CollectInterval <= 0 {
+		opts.CollectInterval = 5 * time.Minute
 	}
 	if opts.Workers <= 0 {
 		opts.Workers = 16
@@ -265,7 +271,51 @@ func (c *Controller) wake(namespace, reason string) {
 
 // Run processes Jobs until ctx is done.
 func (c *Controller) Run(ctx context.Context) {
+	go c.collectSweep(ctx)
 	c.queue.Run(ctx, c.synced...)
+}
+
+// UnfinishedJobs is the field selector of the Job informer the controller
+// needs: it keeps only unfinished Jobs cached (at a million servers the
+// finished ones would be most of it); finished Jobs are read when collected.
+const UnfinishedJobs = "status.phase!=Succeeded,status.phase!=Failed"
+
+// collectSweep deletes the finished Jobs past their TTL, a page at a time,
+// every CollectInterval: the cache holds no finished Jobs, and a Job this
+// controller ends with a short TTL gets a timer of its own (ended).
+func (c *Controller) collectSweep(ctx context.Context) {
+	for {
+		c.collectFinished(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-c.opts.Clock.After(c.opts.CollectInterval):
+		}
+	}
+}
+
+// collectFinished makes one pass over the finished Jobs.
+func (c *Controller) collectFinished(ctx context.Context) {
+	opts := metav1.ListOptions{FieldSelector: "status.phase!=Pending,status.phase!=Running", Limit: 500}
+	for {
+		page, err := c.client.StargateV1alpha1().Jobs(metav1.NamespaceAll).List(ctx, opts)
+		if err != nil {
+			if ctx.Err() == nil {
+				klog.FromContext(ctx).Error(err, "Listing finished Jobs to collect")
+			}
+			return
+		}
+		for i := range page.Items {
+			if job := &page.Items[i]; isFinished(job.Status.Phase) {
+				if _, err := c.collect(ctx, job); err != nil && ctx.Err() == nil {
+					klog.FromContext(ctx).Error(err, "Collecting a finished Job", "job", klog.KObj(job))
+				}
+			}
+		}
+		if opts.Continue = page.Continue; opts.Continue == "" {
+			return
+		}
+	}
 }
 
 // Running counts the Jobs running per datacenter, as this controller sees them.
@@ -280,7 +330,12 @@ func (c *Controller) sync(ctx context.Context, key string) (time.Duration, error
 	}
 	cached, err := c.jobs.Jobs(ns).Get(name)
 	if apierrors.IsNotFound(err) {
-		return 0, nil
+		// Finished Jobs are not cached (or the cache has not seen it yet):
+		// read it, from the watch cache, to collect or drive it.
+		cached, err = c.client.StargateV1alpha1().Jobs(ns).Get(ctx, name, metav1.GetOptions{ResourceVersion: "0"})
+		if apierrors.IsNotFound(err) {
+			return 0, nil
+		}
 	}
 	if err != nil {
 		return 0, err
@@ -360,11 +415,8 @@ func (c *Controller) deadline(job *v1alpha1.Job) (time.Duration, bool) {
 // collect deletes a finished Job once its ttlSecondsAfterFinished has passed,
 // and says when to come back before that.
 func (c *Controller) collect(ctx context.Context, job *v1alpha1.Job) (time.Duration, error) {
-	ttl := c.opts.FinishedJobTTL
-	if job.Spec.TTLSecondsAfterFinished != nil {
-		ttl = time.Duration(*job.Spec.TTLSecondsAfterFinished) * time.Second
-	}
-	if (job.Spec.TTLSecondsAfterFinished == nil && ttl <= 0) || job.Status.CompletionTime == nil {
+	ttl, ok := c.ttl(job)
+	if !ok || job.Status.CompletionTime == nil {
 		return 0, nil
 	}
 	expires := job.Status.CompletionTime.Add(ttl)
@@ -381,6 +433,15 @@ func (c *Controller) collect(ctx context.Context, job *v1alpha1.Job) (time.Durat
 		klog.FromContext(ctx).Info("Deleted a finished Job past its TTL", "job", klog.KObj(job))
 	}
 	return 0, err
+}
+
+// ttl is how long a finished Job is kept: its own ttlSecondsAfterFinished, or
+// FinishedJobTTL; false when it is kept for good.
+func (c *Controller) ttl(job *v1alpha1.Job) (time.Duration, bool) {
+	if t := job.Spec.TTLSecondsAfterFinished; t != nil {
+		return time.Duration(*t) * time.Second, true
+	}
+	return c.opts.FinishedJobTTL, c.opts.FinishedJobTTL > 0
 }
 
 // wait records why a Job is held back. It never changes the phase: a
@@ -532,6 +593,11 @@ func (c *Controller) ended(job *v1alpha1.Job, eventType, reason string) {
 	}
 	metrics.JobsActive.WithLabelValues(dc).Set(float64(c.running.Count(dc)))
 	c.opts.Recorder.Eventf(job, nil, eventType, reason, "Finish", "%s", job.Status.Message)
+	// The cache drops finished Jobs: one that must go before the next sweep
+	// gets a timer; the sweep collects the rest.
+	if ttl, ok := c.ttl(job); ok && ttl < c.opts.CollectInterval {
+		c.queue.AddAfter(job.Namespace+"/"+job.Name, ttl)
+	}
 }
 
 func (c *Controller) setCondition(job *v1alpha1.Job, typ string, status metav1.ConditionStatus, reason, message string) {

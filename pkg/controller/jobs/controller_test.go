@@ -494,6 +494,46 @@ func TestDefaultTTLForFinishedJobs(t *testing.T) {
 	}
 }
 
+// The controller caches no finished Jobs: a sweep collects those past
+// their TTL, and keeps the others.
+func TestFinishedJobsAreSweptPastTheirTTL(t *testing.T) {
+	old := jobObj("dc-west", "old", "server-001", v1alpha1.OperationReboot)
+	old.Status.Phase, old.Status.CompletionTime = v1alpha1.JobSucceeded, &metav1.Time{Time: t0}
+	recent := jobObj("dc-west", "recent", "server-002", v1alpha1.OperationReboot)
+	recent.Status.Phase, recent.Status.CompletionTime = v1alpha1.JobFailed, &metav1.Time{Time: t0.Add(90 * time.Minute)}
+	running := jobObj("dc-west", "running", "server-003", v1alpha1.OperationReboot)
+	running.Status.Phase = v1alpha1.JobRunning
+	h := newHarness(t, nil, old, recent, running)
+	h.c.opts.FinishedJobTTL = time.Hour
+	h.clock.Step(2 * time.Hour)
+	h.c.collectFinished(h.ctx)
+	for name, kept := range map[string]bool{"old": false, "recent": true, "running": true} {
+		_, err := h.client.StargateV1alpha1().Jobs("dc-west").Get(h.ctx, name, metav1.GetOptions{})
+		if (err == nil) != kept {
+			t.Errorf("%s: kept %v, want %v", name, err == nil, kept)
+		}
+	}
+}
+
+// A finished Job not in the cache (the controller caches unfinished Jobs
+// only) is read from the API when its key comes up, and collected.
+func TestAFinishedJobOutsideTheCacheIsCollected(t *testing.T) {
+	h := newHarness(t, nil)
+	j := jobObj("dc-west", "done", "server-001", v1alpha1.OperationReboot)
+	j.Spec.TTLSecondsAfterFinished = ptr.To[int32](10)
+	j.Status.Phase, j.Status.CompletionTime = v1alpha1.JobSucceeded, &metav1.Time{Time: t0}
+	if err := h.client.Tracker().Add(j); err != nil {
+		t.Fatal(err)
+	}
+	h.clock.Step(time.Minute)
+	if _, err := h.c.sync(h.ctx, "dc-west/done"); err != nil { // no cache wait: it is read from the API
+		t.Fatal(err)
+	}
+	if _, err := h.client.StargateV1alpha1().Jobs("dc-west").Get(h.ctx, "done", metav1.GetOptions{}); err == nil {
+		t.Error("a finished Job outside the cache outlived its TTL")
+	}
+}
+
 func TestWaitingWritesNothingNew(t *testing.T) {
 	h := newHarness(t, nil, hardwareObj("dc-west", "server-001", "aa:bb:cc:dd:ee:01"),
 		jobObj("dc-west", "reboot-1", "server-001", v1alpha1.OperationReboot))
