@@ -8,6 +8,7 @@ package hardware
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"time"
 
@@ -101,12 +102,15 @@ func (c *Controller) watch(ctx context.Context) {
 	for ctx.Err() == nil {
 		list, err := hardwares.List(ctx, metav1.ListOptions{Limit: 1})
 		if err != nil {
-			klog.FromContext(ctx).Error(err, "Listing Hardware to start watching it")
+			if ctx.Err() == nil {
+				klog.FromContext(ctx).Error(err, "Listing Hardware to start watching it")
+			}
 			if !sleep(ctx, time.Second) {
 				return
 			}
 			continue
 		}
+		started := time.Now()
 		w, err := watchtools.NewRetryWatcherWithContext(ctx, list.ResourceVersion, &cache.ListWatch{
 			WatchFuncWithContext: func(ctx context.Context, options metav1.ListOptions) (watch.Interface, error) {
 				return hardwares.Watch(ctx, options)
@@ -124,6 +128,9 @@ func (c *Controller) watch(ctx context.Context) {
 			}
 		}
 		w.Stop()
+		if time.Since(started) < time.Second && !sleep(ctx, time.Second) { // refused at once (e.g. 403): no hot loop
+			return
+		}
 	}
 }
 
@@ -139,27 +146,39 @@ func (c *Controller) sweep(ctx context.Context, pause func(context.Context, time
 		if err != nil {
 			return
 		}
-		start := time.Now()
+		deadline := time.Now().Add(c.opts.Recheck)
 		var wg sync.WaitGroup
 		for _, dc := range dcs {
-			wg.Go(func() { c.sweepDatacenter(ctx, dc.Name, pause) })
+			wg.Go(func() { c.sweepDatacenter(ctx, dc.Name, deadline, time.Now, pause) })
 		}
 		wg.Wait()
-		if !pause(ctx, c.opts.Recheck-time.Since(start)) {
+		if !pause(ctx, time.Until(deadline)) {
 			return
 		}
 	}
 }
 
 // sweepDatacenter enqueues the idle Hardware of one datacenter, a page at a
-// time, pausing between pages so the sweep takes about Recheck.
-func (c *Controller) sweepDatacenter(ctx context.Context, datacenter string, pause func(context.Context, time.Duration) bool) {
+// time, pausing between pages so that the sweep ends by deadline: each pause
+// is the time left shared among the pages left (the server says how many
+// items remain), so the pauses add up to at most the interval.
+func (c *Controller) sweepDatacenter(ctx context.Context, datacenter string, deadline time.Time, now func() time.Time,
+	pause func(context.Context, time.Duration) bool) {
 	hardwares := c.client.StargateV1alpha1().Hardwares(datacenter)
 	opts := metav1.ListOptions{Limit: c.opts.PageSize}
 	for {
 		page, err := hardwares.List(ctx, opts)
 		if err != nil {
-			klog.FromContext(ctx).Error(err, "Sweeping Hardware", "datacenter", datacenter)
+			// A sweep outlives etcd's compaction window: when its continue
+			// token expired, go on from there (the server says where).
+			var status apierrors.APIStatus
+			if apierrors.IsResourceExpired(err) && errors.As(err, &status) && status.Status().ListMeta.Continue != "" {
+				opts.Continue = status.Status().ListMeta.Continue
+				continue
+			}
+			if ctx.Err() == nil {
+				klog.FromContext(ctx).Error(err, "Sweeping Hardware", "datacenter", datacenter)
+			}
 			return
 		}
 		for i := range page.Items {
@@ -171,12 +190,11 @@ func (c *Controller) sweepDatacenter(ctx context.Context, datacenter string, pau
 		if opts.Continue == "" {
 			return
 		}
-		// The pages still to read, from what the server says remains.
 		left := int64(1)
 		if r := page.RemainingItemCount; r != nil && *r > 0 {
 			left = (*r + c.opts.PageSize - 1) / c.opts.PageSize
 		}
-		if !pause(ctx, c.opts.Recheck/time.Duration(left+1)) {
+		if !pause(ctx, deadline.Sub(now())/time.Duration(left+1)) {
 			return
 		}
 	}

@@ -4,10 +4,12 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/wait"
@@ -24,12 +26,21 @@ import (
 
 // paginate makes the fake clientset page Hardware lists as the API server
 // does (limit, continue, remainingItemCount); the fake returns all at once.
+// The first continue token it hands out expires, as one does when a sweep
+// outlives etcd's compaction window: the 410 carries where to go on from.
 func paginate(client *clientfake.Clientset) {
+	expired := false
 	client.PrependReactor("list", "hardwares", func(action clienttesting.Action) (bool, runtime.Object, error) {
 		opts := action.(clienttesting.ListActionImpl).GetListOptions()
 		if opts.Limit == 0 {
 			return false, nil, nil
 		}
+		if opts.Continue != "" && !strings.HasPrefix(opts.Continue, "~") && !expired {
+			expired = true
+			return true, nil, &apierrors.StatusError{ErrStatus: metav1.Status{Status: metav1.StatusFailure, Code: 410,
+				Reason: metav1.StatusReasonExpired, Message: "continue token expired", ListMeta: metav1.ListMeta{Continue: "~" + opts.Continue}}}
+		}
+		opts.Continue = strings.TrimPrefix(opts.Continue, "~")
 		obj, err := client.Tracker().List(action.GetResource(), v1alpha1.SchemeGroupVersion.WithKind("Hardware"), action.GetNamespace())
 		if err != nil {
 			return true, nil, err
@@ -66,7 +77,8 @@ func newSweepController(t *testing.T, objs ...runtime.Object) (*Controller, *cli
 }
 
 // A sweep reads a datacenter a page at a time, spreads its pages over the
-// recheck interval, and queues every idle Hardware (not those a Job holds).
+// recheck interval, goes on past an expired continue token, and queues every
+// idle Hardware (not those a Job holds).
 func TestSweepIsPacedAndSkipsBusyHardware(t *testing.T) {
 	var objs []runtime.Object
 	for i := range 5 {
@@ -75,17 +87,25 @@ func TestSweepIsPacedAndSkipsBusyHardware(t *testing.T) {
 	objs = append(objs, hw("busy", "aa:bb:cc:dd:ee:99", func(h *v1alpha1.Hardware) { h.Status.ActiveJob = "repave-1" }))
 	c, _ := newSweepController(t, objs...)
 	var pauses []time.Duration
-	c.sweepDatacenter(context.Background(), "dc-west", func(_ context.Context, d time.Duration) bool {
+	now := time.Date(2026, 11, 28, 10, 0, 0, 0, time.UTC)
+	clock := func() time.Time { return now }
+	c.sweepDatacenter(context.Background(), "dc-west", now.Add(time.Minute), clock, func(_ context.Context, d time.Duration) bool {
 		pauses = append(pauses, d)
+		now = now.Add(d) // the time it paused passes
 		return true
 	})
 	if n := c.queue.Len(); n != 5 {
 		t.Errorf("%d Hardware queued, want the 5 idle ones", n)
 	}
-	// 6 Hardware in pages of 2: 4, then 2 remain after the first and second
-	// pages; each pause is the interval over the pages still to read, plus one.
-	if want := []time.Duration{time.Minute / 3, time.Minute / 2}; len(pauses) != 2 || pauses[0] != want[0] || pauses[1] != want[1] {
-		t.Errorf("pauses %v, want %v", pauses, want)
+	// 6 Hardware in pages of 2: 2 pages remain after the first, 1 after the
+	// second; each pause shares the time left among the pages left and one
+	// more, so the sweep ends within its interval: 20 s, then 40 s / 2.
+	var total time.Duration
+	for _, p := range pauses {
+		total += p
+	}
+	if want := []time.Duration{20 * time.Second, 20 * time.Second}; len(pauses) != 2 || pauses[0] != want[0] || pauses[1] != want[1] || total > time.Minute {
+		t.Errorf("pauses %v (total %s), want %v within the minute", pauses, total, want)
 	}
 }
 

@@ -34,6 +34,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/events"
+	"k8s.io/client-go/util/flowcontrol"
 	"k8s.io/client-go/util/retry"
 	"k8s.io/klog/v2"
 	"k8s.io/utils/clock"
@@ -127,7 +128,8 @@ type Options struct {
 	// status.lastJobResult), so finished Jobs do not pile up; 0 keeps them.
 	FinishedJobTTL time.Duration
 	// CollectInterval is how often finished Jobs are swept for those past
-	// their TTL (default 5m); a Job with a shorter TTL gets a timer of its own.
+	// their TTL (default 30m: each sweep lists the retained history); a Job
+	// with a shorter TTL gets a timer of its own.
 	CollectInterval time.Duration
 	// Workers is the number of workers per datacenter (default 16: most of
 	// a sync is waiting on the API server and the datacenter).
@@ -181,7 +183,7 @@ func New(client clientset.Interface, jobInformer informers.JobInformer, tmplInfo
 		opts.SubmitWindow = time.Minute
 	}
 	if opts.CollectInterval <= 0 {
-		opts.CollectInterval = 5 * time.Minute
+		opts.CollectInterval = 30 * time.Minute
 	}
 	if opts.Workers <= 0 {
 		opts.Workers = 16
@@ -218,6 +220,9 @@ func New(client clientset.Interface, jobInformer informers.JobInformer, tmplInfo
 			}
 		},
 		DeleteFunc: func(obj interface{}) {
+			if tombstone, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+				obj = tombstone.Obj // finished (or deleted) while the watch was down
+			}
 			if job, ok := obj.(*v1alpha1.Job); ok && controller.Occupies(job) {
 				c.wake(job.Namespace, ReasonDatacenterBusy)
 			}
@@ -294,12 +299,20 @@ func (c *Controller) collectSweep(ctx context.Context) {
 	}
 }
 
-// collectFinished makes one pass over the finished Jobs.
+// collectFinished makes one pass over the finished Jobs, deleting at most
+// collectRate a second (the first pass after an upgrade may find a backlog).
 func (c *Controller) collectFinished(ctx context.Context) {
+	limiter := flowcontrol.NewTokenBucketRateLimiterWithClock(collectRate, collectRate, c.opts.Clock)
 	opts := metav1.ListOptions{FieldSelector: "status.phase!=Pending,status.phase!=Running", Limit: 500}
 	for {
 		page, err := c.client.StargateV1alpha1().Jobs(metav1.NamespaceAll).List(ctx, opts)
 		if err != nil {
+			// A long pass outlives etcd's compaction: go on where the server says.
+			var status apierrors.APIStatus
+			if apierrors.IsResourceExpired(err) && errors.As(err, &status) && status.Status().ListMeta.Continue != "" {
+				opts.Continue = status.Status().ListMeta.Continue
+				continue
+			}
 			if ctx.Err() == nil {
 				klog.FromContext(ctx).Error(err, "Listing finished Jobs to collect")
 			}
@@ -307,6 +320,12 @@ func (c *Controller) collectFinished(ctx context.Context) {
 		}
 		for i := range page.Items {
 			if job := &page.Items[i]; isFinished(job.Status.Phase) {
+				if left, ok := c.expiresIn(job); !ok || left > 0 {
+					continue
+				}
+				if err := limiter.Wait(ctx); err != nil {
+					return
+				}
 				if _, err := c.collect(ctx, job); err != nil && ctx.Err() == nil {
 					klog.FromContext(ctx).Error(err, "Collecting a finished Job", "job", klog.KObj(job))
 				}
@@ -336,12 +355,19 @@ func (c *Controller) sync(ctx context.Context, key string) (time.Duration, error
 		if apierrors.IsNotFound(err) {
 			return 0, nil
 		}
+		if err == nil && !isFinished(cached.Status.Phase) {
+			return 0, nil // not in the cache yet: the informer brings it
+		}
 	}
 	if err != nil {
 		return 0, err
 	}
 	if isFinished(cached.Status.Phase) {
-		return c.collect(ctx, cached)
+		left, err := c.collect(ctx, cached)
+		if left >= c.opts.CollectInterval {
+			left = 0 // no long timers: the sweep collects it
+		}
+		return left, err
 	}
 	job := cached.DeepCopy() // never change the cache
 	logger := klog.FromContext(ctx).WithValues("job", klog.KObj(job), "datacenter", ns)
@@ -415,12 +441,11 @@ func (c *Controller) deadline(job *v1alpha1.Job) (time.Duration, bool) {
 // collect deletes a finished Job once its ttlSecondsAfterFinished has passed,
 // and says when to come back before that.
 func (c *Controller) collect(ctx context.Context, job *v1alpha1.Job) (time.Duration, error) {
-	ttl, ok := c.ttl(job)
-	if !ok || job.Status.CompletionTime == nil {
+	left, ok := c.expiresIn(job)
+	if !ok {
 		return 0, nil
 	}
-	expires := job.Status.CompletionTime.Add(ttl)
-	if left := expires.Sub(c.opts.Clock.Now()); left > 0 {
+	if left > 0 {
 		return left, nil
 	}
 	// The preconditions make sure it is the Job we looked at, unchanged.
@@ -433,6 +458,31 @@ func (c *Controller) collect(ctx context.Context, job *v1alpha1.Job) (time.Durat
 		klog.FromContext(ctx).Info("Deleted a finished Job past its TTL", "job", klog.KObj(job))
 	}
 	return 0, err
+}
+
+// collectRate bounds how many finished Jobs a collection pass deletes a second.
+const collectRate = 20
+
+// expiresIn is how long a finished Job has left before its TTL; false when
+// it is kept for good. Its end is status.completionTime or, for a status
+// written without one, when its Complete or Failed condition became true.
+func (c *Controller) expiresIn(job *v1alpha1.Job) (time.Duration, bool) {
+	ttl, ok := c.ttl(job)
+	if !ok {
+		return 0, false
+	}
+	var end time.Time
+	switch {
+	case job.Status.CompletionTime != nil:
+		end = job.Status.CompletionTime.Time
+	case meta.IsStatusConditionTrue(job.Status.Conditions, ConditionComplete):
+		end = meta.FindStatusCondition(job.Status.Conditions, ConditionComplete).LastTransitionTime.Time
+	case meta.IsStatusConditionTrue(job.Status.Conditions, ConditionFailed):
+		end = meta.FindStatusCondition(job.Status.Conditions, ConditionFailed).LastTransitionTime.Time
+	default:
+		return 0, false // no record of when it ended: kept
+	}
+	return end.Add(ttl).Sub(c.opts.Clock.Now()), true
 }
 
 // ttl is how long a finished Job is kept: its own ttlSecondsAfterFinished, or
