@@ -3,11 +3,13 @@ package controller
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"runtime/debug"
 	"sync"
 	"time"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/tools/cache"
@@ -107,4 +109,15 @@ func (q *Queue) syncRecovering(ctx context.Context, key string) (after time.Dura
 		}
 	}()
 	return q.sync(ctx, key)
+}
+
+// ContinueAfterExpiry returns, for a paged list whose continue token expired
+// (a long pass outlived etcd's compaction), the token the server gave to go
+// on from there; false for any other error.
+func ContinueAfterExpiry(err error) (string, bool) {
+	var status apierrors.APIStatus
+	if apierrors.IsResourceExpired(err) && errors.As(err, &status) && status.Status().ListMeta.Continue != "" {
+		return status.Status().ListMeta.Continue, true
+	}
+	return "", false
 }

@@ -8,7 +8,6 @@ package hardware
 
 import (
 	"context"
-	"errors"
 	"sync"
 	"time"
 
@@ -171,9 +170,8 @@ func (c *Controller) sweepDatacenter(ctx context.Context, datacenter string, dea
 		if err != nil {
 			// A sweep outlives etcd's compaction window: when its continue
 			// token expired, go on from there (the server says where).
-			var status apierrors.APIStatus
-			if apierrors.IsResourceExpired(err) && errors.As(err, &status) && status.Status().ListMeta.Continue != "" {
-				opts.Continue = status.Status().ListMeta.Continue
+			if next, ok := controller.ContinueAfterExpiry(err); ok {
+				opts.Continue = next
 				continue
 			}
 			if ctx.Err() == nil {

@@ -308,9 +308,8 @@ func (c *Controller) collectFinished(ctx context.Context) {
 		page, err := c.client.StargateV1alpha1().Jobs(metav1.NamespaceAll).List(ctx, opts)
 		if err != nil {
 			// A long pass outlives etcd's compaction: go on where the server says.
-			var status apierrors.APIStatus
-			if apierrors.IsResourceExpired(err) && errors.As(err, &status) && status.Status().ListMeta.Continue != "" {
-				opts.Continue = status.Status().ListMeta.Continue
+			if next, ok := controller.ContinueAfterExpiry(err); ok {
+				opts.Continue = next
 				continue
 			}
 			if ctx.Err() == nil {

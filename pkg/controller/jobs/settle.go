@@ -192,8 +192,3 @@ func waitingReason(err error) (string, bool) {
 	}
 	return "", false
 }
-
-func isCredentials(err error) bool {
-	var creds *datacenter.CredentialsError
-	return errors.As(err, &creds)
-}

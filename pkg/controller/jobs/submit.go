@@ -50,7 +50,7 @@ func (c *Controller) start(ctx context.Context, job *v1alpha1.Job, dc *v1alpha1.
 	if dc.Spec.Paused {
 		return c.wait(ctx, job, ReasonDatacenterPaused, fmt.Sprintf("Datacenter %s is paused; the Job starts when it is resumed", dc.Name))
 	}
-	max := ptrValue(dc.Spec.MaxConcurrentJobs, v1alpha1.DefaultMaxConcurrentJobs)
+	max := maxJobs(dc)
 	if !c.running.Reserve(job, int(max)) {
 		return c.wait(ctx, job, ReasonDatacenterBusy, fmt.Sprintf("Datacenter %s is running its maximum of %d Jobs", dc.Name, max))
 	}
@@ -200,7 +200,7 @@ func (c *Controller) submit(ctx context.Context, job *v1alpha1.Job, client datac
 		return c.opts.MinPollInterval, c.markRunning(ctx, job, dcJob, ReasonSubmitted, fmt.Sprintf("submitted to %s as %s", job.Namespace, dcJob.ID))
 	}
 	switch {
-	case datacenter.IsUnavailable(err), isCredentials(err):
+	case datacenter.IsUnavailable(err), datacenter.IsUnauthorized(err):
 		// Nothing started on this attempt (the datacenter is down, or did
 		// not let the request in): the Job waits for it rather than
 		// spending its backoff limit. The Datacenter's probe turning Ready
@@ -304,7 +304,7 @@ func (c *Controller) overCommitted(ctx context.Context, job *v1alpha1.Job) (bool
 	if err != nil {
 		return false, err
 	}
-	max := int(ptrValue(dc.Spec.MaxConcurrentJobs, v1alpha1.DefaultMaxConcurrentJobs))
+	max := maxJobs(dc)
 	list, err := c.client.StargateV1alpha1().Jobs(job.Namespace).List(ctx, metav1.ListOptions{FieldSelector: "status.occupying=true"})
 	if err != nil {
 		return false, err
@@ -337,4 +337,9 @@ func (c *Controller) yieldSlot(ctx context.Context, job *v1alpha1.Job, client da
 		c.running.Release(job)
 	}
 	return after, err
+}
+
+// maxJobs is a Datacenter's maxConcurrentJobs, defaulted.
+func maxJobs(dc *v1alpha1.Datacenter) int {
+	return int(ptrValue(dc.Spec.MaxConcurrentJobs, v1alpha1.DefaultMaxConcurrentJobs))
 }
