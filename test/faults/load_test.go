@@ -197,8 +197,10 @@ func TestSustainedLoad(t *testing.T) {
 	growth, rssGrowth := (heap3-heap1)/heap1, (rss3-rss1)/rss1
 	t.Logf("%d requests in %s (%.0f/s); %s; watch events %d; live heap %.0f MiB after minute 1, %.0f MiB after minute 3 (%+.1f%%); RSS %.0f → %.0f MiB (%+.1f%%)",
 		total, elapsed.Round(time.Second), float64(total)/elapsed.Seconds(), strings.Join(verbs, "; "), watchEvents.Load(), heap1, heap3, 100*growth, rss1, rss3, 100*rssGrowth)
-	if growth > 0.10 || growth < -0.10 {
-		t.Errorf("the live heap moved %+.1f%% from minute 1 to minute 3, want within 10%%", 100*growth)
+	// A leak grows the heap; one that shrinks (caches from the tests before
+	// settling, a sweep's pages freed) is no defect, so only growth fails.
+	if growth > 0.10 {
+		t.Errorf("the live heap grew %+.1f%% from minute 1 to minute 3, want at most 10%%", 100*growth)
 	}
 	if watchEvents.Load() < wantEvents {
 		t.Errorf("the 10 watches saw %d events, want at least %d", watchEvents.Load(), wantEvents)
