@@ -243,6 +243,17 @@ const JobCancelFinalizer = "stargate.io/cancel-at-datacenter"
 // is then free although the machine may still be operated on.
 const JobAbandonLabel = "stargate.io/abandon"
 
+// JobReasonAbandoned is the reason of a Job ended through JobAbandonLabel.
+const JobReasonAbandoned = "Abandoned"
+
+// HardwareConditionReserved is True on a Hardware while a Job holds it
+// (status.activeJob); its lastTransitionTime is when the Job took it.
+const HardwareConditionReserved = "Reserved"
+
+// HardwareConditionFailed is True on a Hardware whose last Job failed at its
+// datacenter (state error) or was abandoned there (state unknown).
+const HardwareConditionFailed = "Failed"
+
 // ResolvedTemplate is the part of a Template a Job used, copied when it started.
 type ResolvedTemplate struct {
 	// osVersion of the Template when the Job started.
@@ -301,6 +312,10 @@ type JobStatus struct {
 	// past that deadline is a datacenter's "nothing under this key" final.
 	// +optional
 	LastAttemptTime *metav1.Time
+	// currentOS is the OS its datacenter reported on the machine when the Job
+	// succeeded; the server copies it to the Hardware's status.currentOS.
+	// +optional
+	CurrentOS string
 	// submission is the request sent (or about to be sent) to the datacenter.
 	// Once it is set, a submit may have reached the datacenter: the Job holds
 	// its Hardware and a slot of its datacenter, and ends only after the

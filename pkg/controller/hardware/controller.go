@@ -13,6 +13,7 @@ import (
 
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/watch"
@@ -180,8 +181,8 @@ func (c *Controller) sweepDatacenter(ctx context.Context, datacenter string, dea
 			return
 		}
 		for i := range page.Items {
-			if page.Items[i].Status.ActiveJob == "" {
-				c.queue.Enqueue(&page.Items[i])
+			if hw := &page.Items[i]; hw.Status.ActiveJob == "" || lockedSince(hw, now()) > staleLockAge {
+				c.queue.Enqueue(hw)
 			}
 		}
 		opts.Continue = page.Continue
@@ -238,7 +239,8 @@ func (c *Controller) sync(ctx context.Context, key string) (time.Duration, error
 		return 0, err
 	}
 	if hw.Status.ActiveJob != "" {
-		return 0, nil // the Job controller owns its status meanwhile; the sweep comes back
+		// The Job owns its status meanwhile; the sweep comes back.
+		return 0, c.releaseFinished(ctx, hw)
 	}
 	dc, err := c.dcs.Get(ns)
 	if err != nil {
@@ -277,4 +279,49 @@ func (c *Controller) sync(ctx context.Context, key string) (time.Duration, error
 		return 0, err
 	}
 	return 0, nil // the next sweep looks again
+}
+
+// staleLockAge is how long a Hardware must have been held before a sweep
+// checks that its Job is unfinished: far longer than the instant between a
+// Job's last write and the release that follows it.
+const staleLockAge = 2 * time.Minute
+
+// lockedSince is how long hw has been held (0 if it is not).
+func lockedSince(hw *v1alpha1.Hardware, now time.Time) time.Duration {
+	c := meta.FindStatusCondition(hw.Status.Conditions, v1alpha1.HardwareConditionReserved)
+	if hw.Status.ActiveJob == "" || c == nil || c.Status != metav1.ConditionTrue {
+		return 0
+	}
+	return now.Sub(c.LastTransitionTime.Time)
+}
+
+// releaseFinished repairs the lock of a Hardware held by a Job that has
+// finished, whose release was lost (the server died between the Job's last
+// write and the release that follows it): the server releases a finished
+// Job's Hardware, with its result, on every write of that Job, so a write
+// that changes nothing is enough. A lock naming a Job that is gone is left
+// to the next Job on the Hardware, which repairs it.
+func (c *Controller) releaseFinished(ctx context.Context, hw *v1alpha1.Hardware) error {
+	if lockedSince(hw, time.Now()) <= staleLockAge {
+		return nil
+	}
+	jobs := c.client.StargateV1alpha1().Jobs(hw.Namespace)
+	job, err := jobs.Get(ctx, hw.Status.ActiveJob, metav1.GetOptions{ResourceVersion: "0"}) // finished is final: a cached read will do
+	switch {
+	case apierrors.IsNotFound(err):
+		return nil
+	case err != nil:
+		return err
+	case job.Status.Phase != v1alpha1.JobSucceeded && job.Status.Phase != v1alpha1.JobFailed:
+		return nil
+	}
+	if err := c.opts.Leading(ctx); err != nil {
+		return err
+	}
+	klog.FromContext(ctx).Info("Releasing a Hardware its finished Job still holds", "hardware", klog.KObj(hw), "job", job.Name)
+	_, err = jobs.UpdateStatus(ctx, job, metav1.UpdateOptions{})
+	if apierrors.IsNotFound(err) || apierrors.IsConflict(err) {
+		return nil // gone, or written since: the next sweep looks again
+	}
+	return err
 }

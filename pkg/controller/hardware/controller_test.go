@@ -246,3 +246,51 @@ func TestLookupWritesOnlyWhileLeading(t *testing.T) {
 		t.Errorf("leading: %d writes, status %+v", n, got.Status)
 	}
 }
+
+// A Hardware still held, long after, by a Job that finished (its release
+// was lost to a crash) gets that Job written again, which makes the server
+// release it with the Job's result. Held by an unfinished Job, recently, or
+// by a Job that is gone, it is left alone.
+func TestLostReleasesAreRedone(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	held := func(job string, since time.Duration) func(*v1alpha1.Hardware) {
+		return func(h *v1alpha1.Hardware) {
+			h.Status.ActiveJob, h.Status.State = job, v1alpha1.HardwareStateRebooting
+			h.Status.Conditions = []metav1.Condition{{Type: v1alpha1.HardwareConditionReserved, Status: metav1.ConditionTrue,
+				Reason: "JobActive", LastTransitionTime: metav1.NewTime(time.Now().Add(-since))}}
+		}
+	}
+	job := func(name string, phase v1alpha1.JobPhase) *v1alpha1.Job {
+		return &v1alpha1.Job{ObjectMeta: metav1.ObjectMeta{Namespace: "dc-west", Name: name}, Status: v1alpha1.JobStatus{Phase: phase}}
+	}
+	client := clientfake.NewClientset(
+		&v1alpha1.Datacenter{ObjectMeta: metav1.ObjectMeta{Name: "dc-west"}, Spec: v1alpha1.DatacenterSpec{Endpoint: "https://dc-west.example"}},
+		hw("lost-release", "aa:bb:cc:dd:ee:01", held("done", 10*time.Minute)), job("done", v1alpha1.JobSucceeded),
+		hw("just-finished", "aa:bb:cc:dd:ee:02", held("done-now", 10*time.Second)), job("done-now", v1alpha1.JobFailed),
+		hw("long-job", "aa:bb:cc:dd:ee:03", held("running", 10*time.Minute)), job("running", v1alpha1.JobRunning),
+		hw("gone", "aa:bb:cc:dd:ee:04", held("deleted", 10*time.Minute)))
+	factory := informers.NewSharedInformerFactory(client, 0)
+	c, err := New(client, factory.Stargate().V1alpha1().Datacenters(), func(*v1alpha1.Datacenter) (datacenter.Client, error) { return fake.New(), nil },
+		Options{Recheck: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	factory.Start(ctx.Done())
+	factory.WaitForCacheSync(ctx.Done())
+	client.ClearActions()
+	for _, name := range []string{"lost-release", "just-finished", "long-job", "gone"} {
+		if _, err := c.sync(ctx, "dc-west/"+name); err != nil {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+	var written []string
+	for _, a := range client.Actions() {
+		if a.GetVerb() == "update" {
+			written = append(written, a.GetResource().Resource+"/"+a.GetSubresource()+" "+a.(clienttesting.UpdateAction).GetObject().(metav1.Object).GetName())
+		}
+	}
+	if len(written) != 1 || written[0] != "jobs/status done" {
+		t.Errorf("writes %v, want only the finished Job done's status written again", written)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -16,6 +17,7 @@ import (
 	"stargate.io/stargate/pkg/apis/stargate/v1alpha1"
 	"stargate.io/stargate/pkg/apis/stargate/validation"
 	clientfake "stargate.io/stargate/pkg/generated/clientset/versioned/fake"
+	"stargate.io/stargate/pkg/registry/stargate/joblock"
 )
 
 var (
@@ -177,8 +179,11 @@ func (s *apiServer) updateJob(action clienttesting.Action) (bool, runtime.Object
 	if err := s.store(jobsResource, updated); err != nil {
 		return true, nil, err
 	}
-	if isFinished(updated.Status.Phase) {
+	switch {
+	case isFinished(updated.Status.Phase):
 		s.release(updated)
+	case updated.Status.Phase == v1alpha1.JobRunning:
+		s.follow(updated, false)
 	}
 	return true, updated.DeepCopy(), nil
 }
@@ -213,15 +218,36 @@ func (s *apiServer) remove(job *v1alpha1.Job) error {
 	return nil
 }
 
-// release frees the Hardware job holds, as the server's hooks do.
+// release frees the Hardware job holds, with the Job's result when it
+// finished, as the server's hooks do.
 func (s *apiServer) release(job *v1alpha1.Job) {
+	s.follow(job, true)
+}
+
+// follow applies, as the server's hooks do, what job says about the Hardware
+// it holds (joblock.FollowJob) and, if release, frees it.
+func (s *apiServer) follow(job *v1alpha1.Job, release bool) {
 	hw, err := s.hardware(job.Namespace, job.Spec.HardwareRef.Name)
 	if err != nil || hw.Status.ActiveJob != job.Name {
 		return
 	}
-	hw.Status.ActiveJob = ""
-	if isFinished(job.Status.Phase) {
-		hw.Status.LastJob = job.Name
+	var internalJob stargate.Job
+	var status stargate.HardwareStatus
+	if v1alpha1.Convert_v1alpha1_Job_To_stargate_Job(job, &internalJob, nil) != nil ||
+		v1alpha1.Convert_v1alpha1_HardwareStatus_To_stargate_HardwareStatus(&hw.Status, &status, nil) != nil {
+		panic("conversion")
+	}
+	if !release || isFinished(job.Status.Phase) { // a deleted unfinished Job leaves no result
+		joblock.FollowJob(&internalJob, &status, time.Now())
+	}
+	if v1alpha1.Convert_stargate_HardwareStatus_To_v1alpha1_HardwareStatus(&status, &hw.Status, nil) != nil {
+		panic("conversion")
+	}
+	if release {
+		hw.Status.ActiveJob = ""
+		if isFinished(job.Status.Phase) {
+			hw.Status.LastJob = job.Name
+		}
 	}
 	_ = s.store(hardwaresResource, hw)
 }

@@ -35,7 +35,6 @@ import (
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/client-go/util/flowcontrol"
-	"k8s.io/client-go/util/retry"
 	"k8s.io/klog/v2"
 	"k8s.io/utils/clock"
 
@@ -89,7 +88,7 @@ const (
 	// ReasonHardwareNotHeld: the Hardware's lock names another Job.
 	ReasonHardwareNotHeld = "HardwareNotHeld"
 	// ReasonAbandoned: an operator labelled the Job stargate.io/abandon=true.
-	ReasonAbandoned = "Abandoned"
+	ReasonAbandoned = v1alpha1.JobReasonAbandoned
 
 	// ConditionFailureTarget: the Job gave up (backoff limit, a refusal) and
 	// fails once the datacenter says nothing runs under its key.
@@ -565,30 +564,17 @@ func (c *Controller) poll(ctx context.Context, job *v1alpha1.Job, client datacen
 var waitingReasons = map[string]struct{}{ReasonDatacenterDown: {}, ReasonCredentialsMissing: {},
 	ReasonCredentialsRejected: {}, ReasonDatacenterNotFound: {}, ReasonOutcomeUnknown: {}}
 
-// succeed ends a Job whose datacenter job succeeded, with its Hardware ready
-// (or off) and running the OS the datacenter reports.
+// succeed ends a Job whose datacenter job succeeded, recording the OS the
+// datacenter reports on the machine. The server, in the same request, sets
+// the Hardware ready (or off) with that OS, and releases it.
 func (c *Controller) succeed(ctx context.Context, job *v1alpha1.Job, client datacenter.Client) error {
-	osVersion := ""
 	if job.Status.Template != nil {
-		osVersion = job.Status.Template.OSVersion
+		job.Status.CurrentOS = job.Status.Template.OSVersion
 	}
 	if sub := job.Status.Submission; sub != nil {
-		if m, err := client.GetMachine(ctx, sub.MAC); err == nil {
-			osVersion = m.CurrentOS
+		if m, err := client.GetMachine(ctx, sub.MAC); err == nil && m.CurrentOS != "" {
+			job.Status.CurrentOS = m.CurrentOS
 		}
-	}
-	state := v1alpha1.HardwareStateReady
-	if job.Spec.Operation == v1alpha1.OperationPowerOff {
-		state = v1alpha1.HardwareStateOff
-	}
-	if err := c.updateHardware(ctx, job, func(s *v1alpha1.HardwareStatus) {
-		s.State = state
-		if osVersion != "" {
-			s.CurrentOS = osVersion
-		}
-		meta.RemoveStatusCondition(&s.Conditions, ConditionFailed)
-	}); err != nil {
-		return err
 	}
 	now := metav1.NewTime(c.opts.Clock.Now())
 	job.Status.Phase, job.Status.CompletionTime = v1alpha1.JobSucceeded, &now
@@ -603,19 +589,10 @@ func (c *Controller) succeed(ctx context.Context, job *v1alpha1.Job, client data
 	return nil
 }
 
-// fail ends a Job as Failed and, if it ran at the datacenter, marks its
-// Hardware in error. Callers make sure nothing runs under the Job's key.
+// fail ends a Job as Failed. The server, in the same request, marks its
+// Hardware in error if it ran at the datacenter (unknown if abandoned), and
+// releases it. Callers make sure nothing runs under the Job's key.
 func (c *Controller) fail(ctx context.Context, job *v1alpha1.Job, reason, message string) error {
-	if job.Status.DCJobID != "" && reason != ReasonAbandoned { // abandon() marked it unknown
-		err := c.updateHardware(ctx, job, func(s *v1alpha1.HardwareStatus) {
-			s.State = v1alpha1.HardwareStateError
-			meta.SetStatusCondition(&s.Conditions, metav1.Condition{Type: ConditionFailed, Status: metav1.ConditionTrue,
-				Reason: reason, Message: fmt.Sprintf("Job %s failed: %s", job.Name, message)})
-		})
-		if err != nil && !apierrors.IsNotFound(err) {
-			return err
-		}
-	}
 	now := metav1.NewTime(c.opts.Clock.Now())
 	job.Status.Phase, job.Status.CompletionTime = v1alpha1.JobFailed, &now
 	job.Status.Reason, job.Status.Message = reason, message
@@ -665,49 +642,6 @@ func (c *Controller) updateStatus(ctx context.Context, job *v1alpha1.Job) error 
 	}
 	job.ObjectMeta = updated.ObjectMeta
 	return nil
-}
-
-// updateHardware applies a Job's result to its Hardware's status while the
-// Job still holds the Hardware (re-reading it on conflicts: the server writes
-// its lock into the same status). A Job that no longer holds it (a replica
-// that lost the lead writing late, a Job whose lock was taken over) leaves it
-// alone: whatever holds the Hardware now is newer.
-func (c *Controller) updateHardware(ctx context.Context, job *v1alpha1.Job, mutate func(*v1alpha1.HardwareStatus)) error {
-	if err := c.opts.Leading(ctx); err != nil {
-		return err
-	}
-	hardwares := c.client.StargateV1alpha1().Hardwares(job.Namespace)
-	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
-		hw, err := hardwares.Get(ctx, job.Spec.HardwareRef.Name, metav1.GetOptions{})
-		if err != nil {
-			return err
-		}
-		if hw.Status.ActiveJob != job.Name {
-			return nil
-		}
-		before := hw.Status.DeepCopy()
-		mutate(&hw.Status)
-		hw.Status.ObservedGeneration = hw.Generation
-		if apiequality.Semantic.DeepEqual(before, &hw.Status) {
-			return nil
-		}
-		_, err = hardwares.UpdateStatus(ctx, hw, metav1.UpdateOptions{})
-		return err
-	})
-	if apierrors.IsNotFound(err) {
-		return nil
-	}
-	return err
-}
-
-func runningState(op v1alpha1.Operation) v1alpha1.HardwareState {
-	switch op {
-	case v1alpha1.OperationRepave:
-		return v1alpha1.HardwareStateProvisioning
-	case v1alpha1.OperationReboot:
-		return v1alpha1.HardwareStateRebooting
-	}
-	return ""
 }
 
 func isFinished(p v1alpha1.JobPhase) bool {

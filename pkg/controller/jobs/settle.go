@@ -7,7 +7,6 @@ import (
 	"slices"
 	"time"
 
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"stargate.io/stargate/pkg/apis/stargate/v1alpha1"
@@ -36,20 +35,13 @@ func (c *Controller) withoutDatacenter(ctx context.Context, job *v1alpha1.Job) (
 }
 
 // abandon ends a Job an operator gave up on (label stargate.io/abandon=true)
-// without asking its datacenter, and says on its Hardware that the machine's
-// state is unknown: whatever the Job started there may still run.
+// without asking its datacenter. The server says on its Hardware that the
+// machine's state is unknown when the Job may have reached the datacenter:
+// whatever it started there may still run.
 func (c *Controller) abandon(ctx context.Context, job *v1alpha1.Job) error {
 	message := "abandoned by an operator (label " + v1alpha1.JobAbandonLabel + "=true)"
 	if mayHaveReached(job) {
 		message += "; the datacenter was not asked what runs under the Job's key: check the machine before using it"
-		err := c.updateHardware(ctx, job, func(s *v1alpha1.HardwareStatus) {
-			s.State = v1alpha1.HardwareStateUnknown
-			meta.SetStatusCondition(&s.Conditions, metav1.Condition{Type: ConditionFailed, Status: metav1.ConditionTrue,
-				Reason: ReasonAbandoned, Message: fmt.Sprintf("Job %s was %s", job.Name, message)})
-		})
-		if err != nil {
-			return err
-		}
 	}
 	return c.fail(ctx, job, ReasonAbandoned, message)
 }

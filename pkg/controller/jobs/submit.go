@@ -241,7 +241,8 @@ func (c *Controller) retrying(ctx context.Context, job *v1alpha1.Job, err error)
 }
 
 // markRunning records that a Job runs at its datacenter as dcJob: submitted,
-// or adopted from an earlier submit whose answer was lost.
+// or adopted from an earlier submit whose answer was lost. The server then
+// sets its Hardware's state (provisioning, rebooting).
 func (c *Controller) markRunning(ctx context.Context, job *v1alpha1.Job, dcJob *datacenter.Job, reason, message string) error {
 	now := metav1.NewTime(c.opts.Clock.Now())
 	if started := dcJob.StartedAt; started != nil && started.Before(now.Time) {
@@ -260,9 +261,6 @@ func (c *Controller) markRunning(ctx context.Context, job *v1alpha1.Job, dcJob *
 	klog.FromContext(ctx).Info("Job running", "dcJob", dcJob.ID, "reason", reason)
 	c.opts.Recorder.Eventf(job, nil, corev1.EventTypeNormal, reason, "Submit", "%s", message)
 	metrics.JobsActive.WithLabelValues(job.Namespace).Set(float64(c.running.Count(job.Namespace)))
-	if state := runningState(job.Spec.Operation); state != "" {
-		return c.updateHardware(ctx, job, func(s *v1alpha1.HardwareStatus) { s.State = state })
-	}
 	return nil
 }
 

@@ -3543,6 +3543,13 @@ func schema_pkg_apis_stargate_v1alpha1_JobStatus(ref common.ReferenceCallback) c
 							Ref:         ref(v1.Time{}.OpenAPIModelName()),
 						},
 					},
+					"currentOS": {
+						SchemaProps: spec.SchemaProps{
+							Description: "currentOS is the OS its datacenter reported on the machine when the Job succeeded; the server copies it to the Hardware's status.currentOS.",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
 					"submission": {
 						SchemaProps: spec.SchemaProps{
 							Description: "submission is the request sent (or about to be sent) to the datacenter. Once it is set, a submit may have reached the datacenter: the Job holds its Hardware and a slot of its datacenter, and ends only after the datacenter has said what runs under its idempotency key.",

@@ -417,6 +417,9 @@ var schemaYAML = typed.YAMLObject(`types:
           elementRelationship: associative
           keys:
           - type
+    - name: currentOS
+      type:
+        scalar: string
     - name: dcJobID
       type:
         scalar: string

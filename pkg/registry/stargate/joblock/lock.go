@@ -51,7 +51,7 @@ import (
 const (
 	// ReservedCondition is True on a Hardware while a Job holds it; its
 	// lastTransitionTime is when the lock was taken.
-	ReservedCondition = "Reserved"
+	ReservedCondition = stargate.HardwareConditionReserved
 	// DefaultGrace is how long a lock naming a Job that does not exist is
 	// respected: the Job is stored milliseconds after the lock is taken, so a
 	// lock older than this lost its Job to a crash.
@@ -187,7 +187,7 @@ func (l *Lock) admit(ctx context.Context, hw *stargate.Hardware, jobName string)
 	case holder == jobName:
 		return false, nil
 	}
-	live, err := l.holds(ctx, hw, holder)
+	live, held, err := l.holder(ctx, hw, holder)
 	if err != nil {
 		return false, err
 	}
@@ -196,6 +196,11 @@ func (l *Lock) admit(ctx context.Context, hw *stargate.Hardware, jobName string)
 			fmt.Errorf("Job %s is still running on it; wait for it to finish, or cancel it (spec.cancel=true) or delete it first", holder))
 	}
 	klog.FromContext(ctx).Info("Repairing a stale Hardware lock", "hardware", klog.KObj(hw), "staleJob", holder, "newJob", jobName)
+	if held != nil {
+		// Its release was lost (a crash right after its last write): its
+		// result still belongs on the Hardware.
+		l.ended(held, hw)
+	}
 	return true, nil
 }
 
@@ -203,15 +208,22 @@ func (l *Lock) admit(ctx context.Context, hw *stargate.Hardware, jobName string)
 // exists and is unfinished, or it does not exist yet but the lock is younger
 // than the grace period (its create is in flight).
 func (l *Lock) holds(ctx context.Context, hw *stargate.Hardware, holder string) (bool, error) {
+	live, _, err := l.holder(ctx, hw, holder)
+	return live, err
+}
+
+// holder is holds, also returning the holder when it is stored.
+func (l *Lock) holder(ctx context.Context, hw *stargate.Hardware, holder string) (bool, *stargate.Job, error) {
 	obj, err := l.jobs.Get(ctx, holder, &metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
 		c := meta.FindStatusCondition(hw.Status.Conditions, ReservedCondition)
-		return c != nil && c.Status == metav1.ConditionTrue && l.clock.Since(c.LastTransitionTime.Time) < l.grace, nil
+		return c != nil && c.Status == metav1.ConditionTrue && l.clock.Since(c.LastTransitionTime.Time) < l.grace, nil, nil
 	}
 	if err != nil {
-		return false, err
+		return false, nil, err
 	}
-	return !validation.IsFinished(obj.(*stargate.Job).Status.Phase), nil
+	job := obj.(*stargate.Job)
+	return !validation.IsFinished(job.Status.Phase), job, nil
 }
 
 // HardwareDeletable refuses to delete a Hardware that an unfinished Job holds.
@@ -292,11 +304,16 @@ func (l *Lock) noUnfinishedJobs(ctx context.Context, datacenter, doing string) e
 	return nil
 }
 
-// afterUpdate releases the lock once the Job has finished.
+// afterUpdate makes the Hardware follow its Job: busy while the Job runs,
+// released with the Job's result once it has finished.
 func (l *Lock) afterUpdate(obj runtime.Object, options *metav1.UpdateOptions) {
 	job := obj.(*stargate.Job)
-	if !dryrun.IsDryRun(options.DryRun) && validation.IsFinished(job.Status.Phase) {
+	switch {
+	case dryrun.IsDryRun(options.DryRun):
+	case validation.IsFinished(job.Status.Phase):
 		l.release(job, true)
+	case job.Status.Phase == stargate.JobRunning:
+		l.follow(job)
 	}
 }
 
@@ -321,13 +338,10 @@ func (l *Lock) release(job *stargate.Job, finished bool) {
 				return hw, nil // someone else's lock, or none: nothing to do
 			}
 			hw = hw.DeepCopy()
-			hw.Status.ActiveJob = ""
 			if finished {
-				// The result outlives the Job, which its TTL deletes.
-				hw.Status.LastJob = jobName
-				hw.Status.LastJobResult = &stargate.JobResult{Name: jobName, Operation: job.Spec.Operation,
-					Phase: job.Status.Phase, Reason: job.Status.Reason, CompletionTime: job.Status.CompletionTime}
+				l.ended(job, hw)
 			}
+			hw.Status.ActiveJob = ""
 			setReserved(hw, metav1.ConditionFalse, "Released", fmt.Sprintf("Job %s released this Hardware", jobName), l.clock.Now())
 			return hw, nil
 		}), rest.ValidateAllObjectFunc, rest.ValidateAllObjectUpdateFunc, false, &metav1.UpdateOptions{})
@@ -335,6 +349,17 @@ func (l *Lock) release(job *stargate.Job, finished bool) {
 		klog.ErrorS(err, "Could not release a Hardware lock; the next Job on it will repair it",
 			"hardware", klog.KRef(namespace, hwName), "job", jobName)
 	}
+}
+
+// ended puts finished job's result on hw, which it held: the state it left
+// the machine in (FollowJob), and the result, which outlives the Job (its
+// TTL deletes it).
+func (l *Lock) ended(job *stargate.Job, hw *stargate.Hardware) {
+	FollowJob(job, &hw.Status, l.clock.Now())
+	hw.Status.ObservedGeneration = hw.Generation
+	hw.Status.LastJob = job.Name
+	hw.Status.LastJobResult = &stargate.JobResult{Name: job.Name, Operation: job.Spec.Operation,
+		Phase: job.Status.Phase, Reason: job.Status.Reason, CompletionTime: job.Status.CompletionTime}
 }
 
 // setReserved sets the Reserved condition, stamping now as its transition

@@ -315,3 +315,125 @@ func TestDeleteProtection(t *testing.T) {
 		t.Errorf("hardware after its Job finished: %v", err)
 	}
 }
+
+// setStatus writes a Job's status as the controller does.
+func (e *env) setStatus(t *testing.T, name string, mutate func(*stargate.JobStatus)) {
+	t.Helper()
+	_, _, err := e.jobs.Status.Update(e.ctx, name, rest.DefaultUpdatedObjectInfo(nil,
+		func(_ context.Context, _, old runtime.Object) (runtime.Object, error) {
+			j := old.(*stargate.Job).DeepCopy()
+			mutate(&j.Status)
+			return j, nil
+		}), nil, nil, false, &metav1.UpdateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// The server writes what a Job means for its Hardware in the hooks of the
+// Job's own status writes: busy while it runs, its end state with the lock's
+// release, and nothing to a Hardware the Job does not hold.
+func TestHardwareFollowsItsJob(t *testing.T) {
+	e := newEnv(t)
+	sent := &stargate.JobSubmission{MAC: "aa:bb:cc:dd:ee:01", IPv4: "10.0.1.5"}
+	if err := e.create(newJob("repave-1", "server-001"), nil); err != nil {
+		t.Fatal(err)
+	}
+	e.setStatus(t, "repave-1", func(s *stargate.JobStatus) { s.Submission = sent })
+	if hw := e.hardware(t, "server-001"); hw.Status.State == stargate.HardwareStateProvisioning {
+		t.Fatalf("a Job not yet running at its datacenter made the Hardware %s", hw.Status.State)
+	}
+	e.setStatus(t, "repave-1", func(s *stargate.JobStatus) { s.Phase, s.DCJobID = stargate.JobRunning, "dc-1" })
+	if hw := e.hardware(t, "server-001"); hw.Status.State != stargate.HardwareStateProvisioning || hw.Status.ActiveJob != "repave-1" {
+		t.Fatalf("running repave: Hardware %s held by %q, want provisioning held by repave-1", hw.Status.State, hw.Status.ActiveJob)
+	}
+	e.setStatus(t, "repave-1", func(s *stargate.JobStatus) {
+		s.Phase, s.CurrentOS, s.Reason = stargate.JobSucceeded, "2.0.0", "Completed"
+		s.CompletionTime = &metav1.Time{Time: e.clock.Now()}
+	})
+	hw := e.hardware(t, "server-001")
+	if hw.Status.State != stargate.HardwareStateReady || hw.Status.CurrentOS != "2.0.0" || hw.Status.ActiveJob != "" ||
+		hw.Status.LastJobResult == nil || hw.Status.LastJobResult.Phase != stargate.JobSucceeded {
+		t.Fatalf("succeeded repave: %+v", hw.Status)
+	}
+
+	// A Job that failed at its datacenter leaves the machine in error.
+	reboot := newJob("reboot-1", "server-001")
+	reboot.Spec.Operation, reboot.Spec.TemplateRef = stargate.OperationReboot, nil
+	if err := e.create(reboot, nil); err != nil {
+		t.Fatal(err)
+	}
+	e.setStatus(t, "reboot-1", func(s *stargate.JobStatus) { s.Submission, s.Phase, s.DCJobID = sent, stargate.JobRunning, "dc-2" })
+	if hw := e.hardware(t, "server-001"); hw.Status.State != stargate.HardwareStateRebooting {
+		t.Fatalf("running reboot: Hardware %s", hw.Status.State)
+	}
+	e.setStatus(t, "reboot-1", func(s *stargate.JobStatus) { s.Phase, s.Reason, s.Message = stargate.JobFailed, "DatacenterJobFailed", "BMC timeout" })
+	hw = e.hardware(t, "server-001")
+	if c := meta.FindStatusCondition(hw.Status.Conditions, stargate.HardwareConditionFailed); hw.Status.State != stargate.HardwareStateError ||
+		hw.Status.CurrentOS != "2.0.0" || c == nil || !strings.Contains(c.Message, "BMC timeout") {
+		t.Fatalf("failed reboot: %+v", hw.Status)
+	}
+
+	// One abandoned after it may have reached its datacenter: unknown. One
+	// that never reached it changes nothing.
+	for i, tc := range []struct {
+		submission *stargate.JobSubmission
+		want       stargate.HardwareState
+	}{{sent, stargate.HardwareStateUnknown}, {nil, stargate.HardwareStateUnknown /* unchanged from before */}} {
+		name := fmt.Sprintf("abandoned-%d", i)
+		if err := e.create(newJob(name, "server-001"), nil); err != nil {
+			t.Fatal(err)
+		}
+		e.setStatus(t, name, func(s *stargate.JobStatus) {
+			s.Submission, s.Phase, s.Reason, s.Message = tc.submission, stargate.JobFailed, stargate.JobReasonAbandoned, "abandoned"
+		})
+		if hw := e.hardware(t, "server-001"); hw.Status.State != tc.want || hw.Status.ActiveJob != "" {
+			t.Fatalf("%s: Hardware %s held by %q, want %s and free", name, hw.Status.State, hw.Status.ActiveJob, tc.want)
+		}
+	}
+
+	// A running Job that no longer holds its Hardware (its lock was taken
+	// over) does not touch it.
+	if err := e.create(newJob("old", "server-002"), nil); err != nil {
+		t.Fatal(err)
+	}
+	e.forceLock(t, "server-002", "new", e.clock.Now())
+	e.setStatus(t, "old", func(s *stargate.JobStatus) { s.Submission, s.Phase, s.DCJobID = sent, stargate.JobRunning, "dc-3" })
+	if hw := e.hardware(t, "server-002"); hw.Status.State == stargate.HardwareStateProvisioning {
+		t.Fatalf("a Job that does not hold the Hardware set it %s", hw.Status.State)
+	}
+}
+
+// A finished Job whose release was lost (a crash right after its last
+// write) still gets its result onto the Hardware: the next Job's create
+// repairs the lock with it.
+func TestARepairedLockKeepsTheResult(t *testing.T) {
+	e := newEnv(t)
+	if err := e.create(newJob("j1", "server-001"), nil); err != nil {
+		t.Fatal(err)
+	}
+	e.setStatus(t, "j1", func(s *stargate.JobStatus) {
+		s.Submission = &stargate.JobSubmission{MAC: "aa:bb:cc:dd:ee:01", IPv4: "10.0.1.5"}
+		s.Phase, s.DCJobID = stargate.JobRunning, "dc-1"
+	})
+	e.setStatus(t, "j1", func(s *stargate.JobStatus) { s.Phase, s.CurrentOS = stargate.JobSucceeded, "3.0.0" })
+	// The release is undone, as if the server had died before it.
+	e.forceLock(t, "server-001", "j1", e.clock.Now())
+	_, _, err := e.hw.Status.Update(e.ctx, "server-001", rest.DefaultUpdatedObjectInfo(nil,
+		func(_ context.Context, _, old runtime.Object) (runtime.Object, error) {
+			h := old.(*stargate.Hardware).DeepCopy()
+			h.Status.State, h.Status.CurrentOS, h.Status.LastJobResult = stargate.HardwareStateProvisioning, "1.0.0", nil
+			return h, nil
+		}), nil, nil, false, &metav1.UpdateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.create(newJob("j2", "server-001"), nil); err != nil {
+		t.Fatal(err)
+	}
+	hw := e.hardware(t, "server-001")
+	if hw.Status.ActiveJob != "j2" || hw.Status.State != stargate.HardwareStateReady || hw.Status.CurrentOS != "3.0.0" ||
+		hw.Status.LastJobResult == nil || hw.Status.LastJobResult.Name != "j1" {
+		t.Fatalf("after the repair: %+v", hw.Status)
+	}
+}

@@ -50,6 +50,9 @@ type JobStatusApplyConfiguration struct {
 	// (header Not-After), after which a datacenter must not start it; so only
 	// past that deadline is a datacenter's "nothing under this key" final.
 	LastAttemptTime *v1.Time `json:"lastAttemptTime,omitempty"`
+	// currentOS is the OS its datacenter reported on the machine when the Job
+	// succeeded; the server copies it to the Hardware's status.currentOS.
+	CurrentOS *string `json:"currentOS,omitempty"`
 	// submission is the request sent (or about to be sent) to the datacenter.
 	// Once it is set, a submit may have reached the datacenter: the Job holds
 	// its Hardware and a slot of its datacenter, and ends only after the
@@ -134,6 +137,14 @@ func (b *JobStatusApplyConfiguration) WithTemplate(value *ResolvedTemplateApplyC
 // If called multiple times, the LastAttemptTime field is set to the value of the last call.
 func (b *JobStatusApplyConfiguration) WithLastAttemptTime(value v1.Time) *JobStatusApplyConfiguration {
 	b.LastAttemptTime = &value
+	return b
+}
+
+// WithCurrentOS sets the CurrentOS field in the declarative configuration to the given value
+// and returns the receiver, so that objects can be built by chaining "With" function invocations.
+// If called multiple times, the CurrentOS field is set to the value of the last call.
+func (b *JobStatusApplyConfiguration) WithCurrentOS(value string) *JobStatusApplyConfiguration {
+	b.CurrentOS = &value
 	return b
 }
 
