@@ -18,6 +18,7 @@ import (
 func NewCommand(ctx context.Context) *cobra.Command {
 	opts := DefaultOptions("")
 	var listen, inventory string
+	batch := true
 	logOptions := logs.NewOptions()
 	cmd := &cobra.Command{
 		Use:   "mockdc --name=dc-west --listen=127.0.0.1:8080",
@@ -26,12 +27,15 @@ func NewCommand(ctx context.Context) *cobra.Command {
 real, imperfect datacenter: operations take time, capacity is limited, and faults
 can be injected at start (flags) or at run time (POST /debug/faults). GET
 /debug/ledger lists every execution it started; GET /debug/jobs every job, with
-its state and when it ran.`,
+its state and when it ran. The batch endpoints (a changes feed of jobs and a
+machine lookup, listed by GET /v1/capabilities) are on unless
+--batch-endpoints=false.`,
 		SilenceUsage: true,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if len(args) > 0 {
 				return fmt.Errorf("unexpected arguments %q", args)
 			}
+			opts.NoBatch = !batch
 			if err := logsapi.ValidateAndApply(logOptions, nil); err != nil {
 				return err
 			}
@@ -64,6 +68,9 @@ its state and when it ran.`,
 	fs.Float64Var(&opts.Faults.JobFailureRate, "job-failure-rate", 0, "Fraction of jobs that fail.")
 	fs.BoolVar(&opts.Faults.Outage, "outage", false, "Start in a full outage (503 for everything).")
 	fs.Uint64Var(&opts.Seed, "seed", 0, "Seed of fault injection (0: random).")
+	fs.BoolVar(&batch, "batch-endpoints", true, "Offer the batch endpoints (GET /v1/capabilities, the changes feed GET /v1/jobs?changedSince=, "+
+		"POST /v1/machines:lookup). False: answer like a datacenter that implements only the core contract.")
+	fs.IntVar(&opts.ChangeRetention, "change-retention", DefaultChangeRetention, "Job changes the changes feed keeps; a follower further behind gets 410 Gone.")
 	logsapi.AddFlags(logOptions, fs)
 	return cmd
 }
@@ -83,7 +90,7 @@ func run(ctx context.Context, opts Options, listen string) error {
 	}
 	srv := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second}
 	logger.Info("Mock datacenter serving", "address", ln.Addr().String(), "repave", opts.RepaveDuration,
-		"maxRunning", opts.MaxRunning, "stateFile", opts.StateFile)
+		"maxRunning", opts.MaxRunning, "stateFile", opts.StateFile, "batchEndpoints", !opts.NoBatch)
 	errCh := make(chan error, 1)
 	go func() { errCh <- srv.Serve(ln) }()
 	select {

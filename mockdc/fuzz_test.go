@@ -38,3 +38,34 @@ func FuzzSubmitDecoding(f *testing.F) {
 		}
 	})
 }
+
+// FuzzBatchRequests sends arbitrary lookup bodies and feed queries: the mock
+// must never panic and must answer junk with a 4xx (410 for a cursor it
+// cannot serve), never a 5xx.
+func FuzzBatchRequests(f *testing.F) {
+	for _, seed := range []string{`{"macs":["aa:bb:cc:dd:ee:01","zz"]}`, `{"macs":null}`, `{"macs":[1]}`, `{`, `[]`, "\x00"} {
+		f.Add([]byte(seed), "changedSince=&limit=10")
+	}
+	f.Add([]byte(`{}`), "changedSince=x-1&limit=-1")
+	f.Add([]byte(`{}`), "changedSince=0&limit=99999999999999999999")
+	s, err := New(DefaultOptions("dc-fuzz"))
+	if err != nil {
+		f.Fatal(err)
+	}
+	h := s.Handler()
+	f.Fuzz(func(t *testing.T, body []byte, query string) {
+		for _, req := range []*http.Request{
+			httptest.NewRequest(http.MethodPost, "/v1/machines:lookup", bytes.NewReader(body)),
+			httptest.NewRequest(http.MethodGet, "/v1/jobs", nil),
+		} {
+			if req.Method == http.MethodGet {
+				req.URL.RawQuery = query
+			}
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, req)
+			if rec.Code >= 500 || (rec.Code >= 300 && rec.Code < 400) {
+				t.Fatalf("%s %s?%s body %q: %d %s", req.Method, req.URL.Path, query, body, rec.Code, rec.Body.String())
+			}
+		}
+	})
+}

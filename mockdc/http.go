@@ -24,14 +24,24 @@ const maxHang = 5 * time.Minute
 // Handler serves the datacenter API, /debug and /metrics.
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
-	api := func(pattern, route string, h http.HandlerFunc) {
-		mux.Handle(pattern, s.observe(route, s.authenticate(s.injectFaults(route, h))))
+	route := func(route string, h http.HandlerFunc) http.Handler {
+		return s.observe(route, s.authenticate(s.injectFaults(route, h)))
 	}
+	api := func(pattern, r string, h http.HandlerFunc) { mux.Handle(pattern, route(r, h)) }
 	api("POST /v1/jobs", "/v1/jobs", s.handleSubmit)
-	api("GET /v1/jobs", "/v1/jobs", s.handleFindJob)
+	findJob, changes := route("/v1/jobs", s.handleFindJob), route(routeChanges, s.handleChanges)
+	mux.Handle("GET /v1/jobs", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if s.isChangesRequest(r) {
+			changes.ServeHTTP(w, r)
+			return
+		}
+		findJob.ServeHTTP(w, r)
+	}))
 	api("GET /v1/jobs/{id}", "/v1/jobs/{id}", s.handleGetJob)
 	api("POST /v1/jobs/{id}/cancel", "/v1/jobs/{id}/cancel", s.handleCancel)
 	api("GET /v1/machines/{mac}", "/v1/machines/{mac}", s.handleMachine)
+	api("POST /v1/machines:lookup", routeLookup, s.handleLookup)
+	api("GET /v1/capabilities", routeCapabilities, s.handleCapabilities)
 	mux.Handle("GET /healthz", s.observe("/healthz", s.injectFaults("/healthz", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok", "datacenter": s.opts.Name})
 	})))
@@ -43,9 +53,7 @@ func (s *Server) Handler() http.Handler {
 	debug("GET /debug/faults", "/debug/faults", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, http.StatusOK, s.Faults()) })
 	debug("POST /debug/faults", "/debug/faults", s.handleSetFaults)
 	mux.Handle("GET /metrics", s.authenticate(s.metrics.handler().ServeHTTP))
-	mux.Handle("/", s.observe("other", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, http.StatusNotFound, fmt.Sprintf("no route for %s %s", r.Method, r.URL.Path))
-	})))
+	mux.Handle("/", s.observe("other", http.HandlerFunc(noRoute)))
 	return mux
 }
 

@@ -13,6 +13,7 @@ type serverMetrics struct {
 	requests     *metrics.CounterVec
 	jobsStarted  *metrics.CounterVec
 	jobsFinished *metrics.CounterVec
+	batchItems   *metrics.CounterVec
 }
 
 func newServerMetrics() *serverMetrics {
@@ -24,8 +25,10 @@ func newServerMetrics() *serverMetrics {
 			Help: "Jobs that started executing, by operation.", StabilityLevel: metrics.ALPHA}, []string{"operation"}),
 		jobsFinished: metrics.NewCounterVec(&metrics.CounterOpts{Namespace: "mockdc", Name: "jobs_finished_total",
 			Help: "Jobs that finished, by operation and final state.", StabilityLevel: metrics.ALPHA}, []string{"operation", "state"}),
+		batchItems: metrics.NewCounterVec(&metrics.CounterOpts{Namespace: "mockdc", Name: "batch_items_total",
+			Help: "Jobs listed by the changes feed and MACs asked about by machine lookups, by route.", StabilityLevel: metrics.ALPHA}, []string{"route"}),
 	}
-	m.registry.MustRegister(m.requests, m.jobsStarted, m.jobsFinished)
+	m.registry.MustRegister(m.requests, m.jobsStarted, m.jobsFinished, m.batchItems)
 	return m
 }
 

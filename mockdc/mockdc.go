@@ -16,6 +16,7 @@ import (
 	"slices"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"k8s.io/klog/v2"
@@ -46,6 +47,14 @@ type Options struct {
 	Clock clock.PassiveClock
 	// Seed makes fault injection repeatable. 0: random.
 	Seed uint64
+	// NoBatch turns the batch endpoints off (GET /v1/capabilities, the
+	// changes feed GET /v1/jobs?changedSince=, POST /v1/machines:lookup):
+	// the mock then answers like a datacenter that implements only the core
+	// contract. SetBatchOffered changes it at run time.
+	NoBatch bool
+	// ChangeRetention is how many job changes the changes feed keeps; a
+	// follower further behind gets 410 Gone. 0: DefaultChangeRetention.
+	ChangeRetention int
 }
 
 // DefaultOptions are the seed's timings: a 30 s repave.
@@ -114,6 +123,10 @@ type Server struct {
 	// SetFaults resets them.
 	lostStruck map[string]bool
 	lostStreak map[string]int
+	// changes is the history of the changes feed (not in the state file).
+	changes *changeLog
+	// noBatch turns the batch endpoints off.
+	noBatch atomic.Bool
 }
 
 // lock takes the state lock and runs the simulation up to now.
@@ -148,6 +161,12 @@ func New(opts Options) (*Server, error) {
 	if opts.Clock == nil {
 		opts.Clock = clock.RealClock{}
 	}
+	if opts.ChangeRetention < 0 {
+		return nil, fmt.Errorf("change retention must not be negative, got %d", opts.ChangeRetention)
+	}
+	if opts.ChangeRetention == 0 {
+		opts.ChangeRetention = DefaultChangeRetention
+	}
 	seed := opts.Seed
 	if seed == 0 {
 		seed = rand.Uint64()
@@ -164,7 +183,9 @@ func New(opts Options) (*Server, error) {
 		lostStreak: map[string]int{},
 		st: state{Jobs: map[string]*job{}, ByKey: map[string]string{},
 			Machines: map[string]*datacenter.MachineState{}},
+		changes: newChangeLog(opts.ChangeRetention),
 	}
+	s.noBatch.Store(opts.NoBatch)
 	if opts.TokenFile != "" {
 		s.tokens = datacenter.NewTokenFile(opts.TokenFile)
 		if _, err := s.tokens.Get(); err != nil {
@@ -293,6 +314,7 @@ func (s *Server) submit(key string, req datacenter.JobRequest, notAfter time.Tim
 	}
 	s.st.Jobs[j.ID] = j
 	s.st.ByKey[key] = j.ID
+	s.changes.add(j.ID)
 	if _, known := s.st.Machines[j.MAC]; !known {
 		s.st.Machines[j.MAC] = &datacenter.MachineState{MAC: j.MAC, PowerState: datacenter.PowerOn, State: "ready"}
 	}
@@ -387,6 +409,7 @@ func (s *Server) startQueued(at time.Time) {
 		}
 		j.State, j.StartedAt = datacenter.JobRunning, &start
 		s.dirty = true
+		s.changes.add(j.ID)
 		s.st.Ledger = append(s.st.Ledger, LedgerEntry{DCJobID: j.ID, Operation: j.Operation, MAC: j.MAC,
 			IdempotencyKey: j.IdempotencyKey, StartedAt: start})
 		m := s.st.Machines[j.MAC]
@@ -404,6 +427,7 @@ func (s *Server) startQueued(at time.Time) {
 // finish ends a running job at time at, with the operation's effect on its machine.
 func (s *Server) finish(j *job, at time.Time) {
 	s.dirty = true
+	s.changes.add(j.ID)
 	j.FinishedAt = &at
 	m := s.st.Machines[j.MAC]
 	if j.WillFail {
@@ -474,6 +498,7 @@ func (s *Server) cancel(id string) (datacenter.Job, bool) {
 		}
 		j.Progress = s.view(j, now).Progress
 		j.State, j.FinishedAt, j.Message = datacenter.JobCancelled, &now, "cancelled by request"
+		s.changes.add(j.ID)
 		s.metrics.jobsFinished.WithLabelValues(string(j.Operation), string(j.State)).Inc()
 		s.dirty = true
 		s.startQueued(now)

@@ -59,21 +59,31 @@ type Config struct {
 	Transport http.RoundTripper
 	// Observer, if set, is told about every attempt.
 	Observer Observer
+	// CapabilitiesInterval is how long the client trusts what a datacenter
+	// said it offers (GET /v1/capabilities) before asking again. Default 10m.
+	CapabilitiesInterval time.Duration
 }
 
 // DefaultBackoff is the retry schedule when Config.Backoff is empty.
 var DefaultBackoff = wait.Backoff{Duration: 200 * time.Millisecond, Factor: 2, Jitter: 0.5, Steps: 4, Cap: 5 * time.Second}
 
-// HTTPClient is the Client of one datacenter API over HTTP.
+// HTTPClient is the Client of one datacenter API over HTTP, and its Batch
+// when the datacenter offers the batch calls.
 type HTTPClient struct {
 	base     *url.URL
 	http     *http.Client
 	token    *TokenFile
 	cfg      Config
 	observer Observer
+
+	// offered is what the datacenter said it offers, and when it said so.
+	offered offered
 }
 
-var _ Client = &HTTPClient{}
+var (
+	_ Client = &HTTPClient{}
+	_ Batch  = &HTTPClient{}
+)
 
 // New returns a client of the datacenter at cfg.Endpoint.
 func New(cfg Config) (*HTTPClient, error) {
@@ -92,6 +102,9 @@ func New(cfg Config) (*HTTPClient, error) {
 	}
 	if cfg.Transport == nil {
 		cfg.Transport = http.DefaultTransport.(*http.Transport).Clone()
+	}
+	if cfg.CapabilitiesInterval <= 0 {
+		cfg.CapabilitiesInterval = 10 * time.Minute
 	}
 	c := &HTTPClient{base: base, http: &http.Client{Transport: cfg.Transport}, cfg: cfg, observer: cfg.Observer}
 	if cfg.TokenFile != "" {
@@ -118,7 +131,7 @@ func (c *HTTPClient) Submit(ctx context.Context, idempotencyKey string, req JobR
 		header.Set(NotAfterHeader, deadline.UTC().Format(time.RFC3339Nano))
 	}
 	job := &Job{}
-	if err := c.do(ctx, http.MethodPost, "/v1/jobs", body, header, job); err != nil {
+	if err := c.do(ctx, request{method: http.MethodPost, path: "/v1/jobs", body: body, header: header}, job); err != nil {
 		return job, err
 	}
 	return job, validJob(job)
@@ -127,7 +140,7 @@ func (c *HTTPClient) Submit(ctx context.Context, idempotencyKey string, req JobR
 // GetJob implements Client.
 func (c *HTTPClient) GetJob(ctx context.Context, id string) (*Job, error) {
 	job := &Job{}
-	if err := c.do(ctx, http.MethodGet, "/v1/jobs/"+url.PathEscape(id), nil, nil, job); err != nil {
+	if err := c.do(ctx, request{method: http.MethodGet, path: "/v1/jobs/" + url.PathEscape(id)}, job); err != nil {
 		return job, err
 	}
 	return job, validJob(job)
@@ -136,7 +149,7 @@ func (c *HTTPClient) GetJob(ctx context.Context, id string) (*Job, error) {
 // FindJob implements Client.
 func (c *HTTPClient) FindJob(ctx context.Context, idempotencyKey string) (*Job, error) {
 	job := &Job{}
-	if err := c.do(ctx, http.MethodGet, "/v1/jobs?idempotencyKey="+url.QueryEscape(idempotencyKey), nil, nil, job); err != nil {
+	if err := c.do(ctx, request{method: http.MethodGet, path: "/v1/jobs?idempotencyKey=" + url.QueryEscape(idempotencyKey)}, job); err != nil {
 		return job, err
 	}
 	return job, validJob(job)
@@ -145,7 +158,7 @@ func (c *HTTPClient) FindJob(ctx context.Context, idempotencyKey string) (*Job, 
 // Cancel implements Client.
 func (c *HTTPClient) Cancel(ctx context.Context, id string) (*Job, error) {
 	job := &Job{}
-	if err := c.do(ctx, http.MethodPost, "/v1/jobs/"+url.PathEscape(id)+"/cancel", nil, nil, job); err != nil {
+	if err := c.do(ctx, request{method: http.MethodPost, path: "/v1/jobs/" + url.PathEscape(id) + "/cancel"}, job); err != nil {
 		return job, err
 	}
 	return job, validJob(job)
@@ -168,23 +181,40 @@ func validJob(job *Job) error {
 // GetMachine implements Client.
 func (c *HTTPClient) GetMachine(ctx context.Context, mac string) (*MachineState, error) {
 	m := &MachineState{}
-	return m, c.do(ctx, http.MethodGet, "/v1/machines/"+url.PathEscape(mac), nil, nil, m)
+	return m, c.do(ctx, request{method: http.MethodGet, path: "/v1/machines/" + url.PathEscape(mac)}, m)
 }
 
 // Health implements Client.
 func (c *HTTPClient) Health(ctx context.Context) error {
-	return c.do(ctx, http.MethodGet, "/healthz", nil, nil, nil)
+	return c.do(ctx, request{method: http.MethodGet, path: "/healthz"}, nil)
+}
+
+// maxAnswerBytes bounds the body of an answer to a single call; a longer
+// one is an error (undecodable, for a 2xx).
+const maxAnswerBytes = 1 << 20
+
+// request is one call to a datacenter.
+type request struct {
+	method, path string
+	body         []byte
+	header       http.Header
+	// limit bounds the answer's body; 0: maxAnswerBytes.
+	limit int64
+	// mayBeAbsent marks a call a datacenter need not offer: its 501 (Not
+	// Implemented) is an answer, not retried.
+	mayBeAbsent bool
 }
 
 // do runs one call, retrying transient failures with jittered exponential
 // backoff (or the wait a Retry-After asked for), and decodes a 2xx body into out.
-func (c *HTTPClient) do(ctx context.Context, method, path string, body []byte, header http.Header, out interface{}) error {
-	op := method + " " + routeOf(path)
+func (c *HTTPClient) do(ctx context.Context, r request, out interface{}) error {
+	op := r.method + " " + routeOf(r.path)
 	backoff := c.cfg.Backoff
 	var lastErr error
 	for attempt := 1; ; attempt++ {
-		lastErr = c.once(ctx, op, method, path, body, header, out)
-		if lastErr == nil || !IsTransient(lastErr) || attempt >= c.cfg.Backoff.Steps {
+		lastErr = c.once(ctx, op, r, out)
+		if lastErr == nil || !IsTransient(lastErr) || attempt >= c.cfg.Backoff.Steps ||
+			r.mayBeAbsent && notOffered(lastErr) {
 			return lastErr
 		}
 		delay := backoff.Step()
@@ -201,18 +231,18 @@ func (c *HTTPClient) do(ctx context.Context, method, path string, body []byte, h
 	}
 }
 
-func (c *HTTPClient) once(ctx context.Context, op, method, path string, body []byte, header http.Header, out interface{}) error {
+func (c *HTTPClient) once(ctx context.Context, op string, r request, out interface{}) error {
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, method, c.base.String()+path, bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(ctx, r.method, c.base.String()+r.path, bytes.NewReader(r.body))
 	if err != nil {
 		return err
 	}
-	for k, v := range header {
+	for k, v := range r.header {
 		req.Header[k] = v
 	}
 	req.Header.Set("Accept", "application/json")
-	if body != nil {
+	if r.body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
 	var token string
@@ -231,11 +261,17 @@ func (c *HTTPClient) once(ctx context.Context, op, method, path string, body []b
 		return &Error{Op: op, Message: err.Error(), err: err}
 	}
 	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	limit := r.limit
+	if limit <= 0 {
+		limit = maxAnswerBytes
+	}
+	data, err := io.ReadAll(io.LimitReader(resp.Body, limit+1))
 	c.observe(op, resp.StatusCode, start)
 	if err != nil {
 		return &Error{Op: op, Message: "reading the answer: " + err.Error(), err: err}
 	}
+	tooLong := int64(len(data)) > limit
+	data = data[:min(int64(len(data)), limit)]
 	if resp.StatusCode >= 300 {
 		e := &Error{Op: op, StatusCode: resp.StatusCode, RetryAfter: retryAfter(resp.Header.Get("Retry-After"))}
 		var eb ErrorBody
@@ -261,6 +297,9 @@ func (c *HTTPClient) once(ctx context.Context, op, method, path string, body []b
 	if out == nil {
 		return nil
 	}
+	if tooLong {
+		return &Error{Op: op, StatusCode: resp.StatusCode, Message: fmt.Sprintf("undecodable answer: over %d bytes", limit)}
+	}
 	if err := json.Unmarshal(data, out); err != nil {
 		return &Error{Op: op, StatusCode: resp.StatusCode, Message: "undecodable answer: " + err.Error(), err: err}
 	}
@@ -282,6 +321,8 @@ func routeOf(path string) string {
 		return "/v1/jobs/{id}"
 	case strings.HasPrefix(path, "/v1/machines/"):
 		return "/v1/machines/{mac}"
+	case strings.HasPrefix(path, "/v1/jobs?changedSince="):
+		return "/v1/jobs?changedSince"
 	}
 	return path
 }

@@ -170,3 +170,33 @@ func IsCredentials(err error) (*CredentialsError, bool) {
 	}
 	return nil, false
 }
+
+// errUnsupported marks the errors of calls a datacenter does not offer.
+var errUnsupported = errors.New("not offered by this datacenter")
+
+// UnsupportedError is the error of a Batch call the datacenter does not
+// offer (fakes and tests build it with this): reason says how that is known.
+func UnsupportedError(op, reason string) error {
+	return fmt.Errorf("datacenter %s: %w: %s", op, errUnsupported, reason)
+}
+
+// IsUnsupported reports a Batch call that the datacenter does not offer
+// (its capabilities document does not list it, or it answered 404, 405 or
+// 501): use the single calls of Client instead. The call started nothing.
+func IsUnsupported(err error) bool {
+	return errors.Is(err, errUnsupported)
+}
+
+// CursorExpiredError is the contract's 410 for a changes-feed cursor the
+// datacenter no longer has the history of (fakes and tests build it with this).
+func CursorExpiredError(op, message string) *Error {
+	return &Error{Op: op, StatusCode: http.StatusGone, Message: message, contract: true}
+}
+
+// IsCursorExpired reports a 410 Gone from the changes feed: the datacenter no
+// longer keeps the changes since the cursor. The follower must read every job
+// it follows again (GetJob), having first taken a new cursor (Changes with "").
+func IsCursorExpired(err error) bool {
+	code, ok := statusOf(err)
+	return ok && code == http.StatusGone
+}

@@ -105,3 +105,62 @@ const IdempotencyKeyHeader = "Idempotency-Key"
 // NotAfterHeader carries a submit's deadline (RFC 3339): a datacenter must not
 // start a job from a request it receives after it, and answers 412 instead.
 const NotAfterHeader = "Not-After"
+
+// Capabilities is the document GET /v1/capabilities returns: what a
+// datacenter offers beyond the core calls of Client. A datacenter without the
+// document (it answers 404, 405 or 501) offers nothing more.
+type Capabilities struct {
+	// JobChanges is set when GET /v1/jobs?changedSince= is offered.
+	JobChanges *JobChangesCapability `json:"jobChanges,omitempty"`
+	// MachineLookup is set when POST /v1/machines:lookup is offered.
+	MachineLookup *MachineLookupCapability `json:"machineLookup,omitempty"`
+}
+
+// JobChangesCapability describes a datacenter's changes feed.
+type JobChangesCapability struct {
+	// MaxLimit is the most jobs one page holds (at most MaxChangesLimit).
+	MaxLimit int `json:"maxLimit,omitempty"`
+	// Retention is how many changes the datacenter keeps: a follower further
+	// behind than that gets 410 Gone.
+	Retention int `json:"retention,omitempty"`
+}
+
+// MachineLookupCapability describes a datacenter's batch machine lookup.
+type MachineLookupCapability struct {
+	// MaxMACs is the most MACs one lookup may ask about (at most MaxLookupMACs).
+	MaxMACs int `json:"maxMACs,omitempty"`
+}
+
+// JobChanges is a page of the changes feed, GET /v1/jobs?changedSince=.
+type JobChanges struct {
+	// Jobs changed after the cursor asked about, each as it is now, in the
+	// order of their latest change. A job may appear again on a later page.
+	Jobs []Job `json:"jobs"`
+	// Cursor is where the page ends: pass it as changedSince next time.
+	Cursor string `json:"cursor"`
+	// More says more changes follow the page's cursor already.
+	More bool `json:"more"`
+}
+
+// MachineLookupRequest is the body of POST /v1/machines:lookup.
+type MachineLookupRequest struct {
+	MACs []string `json:"macs"`
+}
+
+// MachineLookup is the answer of POST /v1/machines:lookup: every MAC asked
+// about is in exactly one of the lists.
+type MachineLookup struct {
+	// Machines are the machines the datacenter knows, their MACs in its spelling.
+	Machines []MachineState `json:"machines"`
+	// NotFound are the MACs (as asked) that it does not know.
+	NotFound []string `json:"notFound"`
+}
+
+const (
+	// MaxChangesLimit is the contract's largest page of the changes feed.
+	MaxChangesLimit = 1000
+	// DefaultChangesLimit is the page size a client asks for when not told.
+	DefaultChangesLimit = 500
+	// MaxLookupMACs is the contract's most MACs per machine lookup.
+	MaxLookupMACs = 500
+)

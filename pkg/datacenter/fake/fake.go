@@ -1,5 +1,6 @@
-// Package fake is an in-memory datacenter.Client for controller unit tests:
-// no HTTP, no clock; the test decides when jobs finish and which calls fail.
+// Package fake is an in-memory datacenter.Client and datacenter.Batch for
+// controller unit tests: no HTTP, no clock; the test decides when jobs finish,
+// which calls fail, and whether the batch calls are offered.
 package fake
 
 import (
@@ -25,9 +26,19 @@ type Client struct {
 	errs map[string][]error
 	// Calls counts calls per method.
 	calls map[string]int
+	// changes lists the IDs of the jobs that changed, oldest first: the
+	// changes feed; cursor n stands after changes[n-1].
+	changes []string
+	// epoch prefixes cursors; ExpireCursors moves it on.
+	epoch int
+	// noBatch turns Changes and LookupMachines off.
+	noBatch bool
 }
 
-var _ datacenter.Client = &Client{}
+var (
+	_ datacenter.Client = &Client{}
+	_ datacenter.Batch  = &Client{}
+)
 
 // Method names for FailNext and Calls.
 const (
@@ -37,6 +48,9 @@ const (
 	MethodCancel  = "Cancel"
 	MethodMachine = "GetMachine"
 	MethodHealth  = "Health"
+	// MethodChanges and MethodLookupMachines are the calls of datacenter.Batch.
+	MethodChanges        = "Changes"
+	MethodLookupMachines = "LookupMachines"
 )
 
 // New returns an empty fake datacenter.
@@ -96,6 +110,7 @@ func (c *Client) Finish(id string, state datacenter.JobState, message string) er
 	if state == datacenter.JobSucceeded {
 		j.Progress = 100
 	}
+	c.changes = append(c.changes, id)
 	return nil
 }
 
@@ -137,6 +152,7 @@ func (c *Client) Submit(ctx context.Context, key string, req datacenter.JobReque
 	c.nextID++
 	j := &datacenter.Job{ID: fmt.Sprintf("fake-job-%d", c.nextID), Operation: req.Operation, MAC: req.Machine.MAC, State: datacenter.JobRunning}
 	c.jobs[j.ID], c.byKey[key] = j, j.ID
+	c.changes = append(c.changes, j.ID)
 	c.executions[key]++
 	if _, ok := c.machines[req.Machine.MAC]; !ok {
 		c.machines[req.Machine.MAC] = &datacenter.MachineState{MAC: req.Machine.MAC, PowerState: datacenter.PowerOn, State: "ready"}
@@ -188,6 +204,7 @@ func (c *Client) Cancel(ctx context.Context, id string) (*datacenter.Job, error)
 	}
 	if !j.State.Finished() {
 		j.State = datacenter.JobCancelled
+		c.changes = append(c.changes, j.ID)
 	}
 	out := *j
 	return &out, nil
@@ -213,4 +230,89 @@ func (c *Client) Health(ctx context.Context) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.called(MethodHealth)
+}
+
+// SetBatch offers the batch calls (Changes, LookupMachines), as New does, or
+// not: then they fail with datacenter.IsUnsupported, as the HTTP client's do
+// with a datacenter that implements only the core contract. Calls and
+// FailNext count and fail them either way.
+func (c *Client) SetBatch(offered bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.noBatch = !offered
+}
+
+// ExpireCursors makes every cursor given so far expire: Changes answers them
+// as the datacenter that no longer keeps their changes (410 Gone).
+func (c *Client) ExpireCursors() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.epoch++
+}
+
+// Changes implements datacenter.Batch: each job submitted, finished or
+// cancelled is listed after the cursor of the call before, as it is now.
+func (c *Client) Changes(ctx context.Context, cursor string, limit int) (*datacenter.JobChanges, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err := c.called(MethodChanges); err != nil {
+		return nil, err
+	}
+	if c.noBatch {
+		return nil, datacenter.UnsupportedError("fake", "the batch calls are off (fake)")
+	}
+	from := len(c.changes)
+	if cursor != "" && cursor != "0" {
+		var epoch int
+		if _, err := fmt.Sscanf(cursor, "fake-%d-%d", &epoch, &from); err != nil || epoch != c.epoch || from < 0 || from > len(c.changes) {
+			return nil, datacenter.CursorExpiredError("fake", fmt.Sprintf("cursor %q expired (fake)", cursor))
+		}
+	}
+	if limit <= 0 {
+		limit = datacenter.DefaultChangesLimit
+	}
+	var ids []string
+	listed := map[string]int{} // job ID -> index in ids
+	next := from
+	for ; next < len(c.changes); next++ {
+		id := c.changes[next]
+		i, seen := listed[id]
+		if !seen && len(listed) == limit {
+			break
+		}
+		if seen {
+			ids[i] = "" // listed again later
+		}
+		listed[id] = len(ids)
+		ids = append(ids, id)
+	}
+	page := &datacenter.JobChanges{Jobs: []datacenter.Job{}}
+	for _, id := range ids {
+		if id != "" {
+			page.Jobs = append(page.Jobs, *c.jobs[id])
+		}
+	}
+	page.Cursor, page.More = fmt.Sprintf("fake-%d-%d", c.epoch, next), next < len(c.changes)
+	return page, nil
+}
+
+// LookupMachines implements datacenter.Batch, keying the machines found by
+// the MACs as given (the fake knows a machine by the MAC it was added with).
+func (c *Client) LookupMachines(ctx context.Context, macs []string) (map[string]*datacenter.MachineState, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err := c.called(MethodLookupMachines); err != nil {
+		return nil, err
+	}
+	if c.noBatch {
+		return nil, datacenter.UnsupportedError("fake", "the batch calls are off (fake)")
+	}
+	found := make(map[string]*datacenter.MachineState, len(macs))
+	for _, mac := range macs {
+		if m, ok := c.machines[mac]; ok {
+			out := *m
+			found[mac] = &out
+		}
+	}
+	return found, nil
 }

@@ -68,3 +68,59 @@ func TestCredentialsErrors(t *testing.T) {
 		t.Error("a call that failed for credentials started a job")
 	}
 }
+
+func TestFakeBatch(t *testing.T) {
+	ctx := context.Background()
+	c := New()
+	head, err := c.Changes(ctx, "", 0)
+	if err != nil || len(head.Jobs) != 0 || head.More || head.Cursor == "" {
+		t.Fatalf("from now: %v %+v", err, head)
+	}
+	j1, _ := c.Submit(ctx, "k1", datacenter.JobRequest{Operation: datacenter.OperationReboot, Machine: datacenter.Machine{MAC: "aa:bb:cc:dd:ee:01"}})
+	j2, _ := c.Submit(ctx, "k2", datacenter.JobRequest{Operation: datacenter.OperationReboot, Machine: datacenter.Machine{MAC: "aa:bb:cc:dd:ee:02"}})
+	c.Submit(ctx, "k1", datacenter.JobRequest{Operation: datacenter.OperationReboot, Machine: datacenter.Machine{MAC: "aa:bb:cc:dd:ee:01"}}) // a replay: no change
+	if err := c.Finish(j1.ID, datacenter.JobSucceeded, ""); err != nil {
+		t.Fatal(err)
+	}
+	c.Cancel(ctx, j1.ID) // finished: no change
+	if small, err := c.Changes(ctx, head.Cursor, 1); err != nil || len(small.Jobs) != 1 || small.Jobs[0].ID != j1.ID || !small.More {
+		t.Fatalf("a page of one: %v %+v, want job %s and more", err, small, j1.ID)
+	}
+	page, err := c.Changes(ctx, head.Cursor, 2)
+	if err != nil || len(page.Jobs) != 2 || page.Jobs[0].ID != j2.ID || page.Jobs[1].ID != j1.ID ||
+		page.Jobs[1].State != datacenter.JobSucceeded || page.More {
+		t.Fatalf("a page of two: %v %+v, want jobs %s, then %s (changed last) succeeded", err, page, j2.ID, j1.ID)
+	}
+	c.Cancel(ctx, j2.ID)
+	if next, err := c.Changes(ctx, page.Cursor, 0); err != nil || len(next.Jobs) != 1 || next.Jobs[0].State != datacenter.JobCancelled {
+		t.Errorf("after a cancel: %v %+v", err, next)
+	}
+
+	c.ExpireCursors()
+	if _, err := c.Changes(ctx, page.Cursor, 0); !datacenter.IsCursorExpired(err) {
+		t.Errorf("expired cursor: %v", err)
+	}
+	if _, err := c.Changes(ctx, "junk", 0); !datacenter.IsCursorExpired(err) {
+		t.Errorf("junk cursor: %v", err)
+	}
+
+	found, err := c.LookupMachines(ctx, []string{"aa:bb:cc:dd:ee:01", "ff:ff:ff:ff:ff:ff"})
+	if err != nil || len(found) != 1 || found["aa:bb:cc:dd:ee:01"] == nil {
+		t.Errorf("lookup: %v %v", err, found)
+	}
+	c.FailNext(MethodLookupMachines, Transient())
+	if _, err := c.LookupMachines(ctx, nil); !datacenter.IsTransient(err) {
+		t.Errorf("queued failure: %v", err)
+	}
+
+	c.SetBatch(false)
+	if _, err := c.Changes(ctx, "", 0); !datacenter.IsUnsupported(err) {
+		t.Errorf("feed switched off: %v", err)
+	}
+	if _, err := c.LookupMachines(ctx, []string{"aa:bb:cc:dd:ee:01"}); !datacenter.IsUnsupported(err) {
+		t.Errorf("lookup switched off: %v", err)
+	}
+	if c.Calls(MethodChanges) != 7 || c.Calls(MethodLookupMachines) != 3 {
+		t.Errorf("calls: %d Changes, %d LookupMachines", c.Calls(MethodChanges), c.Calls(MethodLookupMachines))
+	}
+}
