@@ -3,12 +3,8 @@
 package apiserver
 
 import (
-	"context"
 	"fmt"
 	"net/http"
-	"os"
-	"path"
-	"sync"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -17,28 +13,17 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/runtime/serializer"
 	"k8s.io/apimachinery/pkg/util/managedfields"
-	utilrand "k8s.io/apimachinery/pkg/util/rand"
 	"k8s.io/apiserver/pkg/registry/rest"
 	genericapiserver "k8s.io/apiserver/pkg/server"
-	"k8s.io/client-go/kubernetes"
 	restclient "k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/cache"
-	"k8s.io/client-go/tools/events"
-	"k8s.io/klog/v2"
 	"k8s.io/utils/clock"
 
 	"stargate.io/stargate/pkg/apis/stargate"
 	"stargate.io/stargate/pkg/apis/stargate/install"
 	"stargate.io/stargate/pkg/apis/stargate/v1alpha1"
-	"stargate.io/stargate/pkg/controller/datacenters"
-	"stargate.io/stargate/pkg/controller/dcclients"
-	hwcontroller "stargate.io/stargate/pkg/controller/hardware"
 	"stargate.io/stargate/pkg/controller/jobs"
-	"stargate.io/stargate/pkg/controller/leaderelection"
+	"stargate.io/stargate/pkg/controller/manager"
 	"stargate.io/stargate/pkg/controller/metrics"
-	clientset "stargate.io/stargate/pkg/generated/clientset/versioned"
-	clientsetscheme "stargate.io/stargate/pkg/generated/clientset/versioned/scheme"
-	informers "stargate.io/stargate/pkg/generated/informers/externalversions"
 	"stargate.io/stargate/pkg/registry/stargate/datacenter"
 	"stargate.io/stargate/pkg/registry/stargate/hardware"
 	"stargate.io/stargate/pkg/registry/stargate/hwindex"
@@ -161,126 +146,16 @@ func (c CompletedConfig) New() (*StargateServer, error) {
 }
 
 // startControllers runs the controllers over the server's loopback client
-// until the server stops: at once, or each time this replica wins the leader
-// election.
+// until the server stops (package manager).
 func (c CompletedConfig) startControllers(hookCtx genericapiserver.PostStartHookContext, ready *cachesReady) error {
-	client, err := clientset.NewForConfig(hookCtx.LoopbackClientConfig)
-	if err != nil {
-		return err
-	}
-	recorder, err := c.eventRecorder(hookCtx)
-	if err != nil {
-		return err
-	}
-	ctx := klog.NewContext(hookCtx, klog.FromContext(hookCtx).WithName("controllers"))
-	run := func(ctx context.Context, leading func(context.Context) error) {
-		if err := c.runControllers(ctx, client, recorder, leading, ready); err != nil {
-			klog.FromContext(ctx).Error(err, "Controllers could not start")
-		}
-	}
-	if !c.ExtraConfig.LeaderElect {
-		go func() {
-			metrics.Leader.Set(1)
-			run(ctx, func(context.Context) error { return nil })
-		}()
-		return nil
-	}
-	go leaderelection.Run(ctx, leaderelection.Config{
-		Client: c.ExtraConfig.EtcdClient, Key: path.Join(c.ExtraConfig.EtcdPrefix, "leaderelection", "stargate-controllers"),
-		Identity: identity(), TTL: c.ExtraConfig.LeaderElectionTTL,
-	}, run)
-	return nil
-}
-
-// eventRecorder records Events through the hosting cluster's events API when
-// there is one, and logs them (at V(3)) always.
-func (c CompletedConfig) eventRecorder(ctx context.Context) (events.EventRecorder, error) {
-	var sink events.EventSink
-	if c.ExtraConfig.CoreClientConfig != nil {
-		kube, err := kubernetes.NewForConfig(c.ExtraConfig.CoreClientConfig)
-		if err != nil {
-			return nil, err
-		}
-		sink = &events.EventSinkImpl{Interface: kube.EventsV1()}
-	}
-	broadcaster := events.NewBroadcaster(sink)
-	if sink != nil {
-		if err := broadcaster.StartRecordingToSinkWithContext(ctx); err != nil {
-			return nil, err
-		}
-	}
-	broadcaster.StartStructuredLogging(3)
-	go func() {
-		<-ctx.Done()
-		broadcaster.Shutdown()
-	}()
-	return broadcaster.NewRecorder(clientsetscheme.Scheme, "stargate.io/job-controller"), nil
-}
-
-// runControllers runs every controller on fresh informers until ctx is done,
-// and returns once all of them have stopped.
-func (c CompletedConfig) runControllers(ctx context.Context, client clientset.Interface, recorder events.EventRecorder,
-	leading func(context.Context) error, ready *cachesReady) error {
-	factory := informers.NewSharedInformerFactoryWithOptions(client, 10*time.Minute, informers.WithTransform(slimForControllers))
-	defer factory.Shutdown()
-	v1 := factory.Stargate().V1alpha1()
-	// Only unfinished Jobs are cached; finished ones are read when collected.
-	jobsFactory := informers.NewSharedInformerFactoryWithOptions(client, 10*time.Minute, informers.WithTransform(slimForControllers),
-		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.FieldSelector = jobs.UnfinishedJobs }))
-	defer jobsFactory.Shutdown()
-	unfinished := jobsFactory.Stargate().V1alpha1().Jobs()
-	// One client per Datacenter, shared by the controllers.
-	clientFor := dcclients.HTTPClients(c.ExtraConfig.DatacenterCredentialsDir)
-	opts := c.ExtraConfig.JobOptions
-	opts.Recorder, opts.Leading = recorder, leading
-	jobController, err := jobs.New(client, unfinished, v1.Templates(), v1.Datacenters(), clientFor, opts)
-	if err != nil {
-		return err
-	}
-	probe, recheck := c.ExtraConfig.ProbeInterval, c.ExtraConfig.HardwareRecheck
-	if probe <= 0 {
-		probe = 10 * time.Second
-	}
-	if recheck <= 0 {
-		recheck = 5 * time.Minute
-	}
-	prober, err := datacenters.New(client, v1.Datacenters(), unfinished, jobController.Running(), clientFor, probe, clock.RealClock{})
-	if err != nil {
-		return err
-	}
-	lookup, err := hwcontroller.New(client, v1.Datacenters(), clientFor, hwcontroller.Options{Recheck: recheck, Leading: leading})
-	if err != nil {
-		return err
-	}
-	// No Hardware informer: the controllers read Hardware when they need it.
-	ready.leading([]cache.InformerSynced{unfinished.Informer().HasSynced,
-		v1.Templates().Informer().HasSynced, v1.Datacenters().Informer().HasSynced})
-	defer ready.leading(nil)
-	factory.Start(ctx.Done())
-	jobsFactory.Start(ctx.Done())
-	var wg sync.WaitGroup
-	wg.Go(func() { jobController.Run(ctx) })
-	wg.Go(func() { prober.Run(ctx) })
-	wg.Go(func() { lookup.Run(ctx) })
-	wg.Wait()
-	return nil
-}
-
-// slimForControllers drops, before an object enters the controllers' caches
-// (unfinished Jobs, Templates, Datacenters; none holds Hardware), what no controller
-// reads: managed fields and annotations.
-func slimForControllers(obj interface{}) (interface{}, error) {
-	if m, ok := obj.(metav1.Object); ok {
-		m.SetManagedFields(nil)
-		m.SetAnnotations(nil)
-	}
-	return obj, nil
-}
-
-// identity names this replica in the leader election: host and process.
-func identity() string {
-	host, _ := os.Hostname()
-	return fmt.Sprintf("%s_%d_%s", host, os.Getpid(), utilrand.String(5))
+	x := c.ExtraConfig
+	return manager.Start(hookCtx, manager.Config{
+		Loopback: hookCtx.LoopbackClientConfig, EtcdClient: x.EtcdClient, EtcdPrefix: x.EtcdPrefix,
+		DatacenterCredentialsDir: x.DatacenterCredentialsDir, JobOptions: x.JobOptions,
+		ProbeInterval: x.ProbeInterval, HardwareRecheck: x.HardwareRecheck,
+		LeaderElect: x.LeaderElect, LeaderElectionTTL: x.LeaderElectionTTL,
+		CoreClientConfig: x.CoreClientConfig, CachesSynced: ready.leading,
+	})
 }
 
 // storageMap wires every resource and subresource of v1alpha1.

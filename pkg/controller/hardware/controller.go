@@ -51,7 +51,7 @@ type Options struct {
 	// Leading, when set, is asked right before each status write; an error
 	// (this replica lost the leader election) stops the sync there, so a
 	// paused former leader writes nothing. Nil: always leading.
-	Leading func(context.Context) error
+	Leading func(ctx context.Context, datacenter string) error
 }
 
 // DefaultRecheck is Options.Recheck when unset.
@@ -70,7 +70,7 @@ func New(client clientset.Interface, dcInformer informers.DatacenterInformer, cl
 		opts.PageSize = 500
 	}
 	if opts.Leading == nil {
-		opts.Leading = func(context.Context) error { return nil }
+		opts.Leading = func(context.Context, string) error { return nil }
 	}
 	c := &Controller{client: client, dcs: dcInformer.Lister(), clientFor: clientFor,
 		opts: opts, synced: []cache.InformerSynced{dcInformer.Informer().HasSynced}}
@@ -265,7 +265,7 @@ func (c *Controller) sync(ctx context.Context, key string) (time.Duration, error
 	if apiequality.Semantic.DeepEqual(hw.Status, updated.Status) {
 		return 0, nil
 	}
-	if err := c.opts.Leading(ctx); err != nil {
+	if err := c.opts.Leading(ctx, ns); err != nil {
 		return 0, err
 	}
 	_, err = c.client.StargateV1alpha1().Hardwares(ns).UpdateStatus(ctx, updated, metav1.UpdateOptions{})
@@ -315,7 +315,7 @@ func (c *Controller) releaseFinished(ctx context.Context, hw *v1alpha1.Hardware)
 	case job.Status.Phase != v1alpha1.JobSucceeded && job.Status.Phase != v1alpha1.JobFailed:
 		return nil
 	}
-	if err := c.opts.Leading(ctx); err != nil {
+	if err := c.opts.Leading(ctx, hw.Namespace); err != nil {
 		return err
 	}
 	klog.FromContext(ctx).Info("Releasing a Hardware its finished Job still holds", "hardware", klog.KObj(hw), "job", job.Name)

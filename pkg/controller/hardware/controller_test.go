@@ -225,7 +225,7 @@ func TestLookupWritesOnlyWhileLeading(t *testing.T) {
 	ctx := context.Background()
 	lost := errors.New("lost the leader election")
 	var leading error = lost
-	e := newLookupEnv(t, Options{Recheck: time.Minute, Leading: func(context.Context) error { return leading }})
+	e := newLookupEnv(t, Options{Recheck: time.Minute, Leading: func(context.Context, string) error { return leading }})
 	e.dc.AddMachine(datacenter.MachineState{MAC: "aa:bb:cc:dd:ee:01", State: "off", CurrentOS: "1.0.0"})
 
 	if _, err := e.c.sync(ctx, "dc-west/m1"); !errors.Is(err, lost) {

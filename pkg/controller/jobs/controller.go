@@ -137,9 +137,9 @@ type Options struct {
 	// Recorder records Events on phase changes (default: none).
 	Recorder events.EventRecorder
 	// Leading, when set, is asked right before each submit or cancel at a
-	// datacenter; an error (this replica lost the leader election) stops
-	// the sync there.
-	Leading func(context.Context) error
+	// datacenter; an error (this replica no longer drives that datacenter)
+	// stops the sync there.
+	Leading func(ctx context.Context, datacenter string) error
 	// Failpoint, when set, is called at each Failpoint*; an error stops the
 	// sync there, as a crash would. For tests only.
 	Failpoint func(point string) error
@@ -197,7 +197,7 @@ func New(client clientset.Interface, jobInformer informers.JobInformer, tmplInfo
 		opts.Failpoint = func(string) error { return nil }
 	}
 	if opts.Leading == nil {
-		opts.Leading = func(context.Context) error { return nil }
+		opts.Leading = func(context.Context, string) error { return nil }
 	}
 	if err := controller.AddJobIndexers(jobInformer.Informer()); err != nil {
 		return nil, err

@@ -112,7 +112,7 @@ func newHarness(t testing.TB, dcNames []string, objs ...runtime.Object) *harness
 				}
 				return nil
 			},
-			Leading: func(context.Context) error {
+			Leading: func(context.Context, string) error {
 				if h.notLeading {
 					return errors.New("not leading")
 				}

@@ -789,7 +789,7 @@ func (m *model) start(mc *modelCtl) {
 			}
 			return nil
 		},
-		Leading: func(context.Context) error { return m.leading(mc) }})
+		Leading: func(context.Context, string) error { return m.leading(mc) }})
 	if err != nil {
 		panic(err)
 	}

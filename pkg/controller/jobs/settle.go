@@ -62,7 +62,7 @@ func (c *Controller) stop(ctx context.Context, job *v1alpha1.Job, client datacen
 			return 0, c.fail(ctx, job, reason, message+"; nothing ran at the datacenter")
 		}
 	}
-	if err := c.opts.Leading(ctx); err != nil {
+	if err := c.opts.Leading(ctx, job.Namespace); err != nil {
 		return 0, err
 	}
 	dcJob, err := client.Cancel(ctx, job.Status.DCJobID)

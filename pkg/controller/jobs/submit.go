@@ -54,7 +54,7 @@ func (c *Controller) start(ctx context.Context, job *v1alpha1.Job, dc *v1alpha1.
 	if !c.running.Reserve(job, int(max)) {
 		return c.wait(ctx, job, ReasonDatacenterBusy, fmt.Sprintf("Datacenter %s is running its maximum of %d Jobs", dc.Name, max))
 	}
-	err := c.opts.Leading(ctx) // a replica that lost the lead takes no slot
+	err := c.opts.Leading(ctx, job.Namespace) // a replica that lost the lead takes no slot
 	if err == nil {
 		err = c.fix(ctx, job)
 	}
@@ -163,7 +163,7 @@ func (c *Controller) submit(ctx context.Context, job *v1alpha1.Job, client datac
 	if err := c.opts.Failpoint(FailpointBeforeSubmit); err != nil {
 		return 0, err
 	}
-	if err := c.opts.Leading(ctx); err != nil {
+	if err := c.opts.Leading(ctx, job.Namespace); err != nil {
 		return 0, err
 	}
 	if full, err := c.overCommitted(ctx, job); err != nil || full {
