@@ -12,10 +12,15 @@ import (
 // Shards is one Queue per datacenter (namespace), each with its own workers:
 // a datacenter that is slow or down ties up only its own workers, so Jobs in
 // every other datacenter go on at full speed.
+//
+// Shards made by NewDrivenShards run a namespace's queue only while Drive
+// runs for it (this replica drives that datacenter); keys of any other
+// namespace are dropped: the replica driving it has them.
 type Shards struct {
 	name    string
 	workers int
 	sync    SyncFunc
+	driven  bool
 
 	mu     sync.Mutex
 	queues map[string]*Queue
@@ -28,6 +33,33 @@ type Shards struct {
 // NewShards returns shards named name-<namespace>, workers each, feeding sync.
 func NewShards(name string, workers int, sync SyncFunc) *Shards {
 	return &Shards{name: name, workers: workers, sync: sync, queues: map[string]*Queue{}}
+}
+
+// NewDrivenShards returns shards whose queues run only under Drive.
+func NewDrivenShards(name string, workers int, sync SyncFunc) *Shards {
+	s := NewShards(name, workers, sync)
+	s.driven = true
+	return s
+}
+
+// Drive runs ns's queue until ctx is done, calling then once the queue
+// takes keys (to enqueue what the namespace holds: keys that came while
+// another replica drove it were dropped), and returns once its workers have
+// stopped. Only for shards made by NewDrivenShards.
+func (s *Shards) Drive(ctx context.Context, ns string, then func()) {
+	q := NewQueue(s.name+"-"+ns, s.sync)
+	s.mu.Lock()
+	s.queues[ns] = q
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		if s.queues[ns] == q {
+			delete(s.queues, ns)
+		}
+		s.mu.Unlock()
+	}()
+	then()
+	q.Run(ctx, s.workers)
 }
 
 // Enqueue adds an informer object by its namespace/name key.
@@ -43,7 +75,9 @@ func (s *Shards) Add(key string) {
 	if err != nil {
 		return
 	}
-	s.shard(ns).Add(key)
+	if q := s.shard(ns); q != nil {
+		q.Add(key)
+	}
 }
 
 // AddAfter adds a namespace/name key to its namespace's queue once d has passed.
@@ -52,13 +86,18 @@ func (s *Shards) AddAfter(key string, d time.Duration) {
 	if err != nil {
 		return
 	}
-	s.shard(ns).AddAfter(key, d)
+	if q := s.shard(ns); q != nil {
+		q.AddAfter(key, d)
+	}
 }
 
 func (s *Shards) shard(ns string) *Queue {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	q, ok := s.queues[ns]
+	if !ok && s.driven {
+		return nil // not driven here
+	}
 	if !ok {
 		q = NewQueue(s.name+"-"+ns, s.sync)
 		s.queues[ns] = q
@@ -87,8 +126,10 @@ func (s *Shards) Run(ctx context.Context, synced ...cache.InformerSynced) {
 	klog.FromContext(ctx).Info("Starting controller", "controller", s.name)
 	s.mu.Lock()
 	s.ctx = ctx
-	for _, q := range s.queues {
-		s.start(q)
+	if !s.driven { // driven queues run under Drive
+		for _, q := range s.queues {
+			s.start(q)
+		}
 	}
 	s.mu.Unlock()
 	<-ctx.Done()

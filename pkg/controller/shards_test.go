@@ -56,3 +56,52 @@ func TestAStuckDatacenterDoesNotHoldUpAnother(t *testing.T) {
 		t.Fatal("Run did not return after its context ended")
 	}
 }
+
+// Driven shards run a namespace's queue only under Drive: keys of other
+// namespaces are dropped, and a namespace's keys stop being taken once its
+// Drive ends.
+func TestDrivenShards(t *testing.T) {
+	var mu sync.Mutex
+	synced := map[string]int{}
+	s := NewDrivenShards("test", 1, func(_ context.Context, key string) (time.Duration, error) {
+		mu.Lock()
+		synced[key]++
+		mu.Unlock()
+		return 0, nil
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go s.Run(ctx)
+	s.Add("dc-east/before") // not driven yet: dropped
+	driveCtx, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		s.Drive(driveCtx, "dc-east", func() { s.Add("dc-east/resynced") })
+		close(done)
+	}()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		mu.Lock()
+		n := synced["dc-east/resynced"]
+		mu.Unlock()
+		if n == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the key enqueued when Drive began was never synced")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	s.Add("dc-west/other") // another replica drives dc-west
+	stop()
+	<-done
+	s.Add("dc-east/after") // no longer driven
+	time.Sleep(100 * time.Millisecond)
+	mu.Lock()
+	defer mu.Unlock()
+	for _, key := range []string{"dc-east/before", "dc-west/other", "dc-east/after"} {
+		if synced[key] != 0 {
+			t.Errorf("%s was synced although its namespace was not driven", key)
+		}
+	}
+}

@@ -188,11 +188,12 @@ func TestOneDatacenterDownTheOtherFinishes(t *testing.T) {
 	}
 }
 
-// TestTwoReplicasOneLeader runs two replicas on one etcd. Only the leader
-// acts; when its lease is revoked (what etcd does to a leader paused or cut
-// off past its TTL) while a Job is mid-run, the other takes over and the Job
-// finishes with one execution.
-func TestTwoReplicasOneLeader(t *testing.T) {
+// TestTwoReplicasShareADatacenter runs two replicas on one etcd. One drives
+// dc-west (it holds the datacenter's election key); when its lease is
+// revoked (what etcd does to a replica paused or cut off past its TTL) while
+// a Job is mid-run, the other takes over and the Job finishes with one
+// execution.
+func TestTwoReplicasShareADatacenter(t *testing.T) {
 	etcd, err := embeddedetcd.Start(t.TempDir(), time.Minute)
 	if err != nil {
 		t.Fatal(err)
@@ -203,7 +204,8 @@ func TestTwoReplicasOneLeader(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { etcdClient.Close() })
-	const election = "/registry/stargate.io/leaderelection/stargate-controllers"
+	// The driver of dc-west holds the oldest key under its election prefix.
+	const election = "/registry/stargate.io/controllers/datacenters/dc-west/"
 	candidates := func() []*mvccKV {
 		resp, err := etcdClient.Get(context.Background(), election, clientv3.WithPrefix(),
 			clientv3.WithSort(clientv3.SortByCreateRevision, clientv3.SortAscend))
@@ -223,12 +225,11 @@ func TestTwoReplicasOneLeader(t *testing.T) {
 		o.RecommendedOptions.Etcd.StorageConfig.Transport.ServerList = []string{etcd.ClientURL}
 	}
 	a := startControllersOn(t, "", creds, external)
-	eventually(t, "replica a to lead", func() bool { return len(candidates()) == 1 })
-	leaderA := candidates()[0]
 	b := startControllersOn(t, "", creds, external)
-	eventually(t, "replica b to wait behind a", func() bool { return len(candidates()) == 2 })
-
 	createDatacenter(t, a, "dc-west", west.URL)
+	eventually(t, "one replica to drive dc-west", func() bool { return len(candidates()) >= 1 })
+	driver := candidates()[0]
+
 	seedInventory(t, a.Client)
 	ctx := context.Background()
 	job, err := b.Client.StargateV1alpha1().Jobs(ns).Create(ctx, repaveJob("handover"), metav1.CreateOptions{})
@@ -236,19 +237,23 @@ func TestTwoReplicasOneLeader(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitForPhase(t, a, ns, "handover", v1alpha1.JobRunning, 10*time.Second)
-	if _, err := etcdClient.Revoke(ctx, clientv3.LeaseID(leaderA.lease)); err != nil {
+	if got, err := a.Client.StargateV1alpha1().Datacenters().Get(ctx, "dc-west", metav1.GetOptions{}); err != nil || got.Status.DrivenBy != driver.value {
+		t.Errorf("Datacenter dc-west says it is driven by %q (%v); its election key names %q", got.Status.DrivenBy, err, driver.value)
+	}
+	if _, err := etcdClient.Revoke(ctx, clientv3.LeaseID(driver.lease)); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "replica b to lead", func() bool {
+	eventually(t, "a replica with a new lease to drive dc-west", func() bool {
 		c := candidates()
-		return len(c) >= 1 && c[0].value != leaderA.value
+		return len(c) >= 1 && c[0].lease != driver.lease
 	})
 	waitForPhase(t, b, ns, "handover", v1alpha1.JobSucceeded, 30*time.Second)
 	if n := executions(west, string(job.UID)); n != 1 {
 		t.Errorf("the Job handed over mid-run executed %d times, want 1", n)
 	}
 
-	// The old leader is gone for good: new Jobs still run, once each.
+	// One replica is gone for good: the other drives dc-west, new Jobs
+	// still run, once each.
 	a.Stop()
 	next, err := b.Client.StargateV1alpha1().Jobs(ns).Create(ctx, &v1alpha1.Job{ObjectMeta: metav1.ObjectMeta{Name: "after", Namespace: ns},
 		Spec: v1alpha1.JobSpec{HardwareRef: v1alpha1.LocalObjectReference{Name: "server-001"}, Operation: v1alpha1.OperationReboot}},
@@ -290,7 +295,7 @@ func TestMetricsAreServed(t *testing.T) {
 		`stargate_job_duration_seconds_count{datacenter="dc-west",operation="repave",result="succeeded"}`,
 		`stargate_datacenter_request_duration_seconds_count{code="202",datacenter="dc-west"}`,
 		`stargate_jobs_active{datacenter="dc-west"}`,
-		`stargate_controllers_leader 1`,
+		`stargate_datacenter_driven{datacenter="dc-west"} 1`,
 		`workqueue_depth{name="stargate-jobs-dc-west"}`,
 	} {
 		if !strings.Contains(body, want) {

@@ -103,6 +103,9 @@ func (o *Options) Flags() cliflag.NamedFlagSets {
 	fs.DurationVar(&o.JobOptions.FinishedJobTTL, "finished-job-ttl", 7*24*time.Hour,
 		"Delete a finished Job without spec.ttlSecondsAfterFinished this long after it finished (its result stays "+
 			"on its Hardware as status.lastJobResult), so finished Jobs do not pile up. 0 keeps them.")
+	fs.DurationVar(&o.HardwareRecheck, "hardware-recheck", 5*time.Minute,
+		"How often each idle Hardware is looked up again at its datacenter (each datacenter's Hardware is swept once "+
+			"per interval, paced). One lookup per Hardware per interval: at a million servers, 5m is 3,300 lookups/s.")
 	o.RecommendedOptions.AddFlags(fss.FlagSet("generic"))
 	return fss
 }

@@ -63,16 +63,42 @@ type Controller struct {
 	synced    []cache.InformerSynced
 	queue     *controller.Queue
 	clientFor dcclients.ClientFor
-	interval  time.Duration
-	clock     clock.Clock
+	opts      Options
+}
+
+// Options tune the prober.
+type Options struct {
+	// Interval between probes of a Datacenter (default 10s).
+	Interval time.Duration
+	// Clock (default: the real one).
+	Clock clock.Clock
+	// Owns, when set, says whether this replica drives a datacenter now:
+	// only those are probed here (call Enqueue when one is taken over).
+	// Nil: every datacenter.
+	Owns func(datacenter string) bool
+	// Leading, when set, is asked right before each status write.
+	Leading func(ctx context.Context, datacenter string) error
+	// Identity names this replica in status.drivenBy.
+	Identity string
 }
 
 // New returns a controller that probes every Datacenter each interval and
 // reports the Jobs running there as running counts them.
 func New(client clientset.Interface, dcInformer informers.DatacenterInformer, jobInformer informers.JobInformer,
-	running *controller.RunningJobs, clientFor dcclients.ClientFor, interval time.Duration, clk clock.Clock) (*Controller, error) {
-	c := &Controller{client: client, dcs: dcInformer.Lister(), running: running, clientFor: clientFor,
-		interval: interval, clock: clk,
+	running *controller.RunningJobs, clientFor dcclients.ClientFor, opts Options) (*Controller, error) {
+	if opts.Interval <= 0 {
+		opts.Interval = 10 * time.Second
+	}
+	if opts.Clock == nil {
+		opts.Clock = clock.RealClock{}
+	}
+	if opts.Owns == nil {
+		opts.Owns = func(string) bool { return true }
+	}
+	if opts.Leading == nil {
+		opts.Leading = func(context.Context, string) error { return nil }
+	}
+	c := &Controller{client: client, dcs: dcInformer.Lister(), running: running, clientFor: clientFor, opts: opts,
 		synced: []cache.InformerSynced{dcInformer.Informer().HasSynced, jobInformer.Informer().HasSynced}}
 	c.queue = controller.NewQueue("stargate-datacenters", c.sync)
 	// New Datacenters and endpoint changes are probed at once; the rest on the interval.
@@ -90,7 +116,13 @@ func New(client clientset.Interface, dcInformer informers.DatacenterInformer, jo
 // Run probes until ctx is done.
 func (c *Controller) Run(ctx context.Context) { c.queue.Run(ctx, 2, c.synced...) }
 
+// Enqueue probes a datacenter now (one this replica has just taken over).
+func (c *Controller) Enqueue(datacenter string) { c.queue.Add(datacenter) }
+
 func (c *Controller) sync(ctx context.Context, name string) (time.Duration, error) {
+	if !c.opts.Owns(name) {
+		return 0, nil // its driver probes it; Enqueue when it comes back here
+	}
 	cached, err := c.dcs.Get(name)
 	if apierrors.IsNotFound(err) {
 		metrics.DatacenterUp.DeleteLabelValues(name)
@@ -100,22 +132,26 @@ func (c *Controller) sync(ctx context.Context, name string) (time.Duration, erro
 	if err != nil {
 		return 0, err
 	}
-	now := c.clock.Now()
+	now := c.opts.Clock.Now()
 	ready, up := c.probe(ctx, cached, now)
 	metrics.DatacenterUp.WithLabelValues(name).Set(up)
 	dc := cached.DeepCopy()
 	meta.SetStatusCondition(&dc.Status.Conditions, ready)
 	dc.Status.ActiveJobs = int32(c.running.Count(name))
+	dc.Status.DrivenBy = c.opts.Identity
 	metrics.JobsActive.WithLabelValues(name).Set(float64(dc.Status.ActiveJobs))
 	changed := !apiequality.Semantic.DeepEqual(cached.Status, dc.Status)
 	stale := dc.Status.LastProbeTime == nil || now.Sub(dc.Status.LastProbeTime.Time) >= lastProbeRefresh
 	if changed || stale {
 		dc.Status.LastProbeTime = &metav1.Time{Time: now}
+		if err := c.opts.Leading(ctx, name); err != nil {
+			return 0, nil // no longer this replica's to write; its new driver probes it
+		}
 		if _, err := c.client.StargateV1alpha1().Datacenters().UpdateStatus(ctx, dc, metav1.UpdateOptions{}); err != nil {
 			return 0, err
 		}
 	}
-	return c.interval, nil
+	return c.opts.Interval, nil
 }
 
 // probe asks the datacenter's health check, then whether it takes the

@@ -84,7 +84,7 @@ func newProber(t *testing.T, jobs ...runtime.Object) (*Controller, *clientfake.C
 	dc := fake.New()
 	clock := testingclock.NewFakeClock(time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC))
 	c, err := New(client, v1.Datacenters(), v1.Jobs(), controller.NewRunningJobs(v1.Jobs().Informer()),
-		func(*v1alpha1.Datacenter) (datacenter.Client, error) { return dc, nil }, 10*time.Second, clock)
+		func(*v1alpha1.Datacenter) (datacenter.Client, error) { return dc, nil }, Options{Interval: 10 * time.Second, Clock: clock})
 	if err != nil {
 		t.Fatal(err)
 	}

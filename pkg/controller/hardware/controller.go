@@ -52,6 +52,9 @@ type Options struct {
 	// (this replica lost the leader election) stops the sync there, so a
 	// paused former leader writes nothing. Nil: always leading.
 	Leading func(ctx context.Context, datacenter string) error
+	// Owns, when set, says whether this replica drives a datacenter now:
+	// only its Hardware are looked up here. Nil: every datacenter.
+	Owns func(datacenter string) bool
 }
 
 // DefaultRecheck is Options.Recheck when unset.
@@ -71,6 +74,9 @@ func New(client clientset.Interface, dcInformer informers.DatacenterInformer, cl
 	}
 	if opts.Leading == nil {
 		opts.Leading = func(context.Context, string) error { return nil }
+	}
+	if opts.Owns == nil {
+		opts.Owns = func(string) bool { return true }
 	}
 	c := &Controller{client: client, dcs: dcInformer.Lister(), clientFor: clientFor,
 		opts: opts, synced: []cache.InformerSynced{dcInformer.Informer().HasSynced}}
@@ -123,7 +129,8 @@ func (c *Controller) watch(ctx context.Context) {
 			continue
 		}
 		for event := range w.ResultChan() {
-			if hw, ok := event.Object.(*v1alpha1.Hardware); ok && (event.Type == watch.Added || event.Type == watch.Modified) && needsLookup(hw) {
+			if hw, ok := event.Object.(*v1alpha1.Hardware); ok && (event.Type == watch.Added || event.Type == watch.Modified) &&
+				needsLookup(hw) && c.opts.Owns(hw.Namespace) {
 				c.queue.Enqueue(hw)
 			}
 		}
@@ -149,7 +156,9 @@ func (c *Controller) sweep(ctx context.Context, pause func(context.Context, time
 		deadline := time.Now().Add(c.opts.Recheck)
 		var wg sync.WaitGroup
 		for _, dc := range dcs {
-			wg.Go(func() { c.sweepDatacenter(ctx, dc.Name, deadline, time.Now, pause) })
+			if c.opts.Owns(dc.Name) { // the replica driving the others sweeps them
+				wg.Go(func() { c.sweepDatacenter(ctx, dc.Name, deadline, time.Now, pause) })
+			}
 		}
 		wg.Wait()
 		if !pause(ctx, time.Until(deadline)) {
@@ -226,7 +235,7 @@ var datacenterStates = map[string]v1alpha1.HardwareState{
 // older than that and is dropped; the Hardware is looked up again soon.
 func (c *Controller) sync(ctx context.Context, key string) (time.Duration, error) {
 	ns, name, err := cache.SplitMetaNamespaceKey(key)
-	if err != nil {
+	if err != nil || !c.opts.Owns(ns) {
 		return 0, nil
 	}
 	// Served from the watch cache (resourceVersion 0): the write below is

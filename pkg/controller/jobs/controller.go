@@ -31,6 +31,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/events"
@@ -140,6 +141,11 @@ type Options struct {
 	// datacenter; an error (this replica no longer drives that datacenter)
 	// stops the sync there.
 	Leading func(ctx context.Context, datacenter string) error
+	// Owns, when set, says whether this replica drives a datacenter now:
+	// the Jobs of a datacenter are synced only under Drive, and finished
+	// Jobs collected only by the replica driving their datacenter. Nil: this
+	// replica drives every datacenter, all the time.
+	Owns func(datacenter string) bool
 	// Failpoint, when set, is called at each Failpoint*; an error stops the
 	// sync there, as a crash would. For tests only.
 	Failpoint func(point string) error
@@ -210,6 +216,9 @@ func New(client clientset.Interface, jobInformer informers.JobInformer, tmplInfo
 	}
 	c.running = controller.NewRunningJobs(jobInformer.Informer())
 	c.queue = controller.NewShards("stargate-jobs", opts.Workers, c.sync)
+	if opts.Owns != nil {
+		c.queue = controller.NewDrivenShards("stargate-jobs", opts.Workers, c.sync)
+	}
 	if _, err := jobInformer.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc: c.queue.Enqueue,
 		UpdateFunc: func(old, obj interface{}) {
@@ -273,10 +282,24 @@ func (c *Controller) wake(namespace, reason string) {
 	}
 }
 
-// Run processes Jobs until ctx is done.
+// Run processes Jobs until ctx is done: those of every datacenter, or with
+// Options.Owns, those of the datacenters Drive runs for.
 func (c *Controller) Run(ctx context.Context) {
 	go c.collectSweep(ctx)
 	c.queue.Run(ctx, c.synced...)
+}
+
+// Drive processes the Jobs of datacenter until ctx is done (this replica no
+// longer drives it), starting with every unfinished Job the cache holds
+// there, and returns once its workers have stopped. Call it once the caches
+// are filled, and only with Options.Owns set.
+func (c *Controller) Drive(ctx context.Context, datacenter string) {
+	c.queue.Drive(ctx, datacenter, func() {
+		jobs, _ := c.jobs.Jobs(datacenter).List(labels.Everything())
+		for _, job := range jobs {
+			c.queue.Enqueue(job)
+		}
+	})
 }
 
 // UnfinishedJobs is the field selector of the Job informer the controller
@@ -317,7 +340,7 @@ func (c *Controller) collectFinished(ctx context.Context) {
 			return
 		}
 		for i := range page.Items {
-			if job := &page.Items[i]; isFinished(job.Status.Phase) {
+			if job := &page.Items[i]; isFinished(job.Status.Phase) && (c.opts.Owns == nil || c.opts.Owns(job.Namespace)) {
 				if left, ok := c.expiresIn(job); !ok || left > 0 {
 					continue
 				}

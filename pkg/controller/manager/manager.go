@@ -20,14 +20,13 @@ import (
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/klog/v2"
-	"k8s.io/utils/clock"
 
+	"stargate.io/stargate/pkg/apis/stargate/v1alpha1"
 	"stargate.io/stargate/pkg/controller/datacenters"
 	"stargate.io/stargate/pkg/controller/dcclients"
 	hwcontroller "stargate.io/stargate/pkg/controller/hardware"
 	"stargate.io/stargate/pkg/controller/jobs"
-	"stargate.io/stargate/pkg/controller/leaderelection"
-	"stargate.io/stargate/pkg/controller/metrics"
+	"stargate.io/stargate/pkg/controller/sharding"
 	clientset "stargate.io/stargate/pkg/generated/clientset/versioned"
 	clientsetscheme "stargate.io/stargate/pkg/generated/clientset/versioned/scheme"
 	informers "stargate.io/stargate/pkg/generated/informers/externalversions"
@@ -59,8 +58,10 @@ type Config struct {
 	CachesSynced func([]cache.InformerSynced)
 }
 
-// Start runs the controllers until ctx is done: at once, or each time this
-// replica wins the election. It returns once they are started.
+// Start runs the controllers until ctx is done. Alone (LeaderElect off) this
+// replica drives every datacenter; with LeaderElect, the replicas on one
+// etcd share the datacenters, each driven by one replica at a time
+// (package sharding). It returns once they are started.
 func Start(ctx context.Context, cfg Config) error {
 	client, err := clientset.NewForConfig(cfg.Loopback)
 	if err != nil {
@@ -70,24 +71,22 @@ func Start(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
+	sharding.RegisterMetrics()
 	ctx = klog.NewContext(ctx, klog.FromContext(ctx).WithName("controllers"))
-	run := func(ctx context.Context, leading func(context.Context) error) {
-		if err := runControllers(ctx, cfg, client, recorder, leading); err != nil {
+	go func() {
+		if err := runControllers(ctx, cfg, client, recorder, Identity()); err != nil {
 			klog.FromContext(ctx).Error(err, "Controllers could not start")
 		}
-	}
-	if !cfg.LeaderElect {
-		go func() {
-			metrics.Leader.Set(1)
-			run(ctx, func(context.Context) error { return nil })
-		}()
-		return nil
-	}
-	go leaderelection.Run(ctx, leaderelection.Config{
-		Client: cfg.EtcdClient, Key: path.Join(cfg.EtcdPrefix, "leaderelection", "stargate-controllers"),
-		Identity: Identity(), TTL: cfg.LeaderElectionTTL,
-	}, run)
+	}()
 	return nil
+}
+
+// driver decides which datacenters this replica drives.
+type driver interface {
+	Run(ctx context.Context, acquire sharding.Acquire)
+	Want(datacenter string)
+	Owns(datacenter string) bool
+	Leading(ctx context.Context, datacenter string) error
 }
 
 // eventRecorder records Events through the hosting cluster's events API when
@@ -115,10 +114,9 @@ func eventRecorder(ctx context.Context, core *restclient.Config) (events.EventRe
 	return broadcaster.NewRecorder(clientsetscheme.Scheme, "stargate.io/job-controller"), nil
 }
 
-// runControllers runs every controller on fresh informers until ctx is done,
-// and returns once all of them have stopped.
-func runControllers(ctx context.Context, cfg Config, client clientset.Interface, recorder events.EventRecorder,
-	leading func(context.Context) error) error {
+// runControllers runs every controller on fresh informers until ctx is
+// done, and returns once all of them have stopped.
+func runControllers(ctx context.Context, cfg Config, client clientset.Interface, recorder events.EventRecorder, identity string) error {
 	factory := informers.NewSharedInformerFactoryWithOptions(client, 10*time.Minute, informers.WithTransform(slimForControllers))
 	defer factory.Shutdown()
 	v1 := factory.Stargate().V1alpha1()
@@ -127,34 +125,58 @@ func runControllers(ctx context.Context, cfg Config, client clientset.Interface,
 		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.FieldSelector = jobs.UnfinishedJobs }))
 	defer jobsFactory.Shutdown()
 	unfinished := jobsFactory.Stargate().V1alpha1().Jobs()
+	// No Hardware informer: the controllers read Hardware when they need it.
+	synced := []cache.InformerSynced{unfinished.Informer().HasSynced,
+		v1.Templates().Informer().HasSynced, v1.Datacenters().Informer().HasSynced}
+	var d driver = newEveryDatacenter(synced)
+	if cfg.LeaderElect {
+		sharder, err := sharding.New(sharding.Config{
+			Client: cfg.EtcdClient, Prefix: path.Join(cfg.EtcdPrefix, "controllers"), Identity: identity, TTL: cfg.LeaderElectionTTL,
+			// A replica takes datacenters over only with its caches filled.
+			Ready: func(ctx context.Context) bool { return cache.WaitForCacheSync(ctx.Done(), synced...) },
+		})
+		if err != nil {
+			return err
+		}
+		d = sharder
+	}
+
 	// One client per Datacenter, shared by the controllers.
 	clientFor := dcclients.HTTPClients(cfg.DatacenterCredentialsDir)
 	opts := cfg.JobOptions
-	opts.Recorder = recorder
-	opts.Leading = func(ctx context.Context, _ string) error { return leading(ctx) }
+	opts.Recorder, opts.Leading, opts.Owns = recorder, d.Leading, d.Owns
 	jobController, err := jobs.New(client, unfinished, v1.Templates(), v1.Datacenters(), clientFor, opts)
 	if err != nil {
 		return err
 	}
-	probe, recheck := cfg.ProbeInterval, cfg.HardwareRecheck
-	if probe <= 0 {
-		probe = 10 * time.Second
-	}
-	if recheck <= 0 {
-		recheck = hwcontroller.DefaultRecheck
-	}
-	prober, err := datacenters.New(client, v1.Datacenters(), unfinished, jobController.Running(), clientFor, probe, clock.RealClock{})
+	prober, err := datacenters.New(client, v1.Datacenters(), unfinished, jobController.Running(), clientFor,
+		datacenters.Options{Interval: cfg.ProbeInterval, Owns: d.Owns, Leading: d.Leading, Identity: identity})
 	if err != nil {
 		return err
 	}
-	lookup, err := hwcontroller.New(client, v1.Datacenters(), clientFor, hwcontroller.Options{Recheck: recheck, Leading: opts.Leading})
+	lookup, err := hwcontroller.New(client, v1.Datacenters(), clientFor,
+		hwcontroller.Options{Recheck: cfg.HardwareRecheck, Leading: d.Leading, Owns: d.Owns})
 	if err != nil {
 		return err
 	}
-	// No Hardware informer: the controllers read Hardware when they need it.
+	// Every namespace with a Datacenter or an unfinished Job is driven by
+	// some replica.
+	want := func(obj interface{}) {
+		if m, ok := obj.(metav1.Object); ok {
+			if _, isDC := obj.(*v1alpha1.Datacenter); isDC {
+				d.Want(m.GetName())
+			} else {
+				d.Want(m.GetNamespace())
+			}
+		}
+	}
+	for _, informer := range []cache.SharedIndexInformer{v1.Datacenters().Informer(), unfinished.Informer()} {
+		if _, err := informer.AddEventHandler(cache.ResourceEventHandlerFuncs{AddFunc: want}); err != nil {
+			return err
+		}
+	}
 	if cfg.CachesSynced != nil {
-		cfg.CachesSynced([]cache.InformerSynced{unfinished.Informer().HasSynced,
-			v1.Templates().Informer().HasSynced, v1.Datacenters().Informer().HasSynced})
+		cfg.CachesSynced(synced)
 		defer cfg.CachesSynced(nil)
 	}
 	factory.Start(ctx.Done())
@@ -163,9 +185,71 @@ func runControllers(ctx context.Context, cfg Config, client clientset.Interface,
 	wg.Go(func() { jobController.Run(ctx) })
 	wg.Go(func() { prober.Run(ctx) })
 	wg.Go(func() { lookup.Run(ctx) })
+	wg.Go(func() {
+		d.Run(ctx, func(ctx context.Context, datacenter string) {
+			klog.FromContext(ctx).Info("Driving a datacenter", "datacenter", datacenter, "replica", identity)
+			prober.Enqueue(datacenter)
+			jobController.Drive(ctx, datacenter)
+			klog.FromContext(ctx).Info("Stopped driving a datacenter", "datacenter", datacenter, "replica", identity)
+		})
+	})
 	wg.Wait()
 	return nil
 }
+
+// everyDatacenter drives every datacenter it is told of: one replica alone.
+type everyDatacenter struct {
+	synced []cache.InformerSynced
+
+	mu      sync.Mutex
+	wanted  map[string]bool
+	ctx     context.Context // set once Run has the caches filled
+	acquire sharding.Acquire
+	wg      sync.WaitGroup
+}
+
+func newEveryDatacenter(synced []cache.InformerSynced) *everyDatacenter {
+	return &everyDatacenter{synced: synced, wanted: map[string]bool{}}
+}
+
+func (e *everyDatacenter) Run(ctx context.Context, acquire sharding.Acquire) {
+	if !cache.WaitForCacheSync(ctx.Done(), e.synced...) {
+		return
+	}
+	e.mu.Lock()
+	e.ctx, e.acquire = ctx, acquire
+	for datacenter := range e.wanted {
+		e.drive(datacenter)
+	}
+	e.mu.Unlock()
+	<-ctx.Done()
+	e.wg.Wait()
+}
+
+func (e *everyDatacenter) Want(datacenter string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.wanted[datacenter] {
+		return
+	}
+	e.wanted[datacenter] = true
+	if e.ctx != nil {
+		e.drive(datacenter)
+	}
+}
+
+// drive runs acquire for datacenter until the end; e.mu is held.
+func (e *everyDatacenter) drive(datacenter string) {
+	e.wg.Go(func() {
+		sharding.DatacenterDriven.WithLabelValues(datacenter).Set(1)
+		defer sharding.DatacenterDriven.DeleteLabelValues(datacenter)
+		e.acquire(e.ctx, datacenter)
+	})
+}
+
+func (e *everyDatacenter) Owns(string) bool { return true }
+
+func (e *everyDatacenter) Leading(context.Context, string) error { return nil }
 
 // slimForControllers drops, before an object enters the controllers' caches
 // (unfinished Jobs, Templates, Datacenters; none holds Hardware), what no controller

@@ -56,13 +56,6 @@ var (
 		StabilityLevel: metrics.ALPHA,
 	}, []string{"datacenter"})
 
-	// Leader is 1 in the replica whose controllers are running.
-	Leader = metrics.NewGauge(&metrics.GaugeOpts{
-		Namespace: namespace, Name: "controllers_leader",
-		Help:           "1 when this replica holds the controllers' leader election and runs them, else 0.",
-		StabilityLevel: metrics.ALPHA,
-	})
-
 	// SyncPanics counts syncs that panicked (and were retried): a bug to report.
 	SyncPanics = metrics.NewCounter(&metrics.CounterOpts{
 		Namespace: namespace, Name: "controller_sync_panics_total",
@@ -76,7 +69,7 @@ var registerOnce sync.Once
 // Register adds the metrics to the legacy registry; calling it again is a no-op.
 func Register() {
 	registerOnce.Do(func() {
-		legacyregistry.MustRegister(JobsTotal, JobDuration, DatacenterRequestDuration, DatacenterUp, JobsActive, Leader, SyncPanics)
+		legacyregistry.MustRegister(JobsTotal, JobDuration, DatacenterRequestDuration, DatacenterUp, JobsActive, SyncPanics)
 	})
 }
 

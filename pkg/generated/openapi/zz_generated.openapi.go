@@ -3006,6 +3006,13 @@ func schema_pkg_apis_stargate_v1alpha1_DatacenterStatus(ref common.ReferenceCall
 							Ref:         ref(v1.Time{}.OpenAPIModelName()),
 						},
 					},
+					"drivenBy": {
+						SchemaProps: spec.SchemaProps{
+							Description: "drivenBy names the Stargate replica whose controllers drive this datacenter (submit, follow and cancel its Jobs, probe it, look its Hardware up); replicas share the datacenters, one each at a time.",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
 				},
 			},
 		},

@@ -391,6 +391,11 @@ type DatacenterStatus struct {
 	// that means probes have stopped.
 	// +optional
 	LastProbeTime *metav1.Time `json:"lastProbeTime,omitempty"`
+	// drivenBy names the Stargate replica whose controllers drive this
+	// datacenter (submit, follow and cancel its Jobs, probe it, look its
+	// Hardware up); replicas share the datacenters, one each at a time.
+	// +optional
+	DrivenBy string `json:"drivenBy,omitempty"`
 }
 
 // +k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object

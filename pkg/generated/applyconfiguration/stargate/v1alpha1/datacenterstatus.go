@@ -37,6 +37,10 @@ type DatacenterStatusApplyConfiguration struct {
 	// changes, or when lastProbeTime is 5 minutes old; one much older than
 	// that means probes have stopped.
 	LastProbeTime *metav1.Time `json:"lastProbeTime,omitempty"`
+	// drivenBy names the Stargate replica whose controllers drive this
+	// datacenter (submit, follow and cancel its Jobs, probe it, look its
+	// Hardware up); replicas share the datacenters, one each at a time.
+	DrivenBy *string `json:"drivenBy,omitempty"`
 }
 
 // DatacenterStatusApplyConfiguration constructs a declarative configuration of the DatacenterStatus type for use with
@@ -71,5 +75,13 @@ func (b *DatacenterStatusApplyConfiguration) WithActiveJobs(value int32) *Datace
 // If called multiple times, the LastProbeTime field is set to the value of the last call.
 func (b *DatacenterStatusApplyConfiguration) WithLastProbeTime(value metav1.Time) *DatacenterStatusApplyConfiguration {
 	b.LastProbeTime = &value
+	return b
+}
+
+// WithDrivenBy sets the DrivenBy field in the declarative configuration to the given value
+// and returns the receiver, so that objects can be built by chaining "With" function invocations.
+// If called multiple times, the DrivenBy field is set to the value of the last call.
+func (b *DatacenterStatusApplyConfiguration) WithDrivenBy(value string) *DatacenterStatusApplyConfiguration {
+	b.DrivenBy = &value
 	return b
 }
