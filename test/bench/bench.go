@@ -3,7 +3,9 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"flag"
 	"fmt"
+	"math/rand"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -42,14 +44,27 @@ type bench struct {
 	seq     atomic.Int64
 	// finishedJobs is how many Jobs the controller rounds have finished.
 	finishedJobs int // MAC and IPv4 of every Hardware are unique
+	// seed and rng order the paths in each repetition (pathOrders).
+	seed int64
+	rng  *rand.Rand
+	// versions of the servers, read from their binaries and endpoints (report).
+	versions versions
 }
 
 const adminUser = "admin"
 
+// seedFlag seeds the order of the paths in each repetition (0: from the clock);
+// the seed used is printed, so a run's orders can be repeated.
+var seedFlag = flag.Int64("seed", 0, "seed of the order of the paths in each repetition (0: from the clock; the seed used is printed)")
+
 func newBench(ctx context.Context, c *framework.Cluster, sz sizes) (*bench, error) {
 	direct := c.RESTConfig(adminUser, c.StargatePort)
 	aggregated := c.RESTConfig(adminUser, 0)
-	b := &bench{c: c, sz: sz}
+	b := &bench{c: c, sz: sz, seed: *seedFlag}
+	if b.seed == 0 {
+		b.seed = time.Now().UnixNano()
+	}
+	b.rng = rand.New(rand.NewSource(b.seed))
 	var err error
 	if b.kube, err = kubernetes.NewForConfig(aggregated); err != nil {
 		return nil, err
@@ -87,6 +102,8 @@ func (b *bench) add(r row) {
 }
 
 func (b *bench) run(ctx context.Context) error {
+	b.versions = b.readVersions(ctx)
+	fmt.Printf("== versions: %s\n== path orders seeded with %d (repeat with -seed %d)\n", b.versions, b.seed, b.seed)
 	steps := []struct {
 		name string
 		run  func(context.Context) error
@@ -152,8 +169,70 @@ func (b *bench) createMany(ctx context.Context, p path, ns string, n, concurrenc
 	return float64(n) / time.Since(start).Seconds(), err
 }
 
+// pathOrders is, for each of reps repetitions, an order of the paths (indices
+// into b.paths) so that no path always runs first or after the same one: each
+// repetition takes the order that has been first least often and repeats the
+// fewest neighbour pairs so far, ties broken by the seeded generator.
+func (b *bench) pathOrders(reps int) [][]int {
+	var perms [][]int
+	var permute func(prefix []int, rest []int)
+	permute = func(prefix, rest []int) {
+		if len(rest) == 0 {
+			perms = append(perms, prefix)
+			return
+		}
+		for i := range rest {
+			next := append(append([]int(nil), rest[:i]...), rest[i+1:]...)
+			permute(append(append([]int(nil), prefix...), rest[i]), next)
+		}
+	}
+	all := make([]int, len(b.paths))
+	for i := range all {
+		all[i] = i
+	}
+	permute(nil, all)
+	first, after := map[int]int{}, map[[2]int]int{}
+	out := make([][]int, 0, reps)
+	for range reps {
+		var best []int
+		bestCost := 0
+		for _, k := range b.rng.Perm(len(perms)) {
+			p := perms[k]
+			cost := first[p[0]] * len(p) * len(p) // running first again weighs most
+			for i := 1; i < len(p); i++ {
+				cost += after[[2]int{p[i-1], p[i]}]
+			}
+			if best == nil || cost < bestCost {
+				best, bestCost = p, cost
+			}
+		}
+		first[best[0]]++
+		for i := 1; i < len(best); i++ {
+			after[[2]int{best[i-1], best[i]}]++
+		}
+		out = append(out, best)
+	}
+	return out
+}
+
+// orderNames is orders as path keys, "abc cab bca".
+func (b *bench) orderNames(orders [][]int) string {
+	var s []string
+	for _, o := range orders {
+		var k string
+		for _, pi := range o {
+			k += b.paths[pi].key
+		}
+		s = append(s, k)
+	}
+	return strings.Join(s, " ")
+}
+
 // cpu is the CPU seconds used so far by the servers.
 type cpu struct{ stargate, kube, etcd float64 }
+
+// total is the CPU of every server process together.
+func (c cpu) total() float64 { return c.stargate + c.kube + c.etcd }
 
 func (b *bench) cpuNow() cpu {
 	return cpu{stargate: framework.CPUSeconds(b.c.PID("stargate-apiserver")), kube: framework.CPUSeconds(b.c.PID("kube-apiserver")), etcd: framework.CPUSeconds(b.c.PID("etcd"))}

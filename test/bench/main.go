@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"stargate.io/stargate/test/framework"
@@ -29,13 +30,16 @@ type sizes struct {
 	watchEvents    int
 	controllerJobs int
 	pacedJobs      int
-	scaleHardware  int
-	scaleJobs      int
+	// The scale section's fleet: Hardware spread over datacenters, Jobs
+	// (a tenth of them unfinished).
+	scaleDatacenters int
+	scaleHardware    int
+	scaleJobs        int
 }
 
 var (
-	full  = sizes{reps: 3, creates: 400, concurrencies: []int{1, 8, 32}, listObjects: 10000, watchEvents: 50, controllerJobs: 2000, pacedJobs: 250, scaleHardware: 100000, scaleJobs: 10000}
-	quick = sizes{reps: 3, creates: 150, concurrencies: []int{1, 32}, listObjects: 2000, watchEvents: 30, controllerJobs: 400, pacedJobs: 100, scaleHardware: 5000, scaleJobs: 400}
+	full  = sizes{reps: 3, creates: 400, concurrencies: []int{1, 8, 32}, listObjects: 10000, watchEvents: 50, controllerJobs: 2000, pacedJobs: 250, scaleDatacenters: 100, scaleHardware: 1000000, scaleJobs: 100000}
+	quick = sizes{reps: 3, creates: 150, concurrencies: []int{1, 32}, listObjects: 2000, watchEvents: 30, controllerJobs: 400, pacedJobs: 100, scaleDatacenters: 10, scaleHardware: 20000, scaleJobs: 2000}
 )
 
 func main() {
@@ -43,14 +47,22 @@ func main() {
 	out := flag.String("out", "test/bench/RESULTS.md", "where to write the results table (empty: do not write)")
 	profile := flag.String("profile", "", "only profile stargate-apiserver serving creates, into this file")
 	profileLists := flag.String("profile-lists", "", "only profile stargate-apiserver serving full lists of the list section's size, into this file")
+	scaleOnly := flag.Bool("scale", false, "only the scale section (the fleet of 1,000,000 Hardware; -quick: 20,000); prints, writes -out only if given")
 	heapProfile := flag.String("heap-profile", "", "only grow stargate-apiserver to the scale section's fleet and write its heap profile here")
 	flag.Parse()
+	if *scaleOnly {
+		outGiven := false
+		flag.Visit(func(f *flag.Flag) { outGiven = outGiven || f.Name == "out" })
+		if !outGiven {
+			*out = ""
+		}
+	}
 	sz, mode := full, "make bench"
 	if *quickRun {
 		sz, mode = quick, "make bench-quick"
 	}
 	start := time.Now()
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
 	defer cancel()
 	cluster, err := framework.Start(".", framework.Options{
 		// Zero-time operations at the mock datacenters: the controller
@@ -83,7 +95,10 @@ func main() {
 			return
 		}
 	}
-	if err == nil {
+	if err == nil && *scaleOnly {
+		mode = strings.Replace(mode, "make bench", "go run ./test/bench -scale", 1)
+		err = b.scale(ctx)
+	} else if err == nil {
 		err = b.run(ctx)
 	}
 	if err != nil {

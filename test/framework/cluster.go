@@ -186,6 +186,12 @@ func (c *Cluster) makePKI() error {
 
 // start runs a binary with its output in <work>/<name>.log.
 func (c *Cluster) start(name string, bin string, args ...string) (*process, error) {
+	return c.startWithEnv(name, nil, bin, args...)
+}
+
+// startWithEnv is start with env added to the environment (after
+// Options.StargateEnv for Stargate, so it wins).
+func (c *Cluster) startWithEnv(name string, env []string, bin string, args ...string) (*process, error) {
 	log := filepath.Join(c.Work, name+".log")
 	f, err := os.OpenFile(log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
@@ -193,6 +199,9 @@ func (c *Cluster) start(name string, bin string, args ...string) (*process, erro
 	}
 	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = f, f
+	if strings.HasPrefix(name, "stargate-apiserver") && len(c.opts.StargateEnv)+len(env) > 0 {
+		cmd.Env = append(append(os.Environ(), c.opts.StargateEnv...), env...)
+	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
 		f.Close()
@@ -309,7 +318,9 @@ func (c *Cluster) startEtcd() error {
 	c.etcdArgs = []string{"--name=e2e", "--data-dir=" + filepath.Join(c.Work, "etcd"),
 		"--listen-client-urls=" + c.EtcdURL, "--advertise-client-urls=" + c.EtcdURL,
 		"--listen-peer-urls=" + peerURL, "--initial-advertise-peer-urls=" + peerURL,
-		"--initial-cluster=e2e=" + peerURL, "--log-level=warn"}
+		"--initial-cluster=e2e=" + peerURL, "--log-level=warn",
+		// Room for the benchmark's million Hardware (etcd's default is 2 GiB).
+		"--quota-backend-bytes=" + fmt.Sprint(8<<30)}
 	return c.StartEtcd()
 }
 
@@ -592,6 +603,9 @@ type Options struct {
 	MockDCInMemory bool
 	// StargateArgs are added to stargate-apiserver's flags.
 	StargateArgs []string
+	// StargateEnv is added to the environment of every stargate-apiserver
+	// (e.g. GOMEMLIMIT).
+	StargateEnv []string
 }
 
 func (o *Options) defaults() {

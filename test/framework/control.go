@@ -41,11 +41,26 @@ func (c *Cluster) Kill(name string, hard bool) {
 	}
 }
 
+// AddStargateFlags adds flags and environment to every stargate-apiserver
+// started from now on (RestartStargate, StartReplica).
+func (c *Cluster) AddStargateFlags(args []string, env []string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.stargateArgs = append(c.stargateArgs, args...)
+	c.opts.StargateEnv = append(c.opts.StargateEnv, env...)
+}
+
 // StartReplica starts one more stargate-apiserver, named name (which must
 // begin with "stargate-apiserver-"), with the same flags and etcd as the
 // first but its own port and data directory, and waits until it is ready.
 // It is not behind the APIService: clients reach it on the returned port.
 func (c *Cluster) StartReplica(name string) (int, error) {
+	return c.StartReplicaWith(name, nil, nil)
+}
+
+// StartReplicaWith is StartReplica without the first replica's flags that
+// begin with one of drop, and with env added to its environment.
+func (c *Cluster) StartReplicaWith(name string, drop []string, env []string) (int, error) {
 	if !strings.HasPrefix(name, "stargate-apiserver-") {
 		return 0, fmt.Errorf("a replica's name begins with stargate-apiserver-, not %q", name)
 	}
@@ -53,7 +68,9 @@ func (c *Cluster) StartReplica(name string) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	args := slices.Clone(c.stargateArgs)
+	args := slices.DeleteFunc(slices.Clone(c.stargateArgs), func(a string) bool {
+		return slices.ContainsFunc(drop, func(prefix string) bool { return strings.HasPrefix(a, prefix) })
+	})
 	for i, a := range args {
 		switch {
 		case strings.HasPrefix(a, "--secure-port="):
@@ -62,10 +79,10 @@ func (c *Cluster) StartReplica(name string) (int, error) {
 			args[i] = "--data-dir=" + filepath.Join(c.Work, name)
 		}
 	}
-	if _, err := c.start(name, c.Bin["stargate-apiserver"], args...); err != nil {
+	if _, err := c.startWithEnv(name, env, c.Bin["stargate-apiserver"], args...); err != nil {
 		return 0, err
 	}
-	return port, waitFor(name, 2*time.Minute, func() error {
+	return port, waitFor(name, 5*time.Minute, func() error {
 		return httpOK(c.StargateHTTP(), fmt.Sprintf("https://127.0.0.1:%d/readyz", port))
 	})
 }
