@@ -34,6 +34,11 @@ type fleet struct {
 	datacenters, hardware, jobs, unfinished int
 }
 
+// fleet is the scale section's fleet of these sizes: a tenth of its Jobs unfinished.
+func (sz sizes) fleet() fleet {
+	return fleet{datacenters: sz.scaleDatacenters, hardware: sz.scaleHardware, jobs: sz.scaleJobs, unfinished: sz.scaleJobs / 10}
+}
+
 func (f fleet) datacenter(d int) string { return fmt.Sprintf("scale-dc-%03d", d) }
 
 // perDatacenter is how many Hardware each datacenter has.

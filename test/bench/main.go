@@ -48,7 +48,8 @@ func main() {
 	profile := flag.String("profile", "", "only profile stargate-apiserver serving creates, into this file")
 	profileLists := flag.String("profile-lists", "", "only profile stargate-apiserver serving full lists of the list section's size, into this file")
 	scaleOnly := flag.Bool("scale", false, "only the scale section (the fleet of 1,000,000 Hardware; -quick: 20,000); prints, writes -out only if given")
-	heapProfile := flag.String("heap-profile", "", "only grow stargate-apiserver to the scale section's fleet and write its heap profile here")
+	heapProfile := flag.String("heap-profile", "", "only seed the scale section's fleet, restart stargate-apiserver on it and write its heap profile here")
+	heapCached := flag.Bool("heap-profile-cached", false, "with -heap-profile: keep the watch cache of Hardware")
 	flag.Parse()
 	if *scaleOnly {
 		outGiven := false
@@ -91,7 +92,7 @@ func main() {
 		}
 	}
 	if err == nil && *heapProfile != "" {
-		if err = b.profileHeap(ctx, *heapProfile, sz.scaleHardware, sz.scaleJobs); err == nil {
+		if err = b.profileHeap(ctx, *heapProfile, sz.fleet(), *heapCached); err == nil {
 			return
 		}
 	}

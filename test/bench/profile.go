@@ -73,26 +73,27 @@ func (b *bench) profileLists(ctx context.Context, file string, seconds int) erro
 	})
 }
 
-// profileHeap grows Stargate to hardware Hardware and jobs finished Jobs, as
-// the scale section does, then writes its heap profile (after a GC) to file
-// and prints the top of it with the RSS: where the memory of a large fleet goes.
-func (b *bench) profileHeap(ctx context.Context, file string, hardware, jobs int) error {
-	if err := b.ensureNamespace(ctx, "bench-scale"); err != nil {
+// profileHeap seeds the scale section's fleet (with Hardware served from
+// etcd, as the scale section sizes replicas; cacheHardware keeps their watch
+// cache), restarts Stargate on it, then writes its heap profile (after a GC)
+// to file and prints the top of it with the RSS: where a large fleet's
+// memory goes.
+func (b *bench) profileHeap(ctx context.Context, file string, f fleet, cacheHardware bool) error {
+	s, err := b.newSeeder(ctx, f)
+	if err != nil {
 		return err
 	}
-	if _, err := b.createMany(ctx, b.paths[0], "bench-scale", hardware, 32, 1024); err != nil {
+	b.c.Kill("stargate-apiserver", true)
+	if !cacheHardware {
+		b.c.AddStargateFlags([]string{hardwareFromEtcd}, nil)
+	}
+	if _, err := b.seedFleet(ctx, s, f); err != nil {
 		return err
 	}
-	if err := b.controllerSetup(ctx); err != nil {
+	if err := b.c.RestartStargate(); err != nil {
 		return err
 	}
-	for round := 0; b.finishedJobs < jobs; round++ {
-		n := min(b.sz.controllerJobs, jobs-b.finishedJobs)
-		if _, _, err := b.jobRound(ctx, fmt.Sprintf("h%d", round), n, 0); err != nil {
-			return err
-		}
-		b.finishedJobs += n
-	}
+	time.Sleep(30 * time.Second) // the controllers sync what they drive
 	prof, err := b.sg.Discovery().RESTClient().Get().AbsPath("/debug/pprof/heap").Param("gc", "1").DoRaw(ctx)
 	if err != nil {
 		return err
@@ -101,8 +102,8 @@ func (b *bench) profileHeap(ctx context.Context, file string, hardware, jobs int
 		return err
 	}
 	pid := b.c.PID("stargate-apiserver")
-	fmt.Printf("%d Hardware, %d finished Jobs: stargate-apiserver RSS %.0f MiB (peak %.0f MiB)\n",
-		hardware, b.finishedJobs, framework.RSSMiB(pid), framework.PeakMiB(pid))
+	fmt.Printf("%d Hardware, %d Jobs: stargate-apiserver RSS %.0f MiB (peak %.0f MiB)\n",
+		f.hardware, f.jobs, framework.RSSMiB(pid), framework.PeakMiB(pid))
 	out, err := exec.Command("go", "tool", "pprof", "-top", "-nodecount=30", "-sample_index=inuse_space", file).CombinedOutput()
 	fmt.Print(string(out))
 	return err
