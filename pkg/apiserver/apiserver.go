@@ -5,9 +5,7 @@ package apiserver
 import (
 	"fmt"
 	"net/http"
-	"time"
 
-	clientv3 "go.etcd.io/etcd/client/v3"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -15,13 +13,11 @@ import (
 	"k8s.io/apimachinery/pkg/util/managedfields"
 	"k8s.io/apiserver/pkg/registry/rest"
 	genericapiserver "k8s.io/apiserver/pkg/server"
-	restclient "k8s.io/client-go/rest"
 	"k8s.io/utils/clock"
 
 	"stargate.io/stargate/pkg/apis/stargate"
 	"stargate.io/stargate/pkg/apis/stargate/install"
 	"stargate.io/stargate/pkg/apis/stargate/v1alpha1"
-	"stargate.io/stargate/pkg/controller/jobs"
 	"stargate.io/stargate/pkg/controller/manager"
 	"stargate.io/stargate/pkg/controller/metrics"
 	"stargate.io/stargate/pkg/registry/stargate/datacenter"
@@ -50,28 +46,13 @@ func init() {
 		&metav1.Status{}, &metav1.APIVersions{}, &metav1.APIGroupList{}, &metav1.APIGroup{}, &metav1.APIResourceList{})
 }
 
-// ExtraConfig is Stargate's own configuration beyond the generic server's.
+// ExtraConfig is Stargate's own configuration beyond the generic server's:
+// the controllers' (whose EtcdClient and EtcdPrefix the Hardware identity
+// index uses too), and whether to run them.
 type ExtraConfig struct {
-	// EtcdClient reaches the etcd the objects are stored in; the Hardware
-	// identity index keeps its keys there, under EtcdPrefix.
-	EtcdClient *clientv3.Client
-	EtcdPrefix string
-	// Controllers runs the Job controller in this process (--controllers).
+	manager.Config
+	// Controllers runs the controllers in this process (--controllers).
 	Controllers bool
-	// DatacenterCredentialsDir holds one bearer-token file per Datacenter.
-	DatacenterCredentialsDir string
-	// JobOptions tune the Job controller (intervals, clock); zero values are defaults.
-	JobOptions jobs.Options
-	// ProbeInterval is how often each Datacenter is probed (default 10s);
-	// HardwareRecheck how often idle Hardware is looked up again (default 5m).
-	ProbeInterval, HardwareRecheck time.Duration
-	// LeaderElect makes replicas on one etcd elect the one that runs the
-	// controllers; LeaderElectionTTL is how long a silent leader keeps the lead.
-	LeaderElect       bool
-	LeaderElectionTTL time.Duration
-	// CoreClientConfig reaches the hosting cluster's core API (aggregated
-	// mode), where the controllers record Events; nil in standalone mode.
-	CoreClientConfig *restclient.Config
 }
 
 // Config is the whole configuration of the server.
@@ -148,14 +129,9 @@ func (c CompletedConfig) New() (*StargateServer, error) {
 // startControllers runs the controllers over the server's loopback client
 // until the server stops (package manager).
 func (c CompletedConfig) startControllers(hookCtx genericapiserver.PostStartHookContext, ready *cachesReady) error {
-	x := c.ExtraConfig
-	return manager.Start(hookCtx, manager.Config{
-		Loopback: hookCtx.LoopbackClientConfig, EtcdClient: x.EtcdClient, EtcdPrefix: x.EtcdPrefix,
-		DatacenterCredentialsDir: x.DatacenterCredentialsDir, JobOptions: x.JobOptions,
-		ProbeInterval: x.ProbeInterval, HardwareRecheck: x.HardwareRecheck,
-		LeaderElect: x.LeaderElect, LeaderElectionTTL: x.LeaderElectionTTL,
-		CoreClientConfig: x.CoreClientConfig, CachesSynced: ready.leading,
-	})
+	cfg := c.ExtraConfig.Config
+	cfg.Loopback, cfg.CachesSynced = hookCtx.LoopbackClientConfig, ready.leading
+	return manager.Start(hookCtx, cfg)
 }
 
 // storageMap wires every resource and subresource of v1alpha1.

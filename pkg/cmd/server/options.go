@@ -26,6 +26,7 @@ import (
 	"stargate.io/stargate/pkg/apis/stargate/v1alpha1"
 	"stargate.io/stargate/pkg/apiserver"
 	"stargate.io/stargate/pkg/controller/jobs"
+	"stargate.io/stargate/pkg/controller/manager"
 	"stargate.io/stargate/pkg/embeddedetcd"
 	stargateopenapi "stargate.io/stargate/pkg/generated/openapi"
 )
@@ -210,7 +211,7 @@ func (o *Options) Config() (*apiserver.Config, error) {
 	// In aggregated mode the hosting cluster's core API (--kubeconfig, or in
 	// cluster) takes the controllers' Events; RecommendedConfig.Complete drops
 	// it, so it is carried in ExtraConfig.
-	return &apiserver.Config{GenericConfig: serverConfig, ExtraConfig: apiserver.ExtraConfig{CoreClientConfig: serverConfig.ClientConfig}}, nil
+	return &apiserver.Config{GenericConfig: serverConfig, ExtraConfig: apiserver.ExtraConfig{Config: manager.Config{CoreClientConfig: serverConfig.ClientConfig}}}, nil
 }
 
 func (o *Options) pki() standalonePKI {
@@ -258,11 +259,12 @@ func (o *Options) NewServer() (server *apiserver.StargateServer, stop func(), er
 		etcdClient.Close()
 		stopEtcd()
 	}
-	config.ExtraConfig = apiserver.ExtraConfig{EtcdClient: etcdClient, EtcdPrefix: o.RecommendedOptions.Etcd.StorageConfig.Prefix,
-		Controllers: o.Controllers, DatacenterCredentialsDir: o.DatacenterCredentialsDir, JobOptions: o.JobOptions,
+	config.ExtraConfig = apiserver.ExtraConfig{Controllers: o.Controllers, Config: manager.Config{
+		EtcdClient: etcdClient, EtcdPrefix: o.RecommendedOptions.Etcd.StorageConfig.Prefix,
+		DatacenterCredentialsDir: o.DatacenterCredentialsDir, JobOptions: o.JobOptions,
 		ProbeInterval: o.ProbeInterval, HardwareRecheck: o.HardwareRecheck,
 		LeaderElect: o.LeaderElect, LeaderElectionTTL: o.LeaderElectionTTL,
-		CoreClientConfig: config.ExtraConfig.CoreClientConfig}
+		CoreClientConfig: config.ExtraConfig.CoreClientConfig}}
 	server, err = config.Complete().New()
 	if err != nil {
 		return nil, stop, err
