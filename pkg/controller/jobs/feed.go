@@ -20,8 +20,10 @@ package jobs
 // feed starts afresh (first read, 410 Gone, offered again after it was not),
 // the map is emptied and every Running Job of the datacenter is woken to be
 // read singly once. When the feed is not offered, fails, or has not been
-// read for a while, nothing is vouched for: Jobs are polled exactly as
-// without a feed.
+// read for feedLiveFor intervals, nothing is vouched for: Jobs are polled
+// as without a feed (a datacenter that never offered it sees exactly
+// that), save that a word the feed already passed on that a job finished
+// still ends its Job.
 //
 // What is safe does not depend on the feed working: the only words acted on
 // without a fresh read are those that say a job finished, which is final,
