@@ -17,6 +17,11 @@ const byPhase = "stargate.io/namespace-phase"
 
 const occupying = "occupying"
 
+// byDCJobID indexes the Jobs that know their datacenter job by
+// "<namespace>/<status.dcJobID>", so a datacenter's changes feed finds the
+// Job each datacenter job belongs to.
+const byDCJobID = "stargate.io/namespace-dcjobid"
+
 func phaseKey(namespace string, phase v1alpha1.JobPhase) string {
 	return namespace + "/" + string(phase)
 }
@@ -29,17 +34,29 @@ func Occupies(job *v1alpha1.Job) bool { return job.Occupies() }
 // AddJobIndexers adds the indexes RunningJobs needs to a Job informer; call
 // it before the informer starts.
 func AddJobIndexers(informer cache.SharedIndexInformer) error {
-	return informer.AddIndexers(cache.Indexers{byPhase: func(obj interface{}) ([]string, error) {
-		job, ok := obj.(*v1alpha1.Job)
-		if !ok {
-			return nil, fmt.Errorf("not a Job: %T", obj)
-		}
-		keys := []string{phaseKey(job.Namespace, job.Status.Phase)}
-		if Occupies(job) {
-			keys = append(keys, phaseKey(job.Namespace, occupying))
-		}
-		return keys, nil
-	}})
+	return informer.AddIndexers(cache.Indexers{
+		byPhase: func(obj interface{}) ([]string, error) {
+			job, ok := obj.(*v1alpha1.Job)
+			if !ok {
+				return nil, fmt.Errorf("not a Job: %T", obj)
+			}
+			keys := []string{phaseKey(job.Namespace, job.Status.Phase)}
+			if Occupies(job) {
+				keys = append(keys, phaseKey(job.Namespace, occupying))
+			}
+			return keys, nil
+		},
+		byDCJobID: func(obj interface{}) ([]string, error) {
+			job, ok := obj.(*v1alpha1.Job)
+			if !ok {
+				return nil, fmt.Errorf("not a Job: %T", obj)
+			}
+			if job.Status.DCJobID == "" {
+				return nil, nil
+			}
+			return []string{job.Namespace + "/" + job.Status.DCJobID}, nil
+		},
+	})
 }
 
 // RunningJobs counts the Jobs running in each datacenter (namespace): those
@@ -113,7 +130,28 @@ func (r *RunningJobs) Release(job *v1alpha1.Job) {
 
 // Waiting returns the Pending Jobs of namespace, from the cache.
 func (r *RunningJobs) Waiting(namespace string) []*v1alpha1.Job {
-	objs, _ := r.indexer.ByIndex(byPhase, phaseKey(namespace, v1alpha1.JobPending))
+	return r.byIndex(byPhase, phaseKey(namespace, v1alpha1.JobPending))
+}
+
+// Running returns the Running Jobs of namespace, from the cache.
+func (r *RunningJobs) Running(namespace string) []*v1alpha1.Job {
+	return r.byIndex(byPhase, phaseKey(namespace, v1alpha1.JobRunning))
+}
+
+// CountRunning is how many Jobs of namespace the cache shows Running.
+func (r *RunningJobs) CountRunning(namespace string) int {
+	keys, _ := r.indexer.IndexKeys(byPhase, phaseKey(namespace, v1alpha1.JobRunning))
+	return len(keys)
+}
+
+// ByDCJobID returns the Jobs of namespace whose status.dcJobID is id, from
+// the cache: one, unless a datacenter gave one ID to two jobs.
+func (r *RunningJobs) ByDCJobID(namespace, id string) []*v1alpha1.Job {
+	return r.byIndex(byDCJobID, namespace+"/"+id)
+}
+
+func (r *RunningJobs) byIndex(index, key string) []*v1alpha1.Job {
+	objs, _ := r.indexer.ByIndex(index, key)
 	jobs := make([]*v1alpha1.Job, 0, len(objs))
 	for _, obj := range objs {
 		if job, ok := obj.(*v1alpha1.Job); ok {

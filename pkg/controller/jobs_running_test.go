@@ -66,3 +66,36 @@ func TestRunningJobsCountsTheCacheAndReservations(t *testing.T) {
 		t.Errorf("dc-east runs %d, want 1 (namespaces counted apart)", n)
 	}
 }
+
+func TestJobsByDCJobIDAndRunning(t *testing.T) {
+	informer := cache.NewSharedIndexInformer(&cache.ListWatch{}, &v1alpha1.Job{}, 0, cache.Indexers{})
+	if err := AddJobIndexers(informer); err != nil {
+		t.Fatal(err)
+	}
+	store := informer.GetIndexer()
+	west, east, pending := job("dc-west", "a", v1alpha1.JobRunning), job("dc-east", "b", v1alpha1.JobRunning), job("dc-west", "c", v1alpha1.JobPending)
+	west.Status.DCJobID, east.Status.DCJobID = "job-1", "job-1" // one ID in two datacenters
+	for _, j := range []*v1alpha1.Job{west, east, pending} {
+		if err := store.Add(j); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r := NewRunningJobs(informer)
+	if got := r.ByDCJobID("dc-west", "job-1"); len(got) != 1 || got[0].Name != "a" {
+		t.Errorf("dc-west job-1: %v, want Job a", got)
+	}
+	if got := r.ByDCJobID("dc-west", "job-2"); len(got) != 0 {
+		t.Errorf("dc-west job-2: %v, want none", got)
+	}
+	if got := r.Running("dc-west"); len(got) != 1 || got[0].Name != "a" || r.CountRunning("dc-west") != 1 {
+		t.Errorf("dc-west running: %v (count %d), want Job a", got, r.CountRunning("dc-west"))
+	}
+	done := west.DeepCopy()
+	done.Status.Phase = v1alpha1.JobSucceeded
+	if err := store.Update(done); err != nil {
+		t.Fatal(err)
+	}
+	if r.CountRunning("dc-west") != 0 || len(r.ByDCJobID("dc-west", "job-1")) != 1 {
+		t.Errorf("after a finishes: %d running, %d by ID", r.CountRunning("dc-west"), len(r.ByDCJobID("dc-west", "job-1")))
+	}
+}

@@ -189,10 +189,8 @@ func (c *Controller) sweepDatacenter(ctx context.Context, datacenter string, dea
 			}
 			return
 		}
-		for i := range page.Items {
-			if hw := &page.Items[i]; hw.Status.ActiveJob == "" || lockedSince(hw, now()) > staleLockAge {
-				c.queue.Enqueue(hw)
-			}
+		for _, hw := range c.lookUpPage(ctx, datacenter, page.Items, now()) {
+			c.queue.Enqueue(hw)
 		}
 		opts.Continue = page.Continue
 		if opts.Continue == "" {
@@ -259,25 +257,37 @@ func (c *Controller) sync(ctx context.Context, key string) (time.Duration, error
 	if err != nil {
 		return 0, err
 	}
-	updated := hw.DeepCopy() // keeps hw's resourceVersion: the write's precondition
-	updated.Status.State, updated.Status.ObservedGeneration = v1alpha1.HardwareStateUnknown, hw.Generation
 	machine, err := client.GetMachine(ctx, hw.Spec.MAC)
 	switch {
-	case err == nil:
+	case datacenter.IsNotFound(err):
+		machine = nil
+	case err != nil:
+		return 0, err
+	}
+	return c.record(ctx, hw, machine)
+}
+
+// record writes what the datacenter said of hw's machine (nil: it does not
+// know it) into hw's status, if that changes it. The write is conditional on
+// hw's resourceVersion, read before the machine was looked up: a Hardware
+// written meanwhile (a Job started or finished) drops the lookup, and is
+// looked up again after conflictRequeue.
+func (c *Controller) record(ctx context.Context, hw *v1alpha1.Hardware, machine *datacenter.MachineState) (time.Duration, error) {
+	updated := hw.DeepCopy() // keeps hw's resourceVersion: the write's precondition
+	updated.Status.State, updated.Status.ObservedGeneration = v1alpha1.HardwareStateUnknown, hw.Generation
+	if machine != nil {
 		if s, ok := datacenterStates[machine.State]; ok {
 			updated.Status.State = s
 		}
 		updated.Status.CurrentOS = machine.CurrentOS
-	case !datacenter.IsNotFound(err):
-		return 0, err
 	}
 	if apiequality.Semantic.DeepEqual(hw.Status, updated.Status) {
 		return 0, nil
 	}
-	if err := c.opts.Leading(ctx, ns); err != nil {
+	if err := c.opts.Leading(ctx, hw.Namespace); err != nil {
 		return 0, err
 	}
-	_, err = c.client.StargateV1alpha1().Hardwares(ns).UpdateStatus(ctx, updated, metav1.UpdateOptions{})
+	_, err := c.client.StargateV1alpha1().Hardwares(hw.Namespace).UpdateStatus(ctx, updated, metav1.UpdateOptions{})
 	switch {
 	case apierrors.IsConflict(err):
 		klog.FromContext(ctx).V(2).Info("Hardware changed during its lookup; looking it up again", "hardware", klog.KObj(hw))

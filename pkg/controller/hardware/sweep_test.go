@@ -59,15 +59,22 @@ func paginate(client *clientfake.Clientset) {
 
 func newSweepController(t *testing.T, objs ...runtime.Object) (*Controller, *clientfake.Clientset) {
 	t.Helper()
+	dc := fake.New()
+	dc.SetBatch(false) // the per-Hardware path: batch_test.go has the batch one
+	return newSweepControllerWith(t, dc, 2, objs...)
+}
+
+// newSweepControllerWith sweeps dc-west, whose datacenter is dc, in pages of pageSize.
+func newSweepControllerWith(t *testing.T, dc datacenter.Client, pageSize int64, objs ...runtime.Object) (*Controller, *clientfake.Clientset) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	client := clientfake.NewClientset(append(objs, &v1alpha1.Datacenter{ObjectMeta: metav1.ObjectMeta{Name: "dc-west"},
 		Spec: v1alpha1.DatacenterSpec{Endpoint: "https://dc-west.example"}})...)
 	paginate(client)
 	factory := informers.NewSharedInformerFactory(client, 0)
-	dc := fake.New()
 	c, err := New(client, factory.Stargate().V1alpha1().Datacenters(),
-		func(*v1alpha1.Datacenter) (datacenter.Client, error) { return dc, nil }, Options{Recheck: time.Minute, PageSize: 2})
+		func(*v1alpha1.Datacenter) (datacenter.Client, error) { return dc, nil }, Options{Recheck: time.Minute, PageSize: pageSize})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -114,8 +114,13 @@ type Options struct {
 	// PollInterval is how often a long-running datacenter job is checked.
 	// A job is first checked after MinPollInterval, then at half its running
 	// time so far, up to PollInterval: quick operations finish quickly, long
-	// ones cost a request every PollInterval.
+	// ones cost a request every PollInterval. A datacenter that offers a
+	// changes feed has it read every PollInterval instead (feed.go).
 	PollInterval, MinPollInterval time.Duration
+	// SafetyPollInterval is how often a Job whose datacenter's changes feed
+	// vouches for it is still read on its own, in case the feed missed a
+	// change. Default 5m.
+	SafetyPollInterval time.Duration
 	// WaitInterval is how often a Job held back by its Datacenter is looked at again.
 	WaitInterval time.Duration
 	// SubmitWindow bounds a submit: the request carries the deadline
@@ -162,6 +167,8 @@ type Controller struct {
 	running   *controller.RunningJobs
 	clientFor dcclients.ClientFor
 	opts      Options
+	// feeds is what each datacenter's changes feed said (feed.go).
+	feeds feeds
 }
 
 // noEvents is the recorder when no core API takes Events (standalone mode).
@@ -183,6 +190,9 @@ func New(client clientset.Interface, jobInformer informers.JobInformer, tmplInfo
 	}
 	if opts.WaitInterval <= 0 {
 		opts.WaitInterval = 10 * time.Second
+	}
+	if opts.SafetyPollInterval <= 0 {
+		opts.SafetyPollInterval = DefaultSafetyPollInterval
 	}
 	if opts.SubmitWindow <= 0 {
 		opts.SubmitWindow = time.Minute
@@ -286,6 +296,7 @@ func (c *Controller) wake(namespace, reason string) {
 // Options.Owns, those of the datacenters Drive runs for.
 func (c *Controller) Run(ctx context.Context) {
 	go c.collectSweep(ctx)
+	go c.followFeeds(ctx)
 	c.queue.Run(ctx, c.synced...)
 }
 
@@ -549,17 +560,22 @@ func (c *Controller) progress(ctx context.Context, job *v1alpha1.Job, reason, me
 }
 
 // pollAfter is when to check a running Job again: half its running time so
-// far, between MinPollInterval and PollInterval.
+// far, between MinPollInterval and PollInterval; while its datacenter's
+// changes feed vouches for it, at its next safety read.
 func (c *Controller) pollAfter(job *v1alpha1.Job) time.Duration {
+	if next, ok := c.nextReadAt(job); ok {
+		return max(next.Sub(c.opts.Clock.Now()), c.opts.MinPollInterval)
+	}
 	if job.Status.StartTime == nil {
 		return c.opts.MinPollInterval
 	}
 	return min(max(c.opts.Clock.Since(job.Status.StartTime.Time)/2, c.opts.MinPollInterval), c.opts.PollInterval)
 }
 
-// poll follows a submitted Job at its datacenter.
+// poll follows a submitted Job at its datacenter: a GetJob, or what its
+// changes feed said (readJob).
 func (c *Controller) poll(ctx context.Context, job *v1alpha1.Job, client datacenter.Client) (time.Duration, error) {
-	dcJob, err := client.GetJob(ctx, job.Status.DCJobID)
+	dcJob, err := c.readJob(ctx, job, client)
 	if err != nil {
 		if datacenter.IsNotFound(err) {
 			return 0, c.fail(ctx, job, "DatacenterJobLost", fmt.Sprintf("the datacenter no longer knows job %s", job.Status.DCJobID))

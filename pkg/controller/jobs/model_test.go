@@ -232,13 +232,25 @@ type modelDC struct {
 	// the call being entered (a Submit) one of them.
 	inflight []*modelInFlight
 	hold     bool
+	// changes lists the IDs of the jobs whose state changed, oldest first:
+	// the changes feed (modelFeedDC), cursor n standing after changes[n-1];
+	// feedEpoch prefixes cursors (expireCursors moves it on), and feedOff
+	// withdraws the feed.
+	changes   []string
+	feedEpoch int
+	feedOff   bool
+	// calls counts the calls that reached the datacenter, per method.
+	calls map[string]int
 }
 
 var _ datacenter.Client = &modelDC{}
 
+// changed records that job id's state changed, for the changes feed.
+func (d *modelDC) changed(id string) { d.changes = append(d.changes, id) }
+
 func newModelDC(m *model) *modelDC {
 	return &modelDC{m: m, byID: map[string]*modelDCJob{}, byKey: map[string]*modelDCJob{},
-		machines: map[string]*datacenter.MachineState{}}
+		machines: map[string]*datacenter.MachineState{}, calls: map[string]int{}}
 }
 
 // enter decides how a call goes: before is an error to answer without acting;
@@ -251,6 +263,7 @@ func (d *modelDC) enter(method string) (before, after error) {
 		return err, nil
 	}
 	d.m.stats.dcCalls++
+	d.calls[method]++
 	if len(d.inflight) > 0 && d.m.rng.IntN(6) == 0 {
 		// A submit on its way arrives while the controller is busy with this call.
 		d.deliver(d.m.rng.IntN(len(d.inflight)), "before a "+method)
@@ -361,6 +374,7 @@ func (d *modelDC) apply(key string, req datacenter.JobRequest) (*datacenter.Job,
 		}
 		d.jobs = append(d.jobs, j)
 		d.byID[j.job.ID], d.byKey[key] = j, j
+		d.changed(j.job.ID)
 		d.m.stats.dcJobs++
 		if _, known := d.m.uids[types.UID(key)]; !known {
 			d.m.violate("(3) datacenter job %s started under key %s, which is no Job's UID", j.job.ID, key)
@@ -423,6 +437,7 @@ func (d *modelDC) Cancel(_ context.Context, id string) (*datacenter.Job, error) 
 			j.cancelAsked = true
 		} else {
 			j.job.State, j.job.Message = datacenter.JobCancelled, "cancelled on request"
+			d.changed(j.job.ID)
 		}
 	}
 	if after != nil {
@@ -453,6 +468,66 @@ func (d *modelDC) Health(context.Context) error {
 	return errors.Join(before, after)
 }
 
+// modelFeedDC is the model datacenter offering the changes feed
+// (datacenter.Batch), which fails as its other calls do, forgets cursors
+// (expireCursors) and can be withdrawn (feedOff).
+type modelFeedDC struct{ *modelDC }
+
+var _ datacenter.Batch = modelFeedDC{}
+
+// Changes lists each job whose state changed after cursor once, as it is now.
+func (d modelFeedDC) Changes(_ context.Context, cursor string, limit int) (*datacenter.JobChanges, error) {
+	before, after := d.enter(fake.MethodChanges)
+	if before != nil {
+		return nil, before
+	}
+	if d.feedOff {
+		return nil, datacenter.UnsupportedError(fake.MethodChanges, "the feed is withdrawn (model)")
+	}
+	from := len(d.changes)
+	if cursor != "" {
+		var epoch int
+		if _, err := fmt.Sscanf(cursor, "model-%d-%d", &epoch, &from); err != nil || epoch != d.feedEpoch || from > len(d.changes) {
+			return nil, datacenter.CursorExpiredError(fake.MethodChanges, fmt.Sprintf("cursor %q expired (model)", cursor))
+		}
+	}
+	if limit <= 0 {
+		limit = datacenter.DefaultChangesLimit
+	}
+	page := &datacenter.JobChanges{Jobs: []datacenter.Job{}}
+	listed := map[string]int{} // job ID -> index in page.Jobs
+	next := from
+	for ; next < len(d.changes); next++ {
+		id := d.changes[next]
+		i, seen := listed[id]
+		if !seen && len(listed) == limit {
+			break
+		}
+		if seen {
+			page.Jobs[i].ID = "" // listed again later
+		}
+		listed[id] = len(page.Jobs)
+		page.Jobs = append(page.Jobs, datacenter.Job{ID: id})
+	}
+	kept := page.Jobs[:0]
+	for _, j := range page.Jobs {
+		if j.ID != "" {
+			kept = append(kept, d.byID[j.ID].job)
+		}
+	}
+	page.Jobs = kept
+	page.Cursor, page.More = fmt.Sprintf("model-%d-%d", d.feedEpoch, next), next < len(d.changes)
+	if after != nil {
+		return nil, after
+	}
+	return page, nil
+}
+
+// LookupMachines is not offered.
+func (d modelFeedDC) LookupMachines(context.Context, []string) (map[string]*datacenter.MachineState, error) {
+	return nil, datacenter.UnsupportedError(fake.MethodLookupMachines, "not offered (model)")
+}
+
 // unfinished returns the jobs still queued or running, in submission order.
 func (d *modelDC) unfinished() []*modelDCJob {
 	var out []*modelDCJob
@@ -467,6 +542,7 @@ func (d *modelDC) unfinished() []*modelDCJob {
 // finish ends a datacenter job as the datacenter decides.
 func (d *modelDC) finish(j *modelDCJob, state datacenter.JobState) {
 	j.job.State = state
+	d.changed(j.job.ID)
 	switch state {
 	case datacenter.JobSucceeded:
 		j.job.Progress, j.job.Message = 100, ""
@@ -533,6 +609,7 @@ type modelStats struct {
 	// at a Leading() check while other steps ran, its submits, and its syncs
 	// that a write's resourceVersion precondition stopped.
 	leaderChanges, formerSyncs, formerPaused, formerSubmits, formerFenced int
+	feedReads, endedOnFeed                                                int
 	reasons                                                               map[string]int
 }
 
@@ -552,6 +629,8 @@ func (s *modelStats) add(o *modelStats) {
 	s.lateReplayed += o.lateReplayed
 	s.lateRefused += o.lateRefused
 	s.leaderChanges += o.leaderChanges
+	s.feedReads += o.feedReads
+	s.endedOnFeed += o.endedOnFeed
 	s.formerSyncs += o.formerSyncs
 	s.formerPaused += o.formerPaused
 	s.formerSubmits += o.formerSubmits
@@ -566,6 +645,8 @@ func (s *modelStats) add(o *modelStats) {
 
 type modelConfig struct {
 	steps int
+	// feed: the datacenter offers the changes feed, and steps read it.
+	feed bool
 }
 
 // modelCtl is one controller process: a Controller with its own informer
@@ -634,6 +715,7 @@ type model struct {
 
 // modelFailure is a schedule that broke an invariant.
 type modelFailure struct {
+	test      string
 	seed      uint64
 	step      int
 	violation []string
@@ -647,7 +729,7 @@ func (f *modelFailure) String() string {
 	for _, v := range f.violation {
 		fmt.Fprintf(&b, "    %s\n", v)
 	}
-	fmt.Fprintf(&b, "  replay: go test -count=1 -run 'TestModel$' -v ./pkg/controller/jobs/ -model.seed=%d\n  schedule:\n", f.seed)
+	fmt.Fprintf(&b, "  replay: go test -count=1 -run '%s$' -v ./pkg/controller/jobs/ -model.seed=%d\n  schedule:\n", f.test, f.seed)
 	for _, s := range f.schedule {
 		fmt.Fprintf(&b, "    %s\n", s)
 	}
@@ -780,7 +862,12 @@ func (m *model) start(mc *modelCtl) {
 	factory := informers.NewSharedInformerFactory(m.client, 0)
 	v1 := factory.Stargate().V1alpha1()
 	jobs, hws, tmpls, dcs := v1.Jobs(), v1.Hardwares(), v1.Templates(), v1.Datacenters()
-	clientFor := func(*v1alpha1.Datacenter) (datacenter.Client, error) { return m.dc, nil }
+	clientFor := func(*v1alpha1.Datacenter) (datacenter.Client, error) {
+		if m.cfg.feed {
+			return modelFeedDC{m.dc}, nil
+		}
+		return m.dc, nil
+	}
 	c, err := New(m.client, jobs, tmpls, dcs, clientFor, Options{Clock: m.clock, PollInterval: time.Second,
 		MinPollInterval: 100 * time.Millisecond, WaitInterval: 5 * time.Second,
 		Failpoint: func(point string) error {
@@ -904,7 +991,19 @@ func (m *model) sync(key string) (time.Duration, error) {
 	m.acting = m.lead.name
 	defer func() { m.acting = "" }()
 	m.stats.syncs++
+	phase := func() v1alpha1.JobPhase {
+		_, name, _ := cache.SplitMetaNamespaceKey(key)
+		if obj, err := m.client.Tracker().Get(jobsResource, modelNS, name); err == nil {
+			return obj.(*v1alpha1.Job).Status.Phase
+		}
+		return ""
+	}
+	was, reads := phase(), m.dc.calls[fake.MethodGetJob]+m.dc.calls[fake.MethodCancel]+m.dc.calls[fake.MethodFindJob]
 	after, err := m.lead.ctl.sync(m.ctx, key)
+	if was == v1alpha1.JobRunning && isFinished(phase()) &&
+		m.dc.calls[fake.MethodGetJob]+m.dc.calls[fake.MethodCancel]+m.dc.calls[fake.MethodFindJob] == reads {
+		m.stats.endedOnFeed++ // no read of its own: the feed's word ended it
+	}
 	return after, m.synced(err)
 }
 
@@ -1073,17 +1172,29 @@ var modelSteps = []modelStep{
 	{8, (*model).stepFormer},
 }
 
-var modelStepTotal = func() int {
+// modelFeedSteps are the steps when the datacenter offers the changes feed.
+var modelFeedSteps = append(slices.Clone(modelSteps),
+	modelStep{10, (*model).stepReadFeed},
+	modelStep{3, (*model).stepFeedFault},
+)
+
+func stepTotal(steps []modelStep) int {
 	n := 0
-	for _, s := range modelSteps {
+	for _, s := range steps {
 		n += s.weight
 	}
 	return n
-}()
+}
+
+var modelStepTotal, modelFeedStepTotal = stepTotal(modelSteps), stepTotal(modelFeedSteps)
 
 func (m *model) randomStep() {
-	n := m.rng.IntN(modelStepTotal)
-	for _, s := range modelSteps {
+	steps, total := modelSteps, modelStepTotal
+	if m.cfg.feed {
+		steps, total = modelFeedSteps, modelFeedStepTotal
+	}
+	n := m.rng.IntN(total)
+	for _, s := range steps {
 		if n < s.weight {
 			s.run(m)
 			return
@@ -1262,6 +1373,7 @@ func (m *model) stepFinishDCJob() {
 	switch r := m.rng.IntN(20); {
 	case j.job.State == datacenter.JobQueued && r < 6:
 		j.job.State = datacenter.JobRunning
+		m.dc.changed(j.job.ID)
 		m.logf("datacenter job %s (key %s) starts running", j.job.ID, j.key)
 		return
 	case j.cancelAsked && r < 14:
@@ -1296,6 +1408,52 @@ func (m *model) stepFault() {
 		target = "any call"
 	}
 	m.logf("the datacenter answers the next %d %s with %s (queued faults: %d)", n, target, kind, len(m.dc.faults))
+}
+
+// stepReadFeed makes the leader (or now and then the former leader) read
+// the changes feed once, as its follower does every PollInterval, from
+// caches that may lag on odd seeds.
+func (m *model) stepReadFeed() {
+	mc := m.lead
+	if m.former != nil && m.former.paused == nil && m.rng.IntN(3) == 0 {
+		mc = m.former
+	}
+	how := "the " + mc.name + " reads the changes feed"
+	if m.lagging && m.rng.IntN(3) == 0 {
+		m.lagCaches(mc.caches)
+		how += " (lagging caches)"
+	} else {
+		m.catchUpCaches(mc.caches)
+	}
+	m.acting = mc.name
+	mc.ctl.readFeed(m.ctx, modelNS)
+	m.acting = ""
+	m.drain()
+	f := mc.ctl.feeds.get(modelNS)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	m.stats.feedReads++
+	m.logf("%s: epoch %d, vouching %v, %d words kept", how, f.epoch, f.live(m.clock.Now(), mc.ctl.opts.PollInterval), len(f.said))
+}
+
+// stepFeedFault makes the changes feed misbehave: it forgets every cursor
+// (410), is withdrawn or offered again, or fails its next reads.
+func (m *model) stepFeedFault() {
+	switch m.rng.IntN(4) {
+	case 0:
+		m.dc.feedEpoch++
+		m.logf("the datacenter forgets the changes feed's cursors (410 Gone)")
+	case 1:
+		m.dc.feedOff = !m.dc.feedOff
+		m.logf("the datacenter's changes feed is withdrawn: %v", m.dc.feedOff)
+	default:
+		kind := pick(m.rng, []faultKind{fault500, fault503, faultTimeoutBefore, faultJunkBefore, fault400, faultUnauthorized})
+		n := 1 + m.rng.IntN(3)
+		for range n {
+			m.dc.faults = append(m.dc.faults, dcFault{kind: kind, method: fake.MethodChanges})
+		}
+		m.logf("the datacenter answers the next %d reads of its changes feed with %s", n, kind)
+	}
 }
 
 func (m *model) stepDown() {
@@ -1657,7 +1815,11 @@ func (m *model) state() string {
 }
 
 func (m *model) failure() *modelFailure {
-	return &modelFailure{seed: m.seed, step: m.step, violation: m.broken, schedule: m.schedule, state: m.state()}
+	test := "TestModel"
+	if m.cfg.feed {
+		test = "TestModelFeed"
+	}
+	return &modelFailure{test: test, seed: m.seed, step: m.step, violation: m.broken, schedule: m.schedule, state: m.state()}
 }
 
 // ---------------------------------------------------------------------------
@@ -1682,7 +1844,7 @@ func (m *model) run() *modelFailure {
 // ended, nothing run at the datacenter and no Hardware stay locked.
 func (m *model) heal() *modelFailure {
 	m.step = m.cfg.steps + 1
-	m.dc.faults, m.dc.down, m.dc.slowCancels = nil, false, 0
+	m.dc.faults, m.dc.down, m.dc.slowCancels, m.dc.feedOff = nil, false, 0, false
 	if dc, ok := m.datacenterObj(); !ok {
 		if _, err := m.client.StargateV1alpha1().Datacenters().Create(m.ctx, datacenterObj(modelNS, func(dc *v1alpha1.Datacenter) {
 			dc.Spec.MaxConcurrentJobs = ptr.To(int32(m.maxJobs))
@@ -1726,6 +1888,11 @@ func (m *model) heal() *modelFailure {
 			m.dc.deliver(0, "after the heal's clock step")
 		}
 		before := m.fingerprint()
+		if m.cfg.feed {
+			// The feed is read as its follower reads it, before the syncs.
+			m.catchUp()
+			m.lead.ctl.readFeed(m.ctx, modelNS)
+		}
 		for _, j := range m.jobs() {
 			m.catchUp()
 			m.sync(modelNS + "/" + j.Name)
@@ -1824,7 +1991,21 @@ func modelStepsPerSchedule() int {
 }
 
 func TestModel(t *testing.T) {
-	cfg := modelConfig{steps: modelStepsPerSchedule()}
+	testModel(t, modelConfig{steps: modelStepsPerSchedule()}, 2000, 300)
+}
+
+// TestModelFeed is TestModel with a datacenter that offers the changes feed
+// (feed.go): steps read it (the leader's follower, or the former leader's),
+// make it forget its cursors (410), withdraw it and offer it again, and fail
+// its reads. Its own schedules: the steps are drawn from another table, so a
+// seed of TestModel's corpus names another schedule here.
+func TestModelFeed(t *testing.T) {
+	testModel(t, modelConfig{steps: modelStepsPerSchedule(), feed: true}, 1000, 150)
+}
+
+// testModel runs the corpus (not with the feed) and schedules random ones
+// (short with -short), or replays the one seed asked for.
+func testModel(t *testing.T, cfg modelConfig, schedules, short int) {
 	replay := *flagModelSeed
 	if replay == "" {
 		replay = os.Getenv("STARGATE_MODEL_SEED")
@@ -1861,6 +2042,9 @@ func TestModel(t *testing.T) {
 		}
 	}
 	corpus, skipped := modelCorpus(t), 0
+	if cfg.feed {
+		corpus = nil // seeds of TestModel's schedules
+	}
 	for _, seed := range corpus {
 		if seed%2 == 1 && !*flagModelLag {
 			skipped++
@@ -1869,9 +2053,9 @@ func TestModel(t *testing.T) {
 		try(seed)
 	}
 
-	n := 2000
+	n := schedules
 	if testing.Short() {
-		n = 300
+		n = short
 	}
 	if *flagModelSchedules > 0 {
 		n = *flagModelSchedules
@@ -1913,6 +2097,9 @@ func TestModel(t *testing.T) {
 		"leader changes %d: former-leader syncs %d (%d paused after a Leading() check), its submits %d, its syncs stopped by a precondition %d",
 		total.held, total.lateApplied, total.lateReplayed, total.lateRefused,
 		total.leaderChanges, total.formerSyncs, total.formerPaused, total.formerSubmits, total.formerFenced)
+	if cfg.feed {
+		t.Logf("changes feed reads %d; Jobs ended on the feed's word, with no read of their own: %d", total.feedReads, total.endedOnFeed)
+	}
 	t.Logf("Job reasons written: %s", strings.Join(reasons, " "))
 	if len(failed) > 0 {
 		t.Errorf("%d schedules failed (the first 3 shown above); seeds, for testdata/model-seeds.txt: %v", len(failed), failed)
@@ -1922,12 +2109,14 @@ func TestModel(t *testing.T) {
 // A schedule is a function of its seed: replaying one gives the same steps
 // and the same end.
 func TestModelReplaysExactly(t *testing.T) {
-	cfg := modelConfig{steps: 60}
-	for _, seed := range []uint64{1, 2, 3} {
-		f1, m1 := runModel(seed, cfg)
-		f2, m2 := runModel(seed, cfg)
-		if !slices.Equal(m1.schedule, m2.schedule) || m1.state() != m2.state() || (f1 == nil) != (f2 == nil) {
-			t.Errorf("seed %d ran two ways:\n%s\n---\n%s", seed, strings.Join(m1.schedule, "\n"), strings.Join(m2.schedule, "\n"))
+	for _, feed := range []bool{false, true} {
+		cfg := modelConfig{steps: 60, feed: feed}
+		for _, seed := range []uint64{1, 2, 3} {
+			f1, m1 := runModel(seed, cfg)
+			f2, m2 := runModel(seed, cfg)
+			if !slices.Equal(m1.schedule, m2.schedule) || m1.state() != m2.state() || (f1 == nil) != (f2 == nil) {
+				t.Errorf("seed %d (feed %v) ran two ways:\n%s\n---\n%s", seed, feed, strings.Join(m1.schedule, "\n"), strings.Join(m2.schedule, "\n"))
+			}
 		}
 	}
 }
