@@ -113,6 +113,8 @@ func (b *bench) run(ctx context.Context) error {
 		{"list and watch", b.listAndWatch},
 		{"controller", b.controller},
 		{"scale", b.scale},
+		// Last: it leaves its Hardware and finished Jobs behind.
+		{"datacenter API load", b.datacenterRequests},
 	}
 	for _, s := range steps {
 		start := time.Now()

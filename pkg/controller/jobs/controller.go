@@ -23,6 +23,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -296,7 +297,9 @@ func (c *Controller) wake(namespace, reason string) {
 // Options.Owns, those of the datacenters Drive runs for.
 func (c *Controller) Run(ctx context.Context) {
 	go c.collectSweep(ctx)
-	go c.followFeeds(ctx)
+	if c.opts.Owns == nil { // else Drive follows each datacenter's feed
+		go c.followFeeds(ctx)
+	}
 	c.queue.Run(ctx, c.synced...)
 }
 
@@ -305,6 +308,9 @@ func (c *Controller) Run(ctx context.Context) {
 // there, and returns once its workers have stopped. Call it once the caches
 // are filled, and only with Options.Owns set.
 func (c *Controller) Drive(ctx context.Context, datacenter string) {
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	wg.Go(func() { c.followFeed(ctx, datacenter) })
 	c.queue.Drive(ctx, datacenter, func() {
 		jobs, _ := c.jobs.Jobs(datacenter).List(labels.Everything())
 		for _, job := range jobs {
