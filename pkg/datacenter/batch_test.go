@@ -407,7 +407,7 @@ func TestUnusableBatchAnswers(t *testing.T) {
 		{name: "empty objects", feed: `{}`, lookup: `{}`},
 		{name: "a job without an id; a machine without a mac", feed: `{"jobs":[{"state":"running"}],"cursor":"c"}`,
 			lookup: `{"machines":[{"state":"ready"}],"notFound":["aa:00:00:00:00:01"]}`},
-		{name: "an unknown state; a forgotten MAC", feed: `{"jobs":[{"id":"j","state":"exploded"}],"cursor":"c"}`,
+		{name: "jobs of the wrong type; a forgotten MAC", feed: `{"jobs":{"id":"j"},"cursor":"c"}`,
 			lookup: `{"machines":[{"mac":"aa:00:00:00:00:01","state":"ready","powerState":"on"}],"notFound":[]}`},
 		{name: "cut", feed: `{"jobs":[`, lookup: `{"machines":`},
 		{name: "over the bound", feed: `{"jobs":[],"cursor":"` + strings.Repeat("x", 17<<20) + `"}`,
@@ -426,6 +426,19 @@ func TestUnusableBatchAnswers(t *testing.T) {
 				t.Errorf("lookup: %v %v, want IsUndecodable", err, found)
 			}
 		})
+	}
+}
+
+// The feed lists every job of a datacenter, Stargate's or not: one in a
+// state the contract does not define is left out of the page, which is
+// still used (refusing it would stop the feed for good).
+func TestAFeedEntryInAnUnknownStateIsLeftOut(t *testing.T) {
+	s := newScripted(t)
+	s.on("GET /v1/capabilities", bothOffered)
+	s.on("GET /v1/jobs", `{"jobs":[{"id":"other","state":"paused"},{"id":"j","state":"succeeded"}],"cursor":"c1"}`)
+	page, err := s.client(t).Changes(context.Background(), "c0", 0)
+	if err != nil || page.Cursor != "c1" || len(page.Jobs) != 1 || page.Jobs[0].ID != "j" {
+		t.Fatalf("got %+v, %v; want the page with job j only", page, err)
 	}
 }
 

@@ -175,7 +175,7 @@ func (c *Controller) sweepDatacenter(ctx context.Context, datacenter string, dea
 	pause func(context.Context, time.Duration) bool) {
 	hardwares := c.client.StargateV1alpha1().Hardwares(datacenter)
 	opts := metav1.ListOptions{Limit: c.opts.PageSize}
-	for {
+	for c.opts.Owns(datacenter) { // a datacenter handed over is left to its new driver at once
 		page, err := hardwares.List(ctx, opts)
 		if err != nil {
 			// A sweep outlives etcd's compaction window: when its continue
@@ -236,6 +236,10 @@ func (c *Controller) sync(ctx context.Context, key string) (time.Duration, error
 	if err != nil || !c.opts.Owns(ns) {
 		return 0, nil
 	}
+	dc, err := c.dcs.Get(ns)
+	if err != nil {
+		return 0, nil // no Datacenter yet: nothing to ask; the sweep comes back
+	}
 	// Served from the watch cache (resourceVersion 0): the write below is
 	// conditional on exactly what was read, so an old read costs a retry only.
 	hw, err := c.client.StargateV1alpha1().Hardwares(ns).Get(ctx, name, metav1.GetOptions{ResourceVersion: "0"})
@@ -248,10 +252,6 @@ func (c *Controller) sync(ctx context.Context, key string) (time.Duration, error
 	if hw.Status.ActiveJob != "" {
 		// The Job owns its status meanwhile; the sweep comes back.
 		return 0, c.releaseFinished(ctx, hw)
-	}
-	dc, err := c.dcs.Get(ns)
-	if err != nil {
-		return 0, nil // no Datacenter yet: nothing to ask; the sweep comes back
 	}
 	client, err := c.clientFor(dc)
 	if err != nil {
@@ -331,16 +331,31 @@ func (c *Controller) releaseFinished(ctx context.Context, hw *v1alpha1.Hardware)
 		return nil
 	case err != nil:
 		return err
+	case job.Status.Phase == v1alpha1.JobRunning && busyState(job.Spec.Operation) != "" && hw.Status.State != busyState(job.Spec.Operation):
+		// Running, and the write that marks its Hardware busy was lost:
+		// writing the Job again redoes it too.
 	case job.Status.Phase != v1alpha1.JobSucceeded && job.Status.Phase != v1alpha1.JobFailed:
 		return nil
 	}
 	if err := c.opts.Leading(ctx, hw.Namespace); err != nil {
 		return err
 	}
-	klog.FromContext(ctx).Info("Releasing a Hardware its finished Job still holds", "hardware", klog.KObj(hw), "job", job.Name)
+	klog.FromContext(ctx).Info("Writing again a Job whose effect on its Hardware was lost", "hardware", klog.KObj(hw), "job", job.Name, "phase", job.Status.Phase)
 	_, err = jobs.UpdateStatus(ctx, job, metav1.UpdateOptions{})
 	if apierrors.IsNotFound(err) || apierrors.IsConflict(err) {
 		return nil // gone, or written since: the next sweep looks again
 	}
 	return err
+}
+
+// busyState is the state the server gives a Hardware while a Job of op runs
+// on it ("" when it leaves the state alone): joblock.FollowJob.
+func busyState(op v1alpha1.Operation) v1alpha1.HardwareState {
+	switch op {
+	case v1alpha1.OperationRepave:
+		return v1alpha1.HardwareStateProvisioning
+	case v1alpha1.OperationReboot:
+		return v1alpha1.HardwareStateRebooting
+	}
+	return ""
 }

@@ -269,7 +269,11 @@ func TestLostReleasesAreRedone(t *testing.T) {
 		hw("lost-release", "aa:bb:cc:dd:ee:01", held("done", 10*time.Minute)), job("done", v1alpha1.JobSucceeded),
 		hw("just-finished", "aa:bb:cc:dd:ee:02", held("done-now", 10*time.Second)), job("done-now", v1alpha1.JobFailed),
 		hw("long-job", "aa:bb:cc:dd:ee:03", held("running", 10*time.Minute)), job("running", v1alpha1.JobRunning),
-		hw("gone", "aa:bb:cc:dd:ee:04", held("deleted", 10*time.Minute)))
+		hw("gone", "aa:bb:cc:dd:ee:04", held("deleted", 10*time.Minute)),
+		// A running reboot whose Hardware never turned busy (that write was lost).
+		hw("lost-busy", "aa:bb:cc:dd:ee:05", held("rebooting", 10*time.Minute), func(h *v1alpha1.Hardware) { h.Status.State = v1alpha1.HardwareStateReady }),
+		&v1alpha1.Job{ObjectMeta: metav1.ObjectMeta{Namespace: "dc-west", Name: "rebooting"},
+			Spec: v1alpha1.JobSpec{Operation: v1alpha1.OperationReboot}, Status: v1alpha1.JobStatus{Phase: v1alpha1.JobRunning}})
 	factory := informers.NewSharedInformerFactory(client, 0)
 	c, err := New(client, factory.Stargate().V1alpha1().Datacenters(), func(*v1alpha1.Datacenter) (datacenter.Client, error) { return fake.New(), nil },
 		Options{Recheck: time.Minute})
@@ -279,7 +283,7 @@ func TestLostReleasesAreRedone(t *testing.T) {
 	factory.Start(ctx.Done())
 	factory.WaitForCacheSync(ctx.Done())
 	client.ClearActions()
-	for _, name := range []string{"lost-release", "just-finished", "long-job", "gone"} {
+	for _, name := range []string{"lost-release", "just-finished", "long-job", "gone", "lost-busy"} {
 		if _, err := c.sync(ctx, "dc-west/"+name); err != nil {
 			t.Errorf("%s: %v", name, err)
 		}
@@ -290,7 +294,7 @@ func TestLostReleasesAreRedone(t *testing.T) {
 			written = append(written, a.GetResource().Resource+"/"+a.GetSubresource()+" "+a.(clienttesting.UpdateAction).GetObject().(metav1.Object).GetName())
 		}
 	}
-	if len(written) != 1 || written[0] != "jobs/status done" {
-		t.Errorf("writes %v, want only the finished Job done's status written again", written)
+	if len(written) != 2 || written[0] != "jobs/status done" || written[1] != "jobs/status rebooting" {
+		t.Errorf("writes %v, want the statuses of the finished Job done and of the running Job rebooting written again", written)
 	}
 }

@@ -41,6 +41,7 @@ import (
 	"k8s.io/utils/clock"
 
 	"stargate.io/stargate/pkg/apis/stargate/v1alpha1"
+	"stargate.io/stargate/pkg/apis/stargate/validation"
 	"stargate.io/stargate/pkg/controller"
 	"stargate.io/stargate/pkg/controller/datacenters"
 	"stargate.io/stargate/pkg/controller/dcclients"
@@ -152,6 +153,10 @@ type Options struct {
 	// Jobs collected only by the replica driving their datacenter. Nil: this
 	// replica drives every datacenter, all the time.
 	Owns func(datacenter string) bool
+	// Want, when set, is told of a namespace holding finished Jobs, so that
+	// some replica drives it (and collects them) even when it has no
+	// Datacenter and no unfinished Job left.
+	Want func(datacenter string)
 	// Failpoint, when set, is called at each Failpoint*; an error stops the
 	// sync there, as a crash would. For tests only.
 	Failpoint func(point string) error
@@ -357,7 +362,14 @@ func (c *Controller) collectFinished(ctx context.Context) {
 			return
 		}
 		for i := range page.Items {
-			if job := &page.Items[i]; isFinished(job.Status.Phase) && (c.opts.Owns == nil || c.opts.Owns(job.Namespace)) {
+			job := &page.Items[i]
+			if c.opts.Owns != nil && !c.opts.Owns(job.Namespace) {
+				if c.opts.Want != nil {
+					c.opts.Want(job.Namespace) // its driver collects it
+				}
+				continue
+			}
+			if isFinished(job.Status.Phase) {
 				if left, ok := c.expiresIn(job); !ok || left > 0 {
 					continue
 				}
@@ -619,6 +631,9 @@ func (c *Controller) succeed(ctx context.Context, job *v1alpha1.Job, client data
 	if sub := job.Status.Submission; sub != nil {
 		if m, err := client.GetMachine(ctx, sub.MAC); err == nil && m.CurrentOS != "" {
 			job.Status.CurrentOS = m.CurrentOS
+			if len(m.CurrentOS) > validation.MaxTextLength { // what the API takes
+				job.Status.CurrentOS = m.CurrentOS[:validation.MaxTextLength]
+			}
 		}
 	}
 	now := metav1.NewTime(c.opts.Clock.Now())

@@ -322,11 +322,11 @@ func (c *Controller) unfollow(datacenter string) {
 }
 
 // stop forgets the feed (the next read starts afresh) and reports whether
-// it vouched for its Jobs until now.
+// it may have vouched for Jobs since they were last woken.
 func (f *dcFeed) stop(now time.Time, pollInterval time.Duration) (wasLive bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	wasLive = f.live(now, pollInterval)
+	wasLive = f.vouchedSinceWake()
 	f.endpoint, f.feed, f.okAt = "", nil, time.Time{}
 	clear(f.said)
 	return wasLive
@@ -432,9 +432,16 @@ func (f *dcFeed) ok(now time.Time) {
 func (f *dcFeed) failed(now time.Time, pollInterval time.Duration) (wasLive bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	wasLive = f.live(now, pollInterval)
+	wasLive = f.vouchedSinceWake()
 	f.okAt = time.Time{}
 	return wasLive
+}
+
+// vouchedSinceWake reports whether the feed was read well since it last
+// failed or stopped (when its Jobs were woken): then some Job may be
+// waiting on it, however long the read that failed took. f.mu is held.
+func (f *dcFeed) vouchedSinceWake() bool {
+	return f.epoch > 0 && !f.okAt.IsZero()
 }
 
 // heard passes on what the feed said about one datacenter job: kept if it is

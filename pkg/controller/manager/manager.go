@@ -144,7 +144,7 @@ func runControllers(ctx context.Context, cfg Config, client clientset.Interface,
 	// One client per Datacenter, shared by the controllers.
 	clientFor := dcclients.HTTPClients(cfg.DatacenterCredentialsDir)
 	opts := cfg.JobOptions
-	opts.Recorder, opts.Leading, opts.Owns = recorder, d.Leading, d.Owns
+	opts.Recorder, opts.Leading, opts.Owns, opts.Want = recorder, d.Leading, d.Owns, d.Want
 	jobController, err := jobs.New(client, unfinished, v1.Templates(), v1.Datacenters(), clientFor, opts)
 	if err != nil {
 		return err
@@ -186,6 +186,9 @@ func runControllers(ctx context.Context, cfg Config, client clientset.Interface,
 	wg.Go(func() { prober.Run(ctx) })
 	wg.Go(func() { lookup.Run(ctx) })
 	wg.Go(func() {
+		if cfg.LeaderElect && !olderReplicasGone(ctx, cfg.EtcdClient, cfg.EtcdPrefix) {
+			return
+		}
 		d.Run(ctx, func(ctx context.Context, datacenter string) {
 			klog.FromContext(ctx).Info("Driving a datacenter", "datacenter", datacenter, "replica", identity)
 			prober.Enqueue(datacenter)
@@ -197,6 +200,29 @@ func runControllers(ctx context.Context, cfg Config, client clientset.Interface,
 	return nil
 }
 
+// olderReplicasGone waits, during an upgrade, until no replica of an older
+// version holds the election in which one replica ran every controller
+// (they know nothing of datacenters spread over replicas): until then this
+// replica drives nothing. False when ctx ended first.
+func olderReplicasGone(ctx context.Context, client *clientv3.Client, prefix string) bool {
+	legacy := path.Join(prefix, "leaderelection", "stargate-controllers") + "/"
+	for logged := false; ; {
+		resp, err := client.Get(ctx, legacy, clientv3.WithPrefix(), clientv3.WithCountOnly())
+		if err == nil && resp.Count == 0 {
+			return true
+		}
+		if !logged {
+			klog.FromContext(ctx).Info("Waiting for replicas of an older version, which run every controller themselves, to stop before driving datacenters", "election", legacy, "err", err)
+			logged = true
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(2 * time.Second):
+		}
+	}
+}
+
 // everyDatacenter drives every datacenter it is told of: one replica alone.
 type everyDatacenter struct {
 	synced []cache.InformerSynced
@@ -205,6 +231,7 @@ type everyDatacenter struct {
 	wanted  map[string]bool
 	ctx     context.Context // set once Run has the caches filled
 	acquire sharding.Acquire
+	stopped bool
 	wg      sync.WaitGroup
 }
 
@@ -223,6 +250,9 @@ func (e *everyDatacenter) Run(ctx context.Context, acquire sharding.Acquire) {
 	}
 	e.mu.Unlock()
 	<-ctx.Done()
+	e.mu.Lock()
+	e.stopped = true
+	e.mu.Unlock()
 	e.wg.Wait()
 }
 
@@ -240,6 +270,9 @@ func (e *everyDatacenter) Want(datacenter string) {
 
 // drive runs acquire for datacenter until the end; e.mu is held.
 func (e *everyDatacenter) drive(datacenter string) {
+	if e.stopped {
+		return // Run is waiting for the others already
+	}
 	e.wg.Go(func() {
 		sharding.DatacenterDriven.WithLabelValues(datacenter).Set(1)
 		defer sharding.DatacenterDriven.DeleteLabelValues(datacenter)

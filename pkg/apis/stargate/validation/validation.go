@@ -23,8 +23,9 @@ import (
 )
 
 const (
-	// maxTextLength bounds free-text inventory and version fields.
-	maxTextLength = 256
+	// MaxTextLength bounds free-text inventory and version fields (an OS
+	// version a datacenter reports included: longer ones are cut).
+	MaxTextLength = 256
 	// maxMessageLength bounds status messages written by the controller.
 	maxMessageLength = 32 * 1024
 	// MaxUserDataBytes bounds cloud-init user data; real clouds cap it lower
@@ -305,6 +306,7 @@ func ValidateJobStatusUpdate(job, old *stargate.Job) field.ErrorList {
 		allErrs = append(allErrs, field.TooLong(fldPath.Child("message"), "", maxMessageLength))
 	}
 	allErrs = append(allErrs, validateText(status.DCJobID, fldPath.Child("dcJobID"))...)
+	allErrs = append(allErrs, validateText(status.CurrentOS, fldPath.Child("currentOS"))...)
 	if status.StartTime != nil && status.CompletionTime != nil && status.CompletionTime.Before(status.StartTime) {
 		allErrs = append(allErrs, field.Invalid(fldPath.Child("completionTime"), status.CompletionTime, "must not be before startTime"))
 	}
@@ -415,8 +417,8 @@ func validateOptionalName(name string, fldPath *field.Path) field.ErrorList {
 }
 
 func validateText(s string, fldPath *field.Path) field.ErrorList {
-	if len(s) > maxTextLength {
-		return field.ErrorList{field.TooLong(fldPath, "", maxTextLength)}
+	if len(s) > MaxTextLength {
+		return field.ErrorList{field.TooLong(fldPath, "", MaxTextLength)}
 	}
 	return nil
 }

@@ -28,6 +28,7 @@ package joblock
 import (
 	"context"
 	"fmt"
+	"sync"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -77,6 +78,10 @@ type Lock struct {
 	clock     clock.PassiveClock
 	grace     time.Duration
 	bounds    *commitbound.Storage
+	// ending holds, by UID, the Job a write ends and deletes at once (it
+	// drops the last finalizer): the store hands afterDelete the Job as it
+	// was stored before that write.
+	ending sync.Map
 }
 
 // New returns a lock over the Hardware status subresource. Call Install on
@@ -97,7 +102,17 @@ func (l *Lock) Install(jobs *genericregistry.Store) error {
 	jobs.BeginCreate = l.beginCreate
 	jobs.AfterUpdate = l.afterUpdate
 	jobs.AfterDelete = l.afterDelete
+	jobs.ShouldDeleteDuringUpdate = l.deletingWrite
 	return nil
+}
+
+// deletingWrite notes the Job a write ends and deletes at once, for
+// afterDelete. The generic store's own rules decide whether it is deleted.
+func (l *Lock) deletingWrite(_ context.Context, _ string, obj, _ runtime.Object) bool {
+	if job := obj.(*stargate.Job); validation.IsFinished(job.Status.Phase) {
+		l.ending.Store(job.UID, job.DeepCopy())
+	}
+	return true
 }
 
 // beginCreate checks the Job's references and takes the Hardware's lock.
@@ -320,6 +335,9 @@ func (l *Lock) afterUpdate(obj runtime.Object, options *metav1.UpdateOptions) {
 // afterDelete releases the lock of a deleted Job.
 func (l *Lock) afterDelete(obj runtime.Object, options *metav1.DeleteOptions) {
 	job := obj.(*stargate.Job)
+	if ended, ok := l.ending.LoadAndDelete(job.UID); ok {
+		job = ended.(*stargate.Job) // ended by the write that deleted it
+	}
 	if !dryrun.IsDryRun(options.DryRun) {
 		l.release(job, validation.IsFinished(job.Status.Phase))
 	}

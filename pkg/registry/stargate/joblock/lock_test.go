@@ -437,3 +437,34 @@ func TestARepairedLockKeepsTheResult(t *testing.T) {
 		t.Fatalf("after the repair: %+v", hw.Status)
 	}
 }
+
+// A Job deleted while it ran ends in the write that drops its finalizer,
+// which deletes it: the Hardware still gets that end, not the Job as it was
+// stored before.
+func TestAJobEndedByItsDeletionLeavesItsResult(t *testing.T) {
+	e := newEnv(t)
+	if err := e.create(newJob("repave-1", "server-001"), nil); err != nil {
+		t.Fatal(err)
+	}
+	e.setStatus(t, "repave-1", func(s *stargate.JobStatus) {
+		s.Submission = &stargate.JobSubmission{MAC: "aa:bb:cc:dd:ee:01", IPv4: "10.0.1.5"}
+		s.Phase, s.DCJobID = stargate.JobRunning, "dc-1"
+	})
+	if _, _, err := e.jobs.Job.Delete(e.ctx, "repave-1", rest.ValidateAllObjectFunc, &metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if hw := e.hardware(t, "server-001"); hw.Status.ActiveJob != "repave-1" || hw.Status.State != stargate.HardwareStateProvisioning {
+		t.Fatalf("a Job being deleted (its finalizer on) must keep its Hardware: %+v", hw.Status)
+	}
+	e.setStatus(t, "repave-1", func(s *stargate.JobStatus) {
+		s.Phase, s.Reason, s.Message = stargate.JobFailed, "Deleted", "deleted while running; cancelled at the datacenter"
+	})
+	if _, err := e.jobs.Job.Get(e.ctx, "repave-1", &metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Fatalf("the Job outlived the write that dropped its finalizer: %v", err)
+	}
+	hw := e.hardware(t, "server-001")
+	if hw.Status.ActiveJob != "" || hw.Status.State != stargate.HardwareStateError || hw.Status.LastJobResult == nil ||
+		hw.Status.LastJobResult.Reason != "Deleted" || !meta.IsStatusConditionTrue(hw.Status.Conditions, stargate.HardwareConditionFailed) {
+		t.Fatalf("after the Job's last write deleted it: %+v", hw.Status)
+	}
+}

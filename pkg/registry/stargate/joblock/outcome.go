@@ -14,6 +14,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"stargate.io/stargate/pkg/apis/stargate"
+	"stargate.io/stargate/pkg/apis/stargate/validation"
 )
 
 // The Hardware follows its Job: the server, not the controller, writes what
@@ -44,8 +45,8 @@ func FollowJob(job *stargate.Job, status *stargate.HardwareStatus, now time.Time
 		if job.Spec.Operation == stargate.OperationPowerOff {
 			status.State = stargate.HardwareStateOff
 		}
-		if job.Status.CurrentOS != "" {
-			status.CurrentOS = job.Status.CurrentOS
+		if os := job.Status.CurrentOS; os != "" && len(os) <= validation.MaxTextLength { // validated on the Job too
+			status.CurrentOS = os
 		}
 		meta.RemoveStatusCondition(&status.Conditions, stargate.HardwareConditionFailed)
 	case stargate.JobFailed:
@@ -62,9 +63,16 @@ func FollowJob(job *stargate.Job, status *stargate.HardwareStatus, now time.Time
 }
 
 func setFailed(status *stargate.HardwareStatus, job *stargate.Job, message string, now time.Time) {
+	if len(message) > maxConditionMessage { // the Job's own message may be as long
+		message = message[:maxConditionMessage]
+	}
 	meta.SetStatusCondition(&status.Conditions, metav1.Condition{Type: stargate.HardwareConditionFailed, Status: metav1.ConditionTrue,
 		Reason: job.Status.Reason, Message: message, LastTransitionTime: metav1.NewTime(now)})
 }
+
+// maxConditionMessage is how long a condition's message may be
+// (metav1validation.ValidateConditions).
+const maxConditionMessage = 32768
 
 // follow writes what a running Job says about the Hardware it holds (see
 // FollowJob), if that changes anything. Like release, a failure is logged:
