@@ -24,6 +24,10 @@
 // that does not prove nothing was stored) is reported by OutcomeUnknown: the
 // hook that took the claim must then keep it, and let it go stale, rather
 // than release it on a guess.
+//
+// A create can do without a bound: a hook that calls SetJoint instead has its
+// claim committed in the create's own etcd transaction (a Joint), so the
+// claim and the object are stored together or not at all, in one round trip.
 package commitbound
 
 import (
@@ -61,6 +65,10 @@ func Margin(grace time.Duration) time.Duration { return grace / 6 }
 type Storage struct {
 	storage.Interface
 	pending sync.Map // runtime.Object (the pointer the store writes) -> *Write
+	joints  sync.Map // runtime.Object (the pointer the store creates) -> *Joint
+	// objects writes the store's objects for joint creates; nil if the
+	// storage was not made by Decorate (joints are then taken Otherwise).
+	objects *objects
 }
 
 // Decorate returns getter with every store's storage wrapped in a *Storage.
@@ -85,7 +93,7 @@ func (d decorating) GetRESTOptions(resource schema.GroupResource, example runtim
 		if err != nil {
 			return s, destroy, err
 		}
-		return &Storage{Interface: s}, destroy, nil
+		return &Storage{Interface: s, objects: newObjects(config, resourcePrefix)}, destroy, nil
 	}
 	return opts, nil
 }
@@ -122,8 +130,12 @@ func (s *Storage) Set(obj runtime.Object, clk clock.PassiveClock, deadline time.
 	return w
 }
 
-// Forget drops obj's bound: its request ended before the storage write.
-func (s *Storage) Forget(obj runtime.Object) { s.pending.Delete(obj) }
+// Forget drops obj's bound and joint claim: its request ended before the
+// storage write.
+func (s *Storage) Forget(obj runtime.Object) {
+	s.pending.Delete(obj)
+	s.joints.Delete(obj)
+}
 
 func (s *Storage) take(obj runtime.Object) (*Write, bool) {
 	v, ok := s.pending.LoadAndDelete(obj)
@@ -151,8 +163,19 @@ func (w *Write) cutOff() error {
 		w.what, w.deadline.UTC().Format(time.RFC3339)), 0)
 }
 
-// Create creates obj, within its bound if it has one.
+// Create creates obj: with its joint claim in one transaction if it has
+// one, within its bound if it has one.
 func (s *Storage) Create(ctx context.Context, key string, obj, out runtime.Object, ttl uint64) error {
+	if j, ok := s.takeJoint(obj); ok {
+		if s.objects != nil && ttl == 0 {
+			if done, err := s.createJointly(ctx, key, obj, out, j); done {
+				return err
+			}
+		}
+		if err := j.Otherwise(ctx); err != nil {
+			return err
+		}
+	}
 	w, ok := s.take(obj)
 	if !ok {
 		return s.Interface.Create(ctx, key, obj, out, ttl)

@@ -8,12 +8,18 @@
 //	<prefix>/indexes/hardwares/ipv4/<ns>/<ip>  -> {"holder":"ns/name","uid":...,"claimedAt":...}
 //
 // A create, or an update that changes an identity, claims all its keys in one
-// etcd transaction before the object is written (BeginCreate, BeginUpdate),
-// stamping itself as holder: the object's UID, so that a Hardware deleted and
-// re-created under the same name is a different holder. The transaction
-// succeeds only if each key is still as it was read (absent, or held by an
-// entry it judged stale), so of two racing claims exactly one wins; the loser
-// gets 409 AlreadyExists naming the holder.
+// etcd transaction, stamping itself as holder: the object's UID, so that a
+// Hardware deleted and re-created under the same name is a different holder.
+// The transaction succeeds only if each key is still as it was read (absent,
+// or held by an entry it judged stale), so of two racing claims exactly one
+// wins; the loser gets 409 AlreadyExists naming the holder.
+//
+// A create's claim of new identities (keys absent) is the create's own
+// transaction: the keys and the Hardware are written together or not at all
+// (commitbound.Joint), one round trip to etcd, as a create without an index.
+// Only when a key is held does the create read it and claim on its own,
+// right before its write. An update claims before its write (BeginUpdate),
+// and so does a create whose name the store generates.
 //
 // An entry is live, and refuses everyone else, while its holder (that UID)
 //
@@ -24,12 +30,13 @@
 //     only on the version it read; on any other it retries, and claims again).
 //
 // Otherwise it is stale and taken over. That is safe only if a write cannot
-// land after its claim's grace, so every write that claimed is bounded
-// (package commitbound): it may start no later than claimedAt + grace minus a
-// margin and is cancelled in flight then; one still in admission at that
-// moment fails with 504 Timeout. A holder that claims again rewrites the
-// entry, which makes a concurrent takeover's transaction fail. A create that fails before its write, and a delete, give their keys
-// back at once (only keys still holding their own claim); a create whose
+// land after its claim's grace, so every write that claimed on its own is
+// bounded (package commitbound): it may start no later than claimedAt + grace
+// minus a margin and is cancelled in flight then; one still in admission at
+// that moment fails with 504 Timeout. A holder that claims again rewrites the
+// entry, which makes a concurrent takeover's transaction fail. A create that
+// claimed on its own and fails before its write, and a delete, give their
+// keys back at once (only keys still holding their own claim); a create whose
 // write may or may not have landed keeps them, to go stale if it did not.
 package hwindex
 
@@ -160,31 +167,81 @@ func holderOf(ctx context.Context, hw *stargate.Hardware) holder {
 	return holder{namespace: ns, name: hw.Name, uid: hw.UID}
 }
 
-// beginCreate claims the new Hardware's identities and bounds its write by
-// the claim. A create that fails gives them back, unless its write may have
-// landed.
+// beginCreate claims the new Hardware's identities. The claim of a new
+// identity is committed in the create's own etcd transaction (a joint claim):
+// one round trip, and no bound, since the claim and the Hardware are stored
+// together or not at all. When that transaction finds a key held, the claim
+// is taken on its own, the careful way (claimHeld), right before the write,
+// which its bound then limits. A create with a generateName claims on its own
+// here, before admission: the store takes an AlreadyExists from storage for a
+// clash of generated names, so a duplicate must be refused before storage.
 func (x *Index) beginCreate(ctx context.Context, obj runtime.Object, options *metav1.CreateOptions) (genericregistry.FinishFunc, error) {
 	hw := obj.(*stargate.Hardware)
-	self := holderOf(ctx, hw)
-	claims := x.claimsOf(ctx, hw)
-	dryRun := dryrun.IsDryRun(options.DryRun)
-	rev, claimedAt, err := x.claim(ctx, self, claims, dryRun)
-	if err != nil || rev == 0 {
+	c := &createClaim{x: x, hw: hw, self: holderOf(ctx, hw), claims: x.claimsOf(ctx, hw)}
+	if len(c.claims) == 0 {
+		return noop, nil
+	}
+	if dryrun.IsDryRun(options.DryRun) {
+		_, _, err := x.claim(ctx, c.self, c.claims, true) // reads: a duplicate is refused
 		return noop, err
 	}
-	write := x.bounds.Set(hw, x.clock, commitbound.Deadline(claimedAt, x.grace), x.describe(self, claims, claimedAt))
-	return func(ctx context.Context, success bool) {
-		if success {
-			return // the bound is consumed by the write
+	if hw.GenerateName != "" {
+		if err := c.claimAlone(ctx, x.claim); err != nil {
+			return noop, err
 		}
-		x.bounds.Forget(hw)
-		if write.OutcomeUnknown() {
-			klog.FromContext(ctx).Info("Keeping the identity claims of a Hardware whose write may have landed; they go stale if it did not",
-				"hardware", self.String(), "grace", x.grace)
-			return
-		}
-		x.release(claims, func(e entry, modRev int64) bool { return modRev == rev })
-	}, nil
+		return c.finish, nil
+	}
+	value := x.entryOf(c.self, x.clock.Now().UTC())
+	joint := &commitbound.Joint{Client: x.client,
+		Otherwise: func(ctx context.Context) error { return c.claimAlone(ctx, x.claimHeld) }}
+	for _, cl := range c.claims {
+		joint.If = append(joint.If, clientv3.Compare(clientv3.CreateRevision(cl.key), "=", 0))
+		joint.Then = append(joint.Then, clientv3.OpPut(cl.key, value))
+	}
+	x.bounds.SetJoint(hw, joint)
+	return c.finish, nil
+}
+
+// createClaim is the identity claim of one create.
+type createClaim struct {
+	x      *Index
+	hw     *stargate.Hardware
+	self   holder
+	claims []claim
+	// rev is the revision of a claim taken alone (0: none), write its bound.
+	rev   int64
+	write *commitbound.Write
+}
+
+// claimAlone claims the identities in a transaction of their own, and bounds
+// the create's write by the claim.
+func (c *createClaim) claimAlone(ctx context.Context, claim func(context.Context, holder, []claim, bool) (int64, time.Time, error)) error {
+	rev, claimedAt, err := claim(ctx, c.self, c.claims, false)
+	if err != nil {
+		return err
+	}
+	c.rev = rev
+	c.write = c.x.bounds.Set(c.hw, c.x.clock, commitbound.Deadline(claimedAt, c.x.grace), c.x.describe(c.self, c.claims, claimedAt))
+	return nil
+}
+
+// finish gives back, when the create failed, a claim taken alone, unless
+// its write may have landed. A joint claim needs nothing: it was stored with
+// the Hardware or not at all.
+func (c *createClaim) finish(ctx context.Context, success bool) {
+	if success {
+		return // the bound, if any, is consumed by the write
+	}
+	c.x.bounds.Forget(c.hw)
+	if c.rev == 0 {
+		return
+	}
+	if c.write.OutcomeUnknown() {
+		klog.FromContext(ctx).Info("Keeping the identity claims of a Hardware whose write may have landed; they go stale if it did not",
+			"hardware", c.self.String(), "grace", c.x.grace)
+		return
+	}
+	c.x.release(c.claims, func(e entry, modRev int64) bool { return modRev == c.rev })
 }
 
 // beginUpdate claims the identities of an update that changes one, and
@@ -255,7 +312,7 @@ func (x *Index) claim(ctx context.Context, self holder, claims []claim, dryRun b
 	if !dryRun {
 		// The common case is a new identity: claim every key in one
 		// transaction that succeeds only if none exists. Otherwise the
-		// careful path below reads them and decides.
+		// careful path, claimHeld, reads them and decides.
 		now := x.clock.Now().UTC()
 		value := x.entryOf(self, now)
 		cmps := make([]clientv3.Cmp, 0, len(claims))
@@ -272,6 +329,13 @@ func (x *Index) claim(ctx context.Context, self holder, claims []claim, dryRun b
 			return resp.Header.Revision, now, nil
 		}
 	}
+	return x.claimHeld(ctx, self, claims, dryRun)
+}
+
+// claimHeld is claim for identities that may be held: it reads each key,
+// refuses one held by another live holder, and takes the others over in a
+// transaction that succeeds only if none changed since read.
+func (x *Index) claimHeld(ctx context.Context, self holder, claims []claim, dryRun bool) (rev int64, claimedAt time.Time, err error) {
 	for range maxAttempts {
 		cmps := make([]clientv3.Cmp, 0, len(claims))
 		for _, c := range claims {

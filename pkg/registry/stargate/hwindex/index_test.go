@@ -3,10 +3,13 @@ package hwindex
 import (
 	"context"
 	"fmt"
+	"path"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -178,4 +181,70 @@ func TestConcurrentCreatesWithOneMAC(t *testing.T) {
 	if won != 1 || len(list.(*stargate.HardwareList).Items) != 1 {
 		t.Errorf("%d of %d creates won, %d stored; want exactly 1", won, n, len(list.(*stargate.HardwareList).Items))
 	}
+}
+
+// countingKV counts the requests the index sends to etcd.
+type countingKV struct {
+	clientv3.KV
+	txns, gets atomic.Int32
+}
+
+func (k *countingKV) Txn(ctx context.Context) clientv3.Txn { k.txns.Add(1); return k.KV.Txn(ctx) }
+
+func (k *countingKV) Get(ctx context.Context, key string, opts ...clientv3.OpOption) (*clientv3.GetResponse, error) {
+	k.gets.Add(1)
+	return k.KV.Get(ctx, key, opts...)
+}
+
+// TestANewIdentityIsClaimedByTheCreatesOwnWrite: a create of new identities
+// is one etcd transaction, which stores the Hardware and its index keys
+// together (at one revision); the index sends nothing else.
+func TestANewIdentityIsClaimedByTheCreatesOwnWrite(t *testing.T) {
+	e := newEnv(t)
+	kv := &countingKV{KV: e.index.client.KV}
+	e.index.client.KV = kv
+	obj, err := e.hw.Hardware.Create(ctxIn("dc-west"), hw("dc-west", "server-001", "aa:bb:cc:dd:ee:01", "10.0.1.5"), nil, &metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.index.client.KV = kv.KV
+	if txns, gets := kv.txns.Load(), kv.gets.Load(); txns != 1 || gets != 0 {
+		t.Errorf("the create sent %d transactions and %d reads through the index's client, want 1 and 0", txns, gets)
+	}
+	created := obj.(*stargate.Hardware)
+	for _, key := range []string{path.Join(e.index.prefix, "mac", "aa:bb:cc:dd:ee:01"), path.Join(e.index.prefix, "ipv4", "dc-west", "10.0.1.5")} {
+		resp, err := e.index.client.Get(context.Background(), key)
+		if err != nil || len(resp.Kvs) != 1 {
+			t.Fatalf("index key %s: %v, %v", key, resp, err)
+		}
+		if rv := fmt.Sprint(resp.Kvs[0].ModRevision); rv != created.ResourceVersion {
+			t.Errorf("index key %s written at revision %s, the Hardware at %s: not one transaction", key, rv, created.ResourceVersion)
+		}
+	}
+	e.checkUnique(t)
+
+	// The same create again fails on its name, and leaves the index as it was.
+	err = e.create(hw("dc-west", "server-001", "aa:bb:cc:dd:ee:01", "10.0.1.5"), nil)
+	if !apierrors.IsAlreadyExists(err) || !strings.Contains(err.Error(), `"server-001" already exists`) {
+		t.Errorf("creating an existing name: %v, want 409 AlreadyExists on the name", err)
+	}
+	e.checkUnique(t)
+}
+
+// TestAGeneratedNameGetsTheDuplicate: a create whose name the store generates
+// is refused on the identity, not taken for a clash of generated names.
+func TestAGeneratedNameGetsTheDuplicate(t *testing.T) {
+	e := newEnv(t)
+	if err := e.create(hw("dc-west", "server-001", "aa:bb:cc:dd:ee:01", "10.0.1.5"), nil); err != nil {
+		t.Fatal(err)
+	}
+	generated := hw("dc-east", "", "aa:bb:cc:dd:ee:01", "10.9.9.9")
+	generated.GenerateName = "server-"
+	wantDuplicate(t, e.create(generated, nil), "spec.mac", "dc-west/server-001")
+	generated = hw("dc-east", "", "aa:bb:cc:dd:ee:02", "10.9.9.9")
+	generated.GenerateName = "server-"
+	if err := e.create(generated, nil); err != nil {
+		t.Errorf("a generated name with a new MAC: %v", err)
+	}
+	e.checkUnique(t)
 }

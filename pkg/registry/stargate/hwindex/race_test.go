@@ -173,13 +173,16 @@ func TestAnUpdatePastItsBoundCannotCommit(t *testing.T) {
 	e.checkUnique(t)
 }
 
-// TestACreatePastItsBoundCannotCommit: the same for a create whose claim was
-// taken over while it was in admission.
+// TestACreatePastItsBoundCannotCommit: the same for a create that claimed
+// before admission (its name is generated) and whose claim was taken over
+// while it was in admission.
 func TestACreatePastItsBoundCannotCommit(t *testing.T) {
 	e := newEnv(t)
 	p := newPause()
 	done := make(chan error, 1)
-	go func() { done <- e.create(hw("dc-west", "slow", "aa:bb:cc:dd:ee:01", "10.0.1.5"), p.create) }()
+	slow := hw("dc-west", "", "aa:bb:cc:dd:ee:01", "10.0.1.5")
+	slow.GenerateName = "slow-"
+	go func() { done <- e.create(slow, p.create) }()
 	p.wait(t)
 
 	e.clock.SetTime(e.clock.Now().Add(DefaultGrace + time.Second))
@@ -191,6 +194,27 @@ func TestACreatePastItsBoundCannotCommit(t *testing.T) {
 		t.Errorf("the create that outlived its claim: %v, want 504 Timeout", err)
 	}
 	e.checkUnique(t)
+}
+
+// TestTheFirstCreateStoredKeepsTheIdentity: a create of a new identity claims
+// it in its own write, so one still in admission holds nothing yet; of two
+// creates with one MAC, the one stored first keeps it and the other gets 409.
+func TestTheFirstCreateStoredKeepsTheIdentity(t *testing.T) {
+	e := newEnv(t)
+	p := newPause()
+	done := make(chan error, 1)
+	go func() { done <- e.create(hw("dc-west", "slow", "aa:bb:cc:dd:ee:01", "10.0.1.5"), p.create) }()
+	p.wait(t)
+
+	if err := e.create(hw("dc-east", "fast", "AA-BB-CC-DD-EE-01", "10.0.1.5"), nil); err != nil {
+		t.Fatalf("a create while another with its MAC is in admission: %v", err)
+	}
+	close(p.proceed)
+	wantDuplicate(t, result(t, done), "spec.mac", "dc-east/fast")
+	e.checkUnique(t)
+	if n := len(e.stored(t)); n != 1 {
+		t.Errorf("%d Hardware stored, want 1", n)
+	}
 }
 
 // TestDeleteThenRecreateKeepsTheClaims: a Hardware re-created under the name
