@@ -1,11 +1,12 @@
 //go:build faults
 
-// Package faults breaks a running Stargate on purpose — kill -9, a paused
-// leader, etcd gone, datacenters failing, hostile input, a long steady load —
-// and checks what it promises: no acknowledged write lost, no Job run twice,
-// no Job stuck, no 5xx for bad input. The mock datacenters' ledgers are the
-// oracle of what really ran. `make test-faults` runs it and prints a summary
-// table; everything listens on 127.0.0.1 (test/framework's cluster).
+// Package faults breaks a running Stargate on purpose — kill -9, replicas
+// killed, paused and added, etcd gone, datacenters failing, hostile input, a
+// long steady load — and checks what it promises: no acknowledged write lost,
+// no Job run twice, no Job stuck, no 5xx for bad input. The mock
+// datacenters' ledgers are the oracle of what really ran. `make test-faults`
+// runs it and prints a summary table; everything listens on 127.0.0.1
+// (test/framework's cluster).
 package faults
 
 import (

@@ -341,6 +341,28 @@ func TestDatacenterAndHardwareStatus(t *testing.T) {
 	eventually(t, "Ready=True after the outage", readyIs(metav1.ConditionTrue))
 }
 
+// TestHardwareIsLookedUpOnceItsDatacenterIsDriven: the Hardware watch drops
+// the events of datacenters this replica does not drive, so a Hardware
+// created (or changed) while no replica drives its datacenter — here, before
+// its Datacenter exists; in a cluster, during a handoff — must be looked up
+// when a replica starts driving it, not at the next sweep (an hour here).
+func TestHardwareIsLookedUpOnceItsDatacenterIsDriven(t *testing.T) {
+	creds := t.TempDir()
+	west := startMockDC(t, "dc-west", creds)
+	ts := startControllersOn(t, "", creds, func(o *server.Options) { o.HardwareRecheck = time.Hour })
+	ctx := context.Background()
+	c := ts.Client.StargateV1alpha1()
+	if _, err := c.Hardwares(ns).Create(ctx, hardware("early", "aa:bb:cc:dd:ee:02", "10.0.1.6"), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(500 * time.Millisecond) // its watch event comes, and goes: nobody drives dc-west
+	createDatacenter(t, ts, "dc-west", west.URL)
+	eventually(t, "the Hardware created before its datacenter was driven looked up", func() bool {
+		h, err := c.Hardwares(ns).Get(ctx, "early", metav1.GetOptions{})
+		return err == nil && h.Status.State == v1alpha1.HardwareStateUnknown
+	})
+}
+
 func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
 	if err := wait.PollUntilContextTimeout(context.Background(), 50*time.Millisecond, 20*time.Second, true,

@@ -141,6 +141,39 @@ func (c *Controller) watch(ctx context.Context) {
 	}
 }
 
+// LookUpPending queues the Hardware of datacenter whose status does not yet
+// reflect their spec (new, or a new MAC), reading it a page at a time. The
+// replica that starts driving a datacenter calls it: the watch drops the
+// events of datacenters this replica does not drive, so those that came while
+// no replica drove it (during a handoff, or before its Datacenter existed)
+// would otherwise wait for a sweep, up to twice the recheck interval.
+func (c *Controller) LookUpPending(ctx context.Context, datacenter string) {
+	hardwares := c.client.StargateV1alpha1().Hardwares(datacenter)
+	opts := metav1.ListOptions{Limit: c.opts.PageSize}
+	for {
+		page, err := hardwares.List(ctx, opts)
+		if err != nil {
+			if next, ok := controller.ContinueAfterExpiry(err); ok {
+				opts.Continue = next
+				continue
+			}
+			if ctx.Err() == nil {
+				klog.FromContext(ctx).Error(err, "Listing the Hardware of a datacenter this replica now drives; those awaiting a lookup wait for the next sweep",
+					"datacenter", datacenter)
+			}
+			return
+		}
+		for i := range page.Items {
+			if hw := &page.Items[i]; needsLookup(hw) {
+				c.queue.Enqueue(hw)
+			}
+		}
+		if opts.Continue = page.Continue; opts.Continue == "" {
+			return
+		}
+	}
+}
+
 // sweep looks every idle Hardware up once per Recheck, each datacenter on
 // its own, its pages spread evenly over the interval so the datacenters see
 // a steady trickle of lookups rather than a burst.

@@ -3,6 +3,7 @@ package hardware
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -176,5 +177,45 @@ func TestWatchQueuesWhatNeedsALookup(t *testing.T) {
 	}
 	if !seen("mac-changed") || seen("looked-up") {
 		t.Errorf("queued: changed %v (want true), already looked up %v (want false)", seen("mac-changed"), seen("looked-up"))
+	}
+}
+
+// LookUpPending, called when this replica starts driving a datacenter,
+// queues the Hardware whose lookup is due (new, or a new MAC) and whose watch
+// events this replica dropped, reading a page at a time past an expired
+// continue token; not those looked up already, nor those a Job holds.
+func TestLookUpPendingQueuesWhatAwaitsALookup(t *testing.T) {
+	looked := func(h *v1alpha1.Hardware) {
+		h.Generation, h.Status.ObservedGeneration, h.Status.State = 1, 1, v1alpha1.HardwareStateReady
+	}
+	c, _ := newSweepController(t,
+		hw("new-1", "aa:bb:cc:dd:ee:01"), hw("new-2", "aa:bb:cc:dd:ee:02"),
+		hw("looked-up", "aa:bb:cc:dd:ee:03", looked),
+		hw("mac-changed", "aa:bb:cc:dd:ee:04", looked, func(h *v1alpha1.Hardware) { h.Generation = 2 }),
+		hw("busy", "aa:bb:cc:dd:ee:05", func(h *v1alpha1.Hardware) { h.Status.ActiveJob = "repave-1" }),
+		hw("new-3", "aa:bb:cc:dd:ee:06"))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var mu sync.Mutex
+	var queued []string
+	c.queue = controller.NewQueue("test-pending", func(_ context.Context, key string) (time.Duration, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		queued = append(queued, key)
+		return 0, nil
+	})
+	c.LookUpPending(ctx, "dc-west")
+	go c.queue.Run(ctx, 1)
+	_ = wait.PollUntilContextTimeout(ctx, 10*time.Millisecond, 5*time.Second, true, func(context.Context) (bool, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(queued) >= 4, nil
+	})
+	time.Sleep(100 * time.Millisecond) // anything queued beyond those shows too
+	mu.Lock()
+	defer mu.Unlock()
+	slices.Sort(queued)
+	if want := []string{"dc-west/mac-changed", "dc-west/new-1", "dc-west/new-2", "dc-west/new-3"}; !slices.Equal(queued, want) {
+		t.Errorf("queued %v, want %v", queued, want)
 	}
 }

@@ -192,7 +192,10 @@ func runControllers(ctx context.Context, cfg Config, client clientset.Interface,
 		d.Run(ctx, func(ctx context.Context, datacenter string) {
 			klog.FromContext(ctx).Info("Driving a datacenter", "datacenter", datacenter, "replica", identity)
 			prober.Enqueue(datacenter)
+			var pending sync.WaitGroup
+			pending.Go(func() { lookup.LookUpPending(ctx, datacenter) })
 			jobController.Drive(ctx, datacenter)
+			pending.Wait()
 			klog.FromContext(ctx).Info("Stopped driving a datacenter", "datacenter", datacenter, "replica", identity)
 		})
 	})
