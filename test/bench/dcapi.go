@@ -263,7 +263,7 @@ func byRoute(m map[string]float64, secs float64) string {
 
 // datacenterRequests measures what following Jobs costs the datacenters.
 // The section runs its own mock datacenters in this process (operations a
-// day long, so nothing finishes on its own), b.sz.scaleJobs reboot Jobs
+// day long, so nothing finishes on its own), b.sz.inFlightJobs reboot Jobs
 // spread over them (dcapiPerDatacenter each), each on a Hardware of its own.
 // Once every Job is Running, and after a settling pause, it counts every
 // request the datacenters receive over a window (feeds, single reads,
@@ -274,7 +274,7 @@ func byRoute(m map[string]float64, secs float64) string {
 // Job succeeds, and the Datacenters are deleted; the Hardware and the
 // finished Jobs stay (in namespaces dcapi-NN).
 func (b *bench) datacenterRequests(ctx context.Context) error {
-	n := b.sz.scaleJobs
+	n := b.sz.inFlightJobs
 	k := max(2, (n+dcapiPerDatacenter-1)/dcapiPerDatacenter)
 	windowFor, settle := 30*time.Second, 10*time.Second
 	if n < 1000 {

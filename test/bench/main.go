@@ -35,11 +35,13 @@ type sizes struct {
 	scaleDatacenters int
 	scaleHardware    int
 	scaleJobs        int
+	// inFlightJobs are held Running at once by the datacenter API section.
+	inFlightJobs int
 }
 
 var (
-	full  = sizes{reps: 3, creates: 400, concurrencies: []int{1, 8, 32}, listObjects: 10000, watchEvents: 50, controllerJobs: 2000, pacedJobs: 250, scaleDatacenters: 100, scaleHardware: 1000000, scaleJobs: 100000}
-	quick = sizes{reps: 3, creates: 150, concurrencies: []int{1, 32}, listObjects: 2000, watchEvents: 30, controllerJobs: 400, pacedJobs: 100, scaleDatacenters: 10, scaleHardware: 20000, scaleJobs: 2000}
+	full  = sizes{reps: 3, creates: 400, concurrencies: []int{1, 8, 32}, listObjects: 10000, watchEvents: 50, controllerJobs: 2000, pacedJobs: 250, scaleDatacenters: 100, scaleHardware: 1000000, scaleJobs: 100000, inFlightJobs: 10000}
+	quick = sizes{reps: 3, creates: 150, concurrencies: []int{1, 32}, listObjects: 2000, watchEvents: 30, controllerJobs: 400, pacedJobs: 100, scaleDatacenters: 10, scaleHardware: 20000, scaleJobs: 2000, inFlightJobs: 400}
 )
 
 func main() {
