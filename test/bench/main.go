@@ -5,8 +5,9 @@
 // interleaved repetitions, min-max beside it, PASS/MISS against the targets)
 // and writes it to test/bench/RESULTS.md.
 //
-//	go run ./test/bench            # make bench: the full run (under 15 minutes)
-//	go run ./test/bench -quick     # make bench-quick: smaller counts (under 2 minutes)
+//	go run ./test/bench            # make bench: the full run (about 18 minutes)
+//	go run ./test/bench -quick     # make bench-quick: smaller counts (about 4 minutes)
+//	go run ./test/bench -scale     # only the million-server section
 package main
 
 import (

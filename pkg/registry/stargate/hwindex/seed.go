@@ -15,7 +15,7 @@ func Entries(storagePrefix, namespace, name string, uid types.UID, mac, ipv4 str
 	x := New(nil, storagePrefix, nil, 0)
 	value := x.entryOf(holder{namespace: namespace, name: name, uid: uid}, claimedAt)
 	return map[string]string{
-		path.Join(x.prefix, "mac", mac):             value,
+		path.Join(x.prefix, "mac", mac):              value,
 		path.Join(x.prefix, "ipv4", namespace, ipv4): value,
 	}
 }

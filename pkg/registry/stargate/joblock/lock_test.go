@@ -367,7 +367,9 @@ func TestHardwareFollowsItsJob(t *testing.T) {
 	if hw := e.hardware(t, "server-001"); hw.Status.State != stargate.HardwareStateRebooting {
 		t.Fatalf("running reboot: Hardware %s", hw.Status.State)
 	}
-	e.setStatus(t, "reboot-1", func(s *stargate.JobStatus) { s.Phase, s.Reason, s.Message = stargate.JobFailed, "DatacenterJobFailed", "BMC timeout" })
+	e.setStatus(t, "reboot-1", func(s *stargate.JobStatus) {
+		s.Phase, s.Reason, s.Message = stargate.JobFailed, "DatacenterJobFailed", "BMC timeout"
+	})
 	hw = e.hardware(t, "server-001")
 	if c := meta.FindStatusCondition(hw.Status.Conditions, stargate.HardwareConditionFailed); hw.Status.State != stargate.HardwareStateError ||
 		hw.Status.CurrentOS != "2.0.0" || c == nil || !strings.Contains(c.Message, "BMC timeout") {
