@@ -130,7 +130,7 @@ func (c CompletedConfig) New() (*StargateServer, error) {
 // until the server stops (package manager).
 func (c CompletedConfig) startControllers(hookCtx genericapiserver.PostStartHookContext, ready *cachesReady) error {
 	cfg := c.ExtraConfig.Config
-	cfg.Loopback, cfg.CachesSynced = hookCtx.LoopbackClientConfig, ready.leading
+	cfg.Loopback, cfg.CachesSynced = hookCtx.LoopbackClientConfig, ready.running
 	return manager.Start(hookCtx, cfg)
 }
 

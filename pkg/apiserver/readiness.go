@@ -11,14 +11,14 @@ import (
 )
 
 // cachesReady is the /readyz check "stargate-caches": this replica is ready
-// once every resource's watch cache is filled and, while it leads the
+// once every resource's watch cache is filled and, while it runs the
 // controllers, their informers are too. Until then a restarted replica would
 // answer lists from a cache still filling (or from etcd, at its cost) and its
 // controllers would not act: "ready" means it serves as it will.
 type cachesReady struct {
 	stores map[string]rest.StorageWithReadiness
 	// controllers reports the controllers' caches synced; nil while this
-	// replica does not lead them.
+	// replica does not run them (--controllers=false, or not started yet).
 	controllers atomic.Pointer[[]cache.InformerSynced]
 }
 
@@ -57,8 +57,8 @@ func (r *cachesReady) Check(*http.Request) error {
 	return nil
 }
 
-// leading records the caches of a controllers' term; nil when it ends.
-func (r *cachesReady) leading(synced []cache.InformerSynced) {
+// running records the controllers' caches while they run; nil once they stop.
+func (r *cachesReady) running(synced []cache.InformerSynced) {
 	if synced == nil {
 		r.controllers.Store(nil)
 		return

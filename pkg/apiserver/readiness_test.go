@@ -25,19 +25,19 @@ func TestCachesReady(t *testing.T) {
 	}
 	jobs.err = nil
 	if err := r.Check(nil); err != nil {
-		t.Fatalf("filled watch caches, not leading: %v", err)
+		t.Fatalf("filled watch caches, controllers not running: %v", err)
 	}
 	synced := false
-	r.leading([]cache.InformerSynced{func() bool { return true }, func() bool { return synced }})
+	r.running([]cache.InformerSynced{func() bool { return true }, func() bool { return synced }})
 	if err := r.Check(nil); err == nil {
-		t.Fatal("a leader whose controllers' caches are filling must not be ready")
+		t.Fatal("a replica whose controllers' caches are filling must not be ready")
 	}
 	synced = true
 	if err := r.Check(nil); err != nil {
 		t.Fatalf("all filled: %v", err)
 	}
 	synced = false
-	r.leading(nil)
+	r.running(nil)
 	if err := r.Check(nil); err != nil {
 		t.Fatalf("after the term ended, its caches no longer count: %v", err)
 	}

@@ -148,27 +148,36 @@ func (c *Controller) watch(ctx context.Context) {
 // no replica drove it (during a handoff, or before its Datacenter existed)
 // would otherwise wait for a sweep, up to twice the recheck interval.
 func (c *Controller) LookUpPending(ctx context.Context, datacenter string) {
+	c.eachPage(ctx, datacenter, "Listing the Hardware of a datacenter this replica now drives; those awaiting a lookup wait for the next sweep",
+		func(page *v1alpha1.HardwareList) bool {
+			for i := range page.Items {
+				if hw := &page.Items[i]; needsLookup(hw) {
+					c.queue.Enqueue(hw)
+				}
+			}
+			return true
+		})
+}
+
+// eachPage reads a datacenter's Hardware a page at a time, going on past an
+// expired continue token (a read may outlive etcd's compaction window: the
+// server says where to go on), until the last page or until next says stop.
+func (c *Controller) eachPage(ctx context.Context, datacenter, failure string, next func(*v1alpha1.HardwareList) bool) {
 	hardwares := c.client.StargateV1alpha1().Hardwares(datacenter)
 	opts := metav1.ListOptions{Limit: c.opts.PageSize}
 	for {
 		page, err := hardwares.List(ctx, opts)
 		if err != nil {
-			if next, ok := controller.ContinueAfterExpiry(err); ok {
-				opts.Continue = next
+			if cont, ok := controller.ContinueAfterExpiry(err); ok {
+				opts.Continue = cont
 				continue
 			}
 			if ctx.Err() == nil {
-				klog.FromContext(ctx).Error(err, "Listing the Hardware of a datacenter this replica now drives; those awaiting a lookup wait for the next sweep",
-					"datacenter", datacenter)
+				klog.FromContext(ctx).Error(err, failure, "datacenter", datacenter)
 			}
 			return
 		}
-		for i := range page.Items {
-			if hw := &page.Items[i]; needsLookup(hw) {
-				c.queue.Enqueue(hw)
-			}
-		}
-		if opts.Continue = page.Continue; opts.Continue == "" {
+		if opts.Continue = page.Continue; !next(page) || opts.Continue == "" {
 			return
 		}
 	}
@@ -206,37 +215,23 @@ func (c *Controller) sweep(ctx context.Context, pause func(context.Context, time
 // items remain), so the pauses add up to at most the interval.
 func (c *Controller) sweepDatacenter(ctx context.Context, datacenter string, deadline time.Time, now func() time.Time,
 	pause func(context.Context, time.Duration) bool) {
-	hardwares := c.client.StargateV1alpha1().Hardwares(datacenter)
-	opts := metav1.ListOptions{Limit: c.opts.PageSize}
-	for c.opts.Owns(datacenter) { // a datacenter handed over is left to its new driver at once
-		page, err := hardwares.List(ctx, opts)
-		if err != nil {
-			// A sweep outlives etcd's compaction window: when its continue
-			// token expired, go on from there (the server says where).
-			if next, ok := controller.ContinueAfterExpiry(err); ok {
-				opts.Continue = next
-				continue
-			}
-			if ctx.Err() == nil {
-				klog.FromContext(ctx).Error(err, "Sweeping Hardware", "datacenter", datacenter)
-			}
-			return
-		}
+	if !c.opts.Owns(datacenter) {
+		return
+	}
+	c.eachPage(ctx, datacenter, "Sweeping Hardware", func(page *v1alpha1.HardwareList) bool {
 		for _, hw := range c.lookUpPage(ctx, datacenter, page.Items, now()) {
 			c.queue.Enqueue(hw)
 		}
-		opts.Continue = page.Continue
-		if opts.Continue == "" {
-			return
+		if page.Continue == "" {
+			return false
 		}
 		left := int64(1)
 		if r := page.RemainingItemCount; r != nil && *r > 0 {
 			left = (*r + c.opts.PageSize - 1) / c.opts.PageSize
 		}
-		if !pause(ctx, deadline.Sub(now())/time.Duration(left+1)) {
-			return
-		}
-	}
+		// A datacenter handed over meanwhile is left to its new driver at once.
+		return pause(ctx, deadline.Sub(now())/time.Duration(left+1)) && c.opts.Owns(datacenter)
+	})
 }
 
 // sleep waits d, or until ctx is done (then false).

@@ -316,14 +316,14 @@ func (c *Controller) followFeed(ctx context.Context, datacenter string) {
 // singly from their next sync, and woken now if the feed vouched for them.
 func (c *Controller) unfollow(datacenter string) {
 	f := c.feeds.get(datacenter)
-	if f.stop(c.opts.Clock.Now(), c.opts.PollInterval) {
+	if f.stop() {
 		c.wakeRunning(datacenter)
 	}
 }
 
 // stop forgets the feed (the next read starts afresh) and reports whether
 // it may have vouched for Jobs since they were last woken.
-func (f *dcFeed) stop(now time.Time, pollInterval time.Duration) (wasLive bool) {
+func (f *dcFeed) stop() (wasLive bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	wasLive = f.vouchedSinceWake()
@@ -341,7 +341,7 @@ func (c *Controller) readFeed(ctx context.Context, name string) {
 	if batch == nil || c.running.CountRunning(name) == 0 {
 		// Not offered, or nothing to follow: nothing is sent, and the feed
 		// starts afresh when it is needed again.
-		if f.stop(c.opts.Clock.Now(), c.opts.PollInterval) {
+		if f.stop() {
 			klog.FromContext(ctx).V(2).Info("Not following the changes feed; Jobs are polled singly", "why", why)
 			c.wakeRunning(name)
 		}
@@ -357,7 +357,7 @@ func (c *Controller) readFeed(ctx context.Context, name string) {
 		if ctx.Err() != nil {
 			return
 		}
-		if f.failed(now, c.opts.PollInterval) {
+		if f.failed() {
 			if datacenter.IsUnsupported(err) {
 				klog.FromContext(ctx).Info("The datacenter no longer offers its changes feed; its Jobs are polled singly", "err", err)
 			} else {
@@ -429,7 +429,7 @@ func (f *dcFeed) ok(now time.Time) {
 // Jobs until now. The words kept stay true (a datacenter's word about a
 // finished job is final) and the cursor stays, so single reads made in
 // this epoch still count once the feed works again.
-func (f *dcFeed) failed(now time.Time, pollInterval time.Duration) (wasLive bool) {
+func (f *dcFeed) failed() (wasLive bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	wasLive = f.vouchedSinceWake()
