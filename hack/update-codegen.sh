@@ -28,6 +28,7 @@ kube::codegen::gen_openapi \
     --output-model-name-file "zz_generated.model_name.go" \
     --report-filename "${SCRIPT_ROOT}/hack/api-rules-violations.list" \
     --update-report \
+    --extra-pkgs k8s.io/apimachinery/pkg/util/intstr \
     --boilerplate "${BOILERPLATE}" \
     "${SCRIPT_ROOT}/pkg/apis"
 

@@ -34,6 +34,7 @@ func addKnownTypes(scheme *runtime.Scheme) error {
 		&Template{}, &TemplateList{},
 		&Job{}, &JobList{},
 		&Datacenter{}, &DatacenterList{},
+		&Campaign{}, &CampaignList{},
 		&RepaveRequest{},
 	)
 	return nil

@@ -2,6 +2,7 @@ package stargate
 
 import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 )
 
 // +k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object
@@ -406,7 +407,8 @@ type DatacenterList struct {
 // +k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object
 
 // RepaveRequest is the body of POST .../hardwares/NAME/repave: it creates the
-// repave Job of that Hardware and answers with the Job.
+// repave Job of that Hardware. The answer is the RepaveRequest again, its spec
+// as sent (defaults applied) and its status naming the Job made.
 type RepaveRequest struct {
 	metav1.TypeMeta
 	// +optional
@@ -414,6 +416,25 @@ type RepaveRequest struct {
 
 	// spec is what the repave Job will do.
 	Spec RepaveRequestSpec
+	// status names the Job the request made. Set only in the answer.
+	// +optional
+	Status RepaveRequestStatus
+}
+
+// RepaveRequestStatus is what a RepaveRequest made.
+type RepaveRequestStatus struct {
+	// job is the repave Job created (or, on a dry run, that would be created).
+	// +optional
+	Job *JobReference
+}
+
+// JobReference names a Job in the Hardware's namespace.
+type JobReference struct {
+	// name of the Job.
+	Name string
+	// uid of the Job; empty on a dry run.
+	// +optional
+	UID types.UID
 }
 
 // RepaveRequestSpec is the part of a repave Job a caller chooses.

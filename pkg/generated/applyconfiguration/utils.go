@@ -34,6 +34,32 @@ func ForKind(kind schema.GroupVersionKind) interface{} {
 	// Group=stargate.io, Version=v1alpha1
 	case v1alpha1.SchemeGroupVersion.WithKind("BMC"):
 		return &stargatev1alpha1.BMCApplyConfiguration{}
+	case v1alpha1.SchemeGroupVersion.WithKind("Campaign"):
+		return &stargatev1alpha1.CampaignApplyConfiguration{}
+	case v1alpha1.SchemeGroupVersion.WithKind("CampaignCounts"):
+		return &stargatev1alpha1.CampaignCountsApplyConfiguration{}
+	case v1alpha1.SchemeGroupVersion.WithKind("CampaignDatacenterPlan"):
+		return &stargatev1alpha1.CampaignDatacenterPlanApplyConfiguration{}
+	case v1alpha1.SchemeGroupVersion.WithKind("CampaignDatacenterStatus"):
+		return &stargatev1alpha1.CampaignDatacenterStatusApplyConfiguration{}
+	case v1alpha1.SchemeGroupVersion.WithKind("CampaignFailure"):
+		return &stargatev1alpha1.CampaignFailureApplyConfiguration{}
+	case v1alpha1.SchemeGroupVersion.WithKind("CampaignFailureBudgets"):
+		return &stargatev1alpha1.CampaignFailureBudgetsApplyConfiguration{}
+	case v1alpha1.SchemeGroupVersion.WithKind("CampaignFailurePolicy"):
+		return &stargatev1alpha1.CampaignFailurePolicyApplyConfiguration{}
+	case v1alpha1.SchemeGroupVersion.WithKind("CampaignJobTemplate"):
+		return &stargatev1alpha1.CampaignJobTemplateApplyConfiguration{}
+	case v1alpha1.SchemeGroupVersion.WithKind("CampaignMaxUnavailable"):
+		return &stargatev1alpha1.CampaignMaxUnavailableApplyConfiguration{}
+	case v1alpha1.SchemeGroupVersion.WithKind("CampaignSpec"):
+		return &stargatev1alpha1.CampaignSpecApplyConfiguration{}
+	case v1alpha1.SchemeGroupVersion.WithKind("CampaignStatus"):
+		return &stargatev1alpha1.CampaignStatusApplyConfiguration{}
+	case v1alpha1.SchemeGroupVersion.WithKind("CampaignWave"):
+		return &stargatev1alpha1.CampaignWaveApplyConfiguration{}
+	case v1alpha1.SchemeGroupVersion.WithKind("CampaignWavePlan"):
+		return &stargatev1alpha1.CampaignWavePlanApplyConfiguration{}
 	case v1alpha1.SchemeGroupVersion.WithKind("CloudInit"):
 		return &stargatev1alpha1.CloudInitApplyConfiguration{}
 	case v1alpha1.SchemeGroupVersion.WithKind("Datacenter"):
@@ -62,6 +88,8 @@ func ForKind(kind schema.GroupVersionKind) interface{} {
 		return &stargatev1alpha1.JobSubmissionApplyConfiguration{}
 	case v1alpha1.SchemeGroupVersion.WithKind("LocalObjectReference"):
 		return &stargatev1alpha1.LocalObjectReferenceApplyConfiguration{}
+	case v1alpha1.SchemeGroupVersion.WithKind("MaintenanceWindow"):
+		return &stargatev1alpha1.MaintenanceWindowApplyConfiguration{}
 	case v1alpha1.SchemeGroupVersion.WithKind("ResolvedTemplate"):
 		return &stargatev1alpha1.ResolvedTemplateApplyConfiguration{}
 	case v1alpha1.SchemeGroupVersion.WithKind("Template"):

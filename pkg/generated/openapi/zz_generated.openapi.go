@@ -25,6 +25,7 @@ import (
 	resource "k8s.io/apimachinery/pkg/api/resource"
 	v1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	runtime "k8s.io/apimachinery/pkg/runtime"
+	intstr "k8s.io/apimachinery/pkg/util/intstr"
 	version "k8s.io/apimachinery/pkg/version"
 	common "k8s.io/kube-openapi/pkg/common"
 	spec "k8s.io/kube-openapi/pkg/validation/spec"
@@ -33,85 +34,103 @@ import (
 
 func GetOpenAPIDefinitions(ref common.ReferenceCallback) map[string]common.OpenAPIDefinition {
 	return map[string]common.OpenAPIDefinition{
-		resource.Quantity{}.OpenAPIModelName():             schema_apimachinery_pkg_api_resource_Quantity(ref),
-		v1.APIGroup{}.OpenAPIModelName():                   schema_pkg_apis_meta_v1_APIGroup(ref),
-		v1.APIGroupList{}.OpenAPIModelName():               schema_pkg_apis_meta_v1_APIGroupList(ref),
-		v1.APIResource{}.OpenAPIModelName():                schema_pkg_apis_meta_v1_APIResource(ref),
-		v1.APIResourceList{}.OpenAPIModelName():            schema_pkg_apis_meta_v1_APIResourceList(ref),
-		v1.APIVersions{}.OpenAPIModelName():                schema_pkg_apis_meta_v1_APIVersions(ref),
-		v1.ApplyOptions{}.OpenAPIModelName():               schema_pkg_apis_meta_v1_ApplyOptions(ref),
-		v1.Condition{}.OpenAPIModelName():                  schema_pkg_apis_meta_v1_Condition(ref),
-		v1.CreateOptions{}.OpenAPIModelName():              schema_pkg_apis_meta_v1_CreateOptions(ref),
-		v1.DeleteOptions{}.OpenAPIModelName():              schema_pkg_apis_meta_v1_DeleteOptions(ref),
-		v1.Duration{}.OpenAPIModelName():                   schema_pkg_apis_meta_v1_Duration(ref),
-		v1.FieldSelectorRequirement{}.OpenAPIModelName():   schema_pkg_apis_meta_v1_FieldSelectorRequirement(ref),
-		v1.FieldsV1{}.OpenAPIModelName():                   schema_pkg_apis_meta_v1_FieldsV1(ref),
-		v1.GetOptions{}.OpenAPIModelName():                 schema_pkg_apis_meta_v1_GetOptions(ref),
-		v1.GroupKind{}.OpenAPIModelName():                  schema_pkg_apis_meta_v1_GroupKind(ref),
-		v1.GroupResource{}.OpenAPIModelName():              schema_pkg_apis_meta_v1_GroupResource(ref),
-		v1.GroupVersion{}.OpenAPIModelName():               schema_pkg_apis_meta_v1_GroupVersion(ref),
-		v1.GroupVersionForDiscovery{}.OpenAPIModelName():   schema_pkg_apis_meta_v1_GroupVersionForDiscovery(ref),
-		v1.GroupVersionKind{}.OpenAPIModelName():           schema_pkg_apis_meta_v1_GroupVersionKind(ref),
-		v1.GroupVersionResource{}.OpenAPIModelName():       schema_pkg_apis_meta_v1_GroupVersionResource(ref),
-		v1.InternalEvent{}.OpenAPIModelName():              schema_pkg_apis_meta_v1_InternalEvent(ref),
-		v1.LabelSelector{}.OpenAPIModelName():              schema_pkg_apis_meta_v1_LabelSelector(ref),
-		v1.LabelSelectorRequirement{}.OpenAPIModelName():   schema_pkg_apis_meta_v1_LabelSelectorRequirement(ref),
-		v1.List{}.OpenAPIModelName():                       schema_pkg_apis_meta_v1_List(ref),
-		v1.ListMeta{}.OpenAPIModelName():                   schema_pkg_apis_meta_v1_ListMeta(ref),
-		v1.ListOptions{}.OpenAPIModelName():                schema_pkg_apis_meta_v1_ListOptions(ref),
-		v1.ManagedFieldsEntry{}.OpenAPIModelName():         schema_pkg_apis_meta_v1_ManagedFieldsEntry(ref),
-		v1.MicroTime{}.OpenAPIModelName():                  schema_pkg_apis_meta_v1_MicroTime(ref),
-		v1.ObjectMeta{}.OpenAPIModelName():                 schema_pkg_apis_meta_v1_ObjectMeta(ref),
-		v1.OwnerReference{}.OpenAPIModelName():             schema_pkg_apis_meta_v1_OwnerReference(ref),
-		v1.PartialObjectMetadata{}.OpenAPIModelName():      schema_pkg_apis_meta_v1_PartialObjectMetadata(ref),
-		v1.PartialObjectMetadataList{}.OpenAPIModelName():  schema_pkg_apis_meta_v1_PartialObjectMetadataList(ref),
-		v1.Patch{}.OpenAPIModelName():                      schema_pkg_apis_meta_v1_Patch(ref),
-		v1.PatchOptions{}.OpenAPIModelName():               schema_pkg_apis_meta_v1_PatchOptions(ref),
-		v1.Preconditions{}.OpenAPIModelName():              schema_pkg_apis_meta_v1_Preconditions(ref),
-		v1.RootPaths{}.OpenAPIModelName():                  schema_pkg_apis_meta_v1_RootPaths(ref),
-		v1.ServerAddressByClientCIDR{}.OpenAPIModelName():  schema_pkg_apis_meta_v1_ServerAddressByClientCIDR(ref),
-		v1.ShardInfo{}.OpenAPIModelName():                  schema_pkg_apis_meta_v1_ShardInfo(ref),
-		v1.Status{}.OpenAPIModelName():                     schema_pkg_apis_meta_v1_Status(ref),
-		v1.StatusCause{}.OpenAPIModelName():                schema_pkg_apis_meta_v1_StatusCause(ref),
-		v1.StatusDetails{}.OpenAPIModelName():              schema_pkg_apis_meta_v1_StatusDetails(ref),
-		v1.Table{}.OpenAPIModelName():                      schema_pkg_apis_meta_v1_Table(ref),
-		v1.TableColumnDefinition{}.OpenAPIModelName():      schema_pkg_apis_meta_v1_TableColumnDefinition(ref),
-		v1.TableOptions{}.OpenAPIModelName():               schema_pkg_apis_meta_v1_TableOptions(ref),
-		v1.TableRow{}.OpenAPIModelName():                   schema_pkg_apis_meta_v1_TableRow(ref),
-		v1.TableRowCondition{}.OpenAPIModelName():          schema_pkg_apis_meta_v1_TableRowCondition(ref),
-		v1.Time{}.OpenAPIModelName():                       schema_pkg_apis_meta_v1_Time(ref),
-		v1.Timestamp{}.OpenAPIModelName():                  schema_pkg_apis_meta_v1_Timestamp(ref),
-		v1.TypeMeta{}.OpenAPIModelName():                   schema_pkg_apis_meta_v1_TypeMeta(ref),
-		v1.UpdateOptions{}.OpenAPIModelName():              schema_pkg_apis_meta_v1_UpdateOptions(ref),
-		v1.WatchEvent{}.OpenAPIModelName():                 schema_pkg_apis_meta_v1_WatchEvent(ref),
-		runtime.RawExtension{}.OpenAPIModelName():          schema_k8sio_apimachinery_pkg_runtime_RawExtension(ref),
-		runtime.TypeMeta{}.OpenAPIModelName():              schema_k8sio_apimachinery_pkg_runtime_TypeMeta(ref),
-		runtime.Unknown{}.OpenAPIModelName():               schema_k8sio_apimachinery_pkg_runtime_Unknown(ref),
-		version.Info{}.OpenAPIModelName():                  schema_k8sio_apimachinery_pkg_version_Info(ref),
-		v1alpha1.BMC{}.OpenAPIModelName():                  schema_pkg_apis_stargate_v1alpha1_BMC(ref),
-		v1alpha1.CloudInit{}.OpenAPIModelName():            schema_pkg_apis_stargate_v1alpha1_CloudInit(ref),
-		v1alpha1.Datacenter{}.OpenAPIModelName():           schema_pkg_apis_stargate_v1alpha1_Datacenter(ref),
-		v1alpha1.DatacenterList{}.OpenAPIModelName():       schema_pkg_apis_stargate_v1alpha1_DatacenterList(ref),
-		v1alpha1.DatacenterSpec{}.OpenAPIModelName():       schema_pkg_apis_stargate_v1alpha1_DatacenterSpec(ref),
-		v1alpha1.DatacenterStatus{}.OpenAPIModelName():     schema_pkg_apis_stargate_v1alpha1_DatacenterStatus(ref),
-		v1alpha1.Hardware{}.OpenAPIModelName():             schema_pkg_apis_stargate_v1alpha1_Hardware(ref),
-		v1alpha1.HardwareInventory{}.OpenAPIModelName():    schema_pkg_apis_stargate_v1alpha1_HardwareInventory(ref),
-		v1alpha1.HardwareList{}.OpenAPIModelName():         schema_pkg_apis_stargate_v1alpha1_HardwareList(ref),
-		v1alpha1.HardwareSpec{}.OpenAPIModelName():         schema_pkg_apis_stargate_v1alpha1_HardwareSpec(ref),
-		v1alpha1.HardwareStatus{}.OpenAPIModelName():       schema_pkg_apis_stargate_v1alpha1_HardwareStatus(ref),
-		v1alpha1.Job{}.OpenAPIModelName():                  schema_pkg_apis_stargate_v1alpha1_Job(ref),
-		v1alpha1.JobList{}.OpenAPIModelName():              schema_pkg_apis_stargate_v1alpha1_JobList(ref),
-		v1alpha1.JobResult{}.OpenAPIModelName():            schema_pkg_apis_stargate_v1alpha1_JobResult(ref),
-		v1alpha1.JobSpec{}.OpenAPIModelName():              schema_pkg_apis_stargate_v1alpha1_JobSpec(ref),
-		v1alpha1.JobStatus{}.OpenAPIModelName():            schema_pkg_apis_stargate_v1alpha1_JobStatus(ref),
-		v1alpha1.JobSubmission{}.OpenAPIModelName():        schema_pkg_apis_stargate_v1alpha1_JobSubmission(ref),
-		v1alpha1.LocalObjectReference{}.OpenAPIModelName(): schema_pkg_apis_stargate_v1alpha1_LocalObjectReference(ref),
-		v1alpha1.RepaveRequest{}.OpenAPIModelName():        schema_pkg_apis_stargate_v1alpha1_RepaveRequest(ref),
-		v1alpha1.RepaveRequestSpec{}.OpenAPIModelName():    schema_pkg_apis_stargate_v1alpha1_RepaveRequestSpec(ref),
-		v1alpha1.ResolvedTemplate{}.OpenAPIModelName():     schema_pkg_apis_stargate_v1alpha1_ResolvedTemplate(ref),
-		v1alpha1.Template{}.OpenAPIModelName():             schema_pkg_apis_stargate_v1alpha1_Template(ref),
-		v1alpha1.TemplateList{}.OpenAPIModelName():         schema_pkg_apis_stargate_v1alpha1_TemplateList(ref),
-		v1alpha1.TemplateSpec{}.OpenAPIModelName():         schema_pkg_apis_stargate_v1alpha1_TemplateSpec(ref),
+		resource.Quantity{}.OpenAPIModelName():                 schema_apimachinery_pkg_api_resource_Quantity(ref),
+		v1.APIGroup{}.OpenAPIModelName():                       schema_pkg_apis_meta_v1_APIGroup(ref),
+		v1.APIGroupList{}.OpenAPIModelName():                   schema_pkg_apis_meta_v1_APIGroupList(ref),
+		v1.APIResource{}.OpenAPIModelName():                    schema_pkg_apis_meta_v1_APIResource(ref),
+		v1.APIResourceList{}.OpenAPIModelName():                schema_pkg_apis_meta_v1_APIResourceList(ref),
+		v1.APIVersions{}.OpenAPIModelName():                    schema_pkg_apis_meta_v1_APIVersions(ref),
+		v1.ApplyOptions{}.OpenAPIModelName():                   schema_pkg_apis_meta_v1_ApplyOptions(ref),
+		v1.Condition{}.OpenAPIModelName():                      schema_pkg_apis_meta_v1_Condition(ref),
+		v1.CreateOptions{}.OpenAPIModelName():                  schema_pkg_apis_meta_v1_CreateOptions(ref),
+		v1.DeleteOptions{}.OpenAPIModelName():                  schema_pkg_apis_meta_v1_DeleteOptions(ref),
+		v1.Duration{}.OpenAPIModelName():                       schema_pkg_apis_meta_v1_Duration(ref),
+		v1.FieldSelectorRequirement{}.OpenAPIModelName():       schema_pkg_apis_meta_v1_FieldSelectorRequirement(ref),
+		v1.FieldsV1{}.OpenAPIModelName():                       schema_pkg_apis_meta_v1_FieldsV1(ref),
+		v1.GetOptions{}.OpenAPIModelName():                     schema_pkg_apis_meta_v1_GetOptions(ref),
+		v1.GroupKind{}.OpenAPIModelName():                      schema_pkg_apis_meta_v1_GroupKind(ref),
+		v1.GroupResource{}.OpenAPIModelName():                  schema_pkg_apis_meta_v1_GroupResource(ref),
+		v1.GroupVersion{}.OpenAPIModelName():                   schema_pkg_apis_meta_v1_GroupVersion(ref),
+		v1.GroupVersionForDiscovery{}.OpenAPIModelName():       schema_pkg_apis_meta_v1_GroupVersionForDiscovery(ref),
+		v1.GroupVersionKind{}.OpenAPIModelName():               schema_pkg_apis_meta_v1_GroupVersionKind(ref),
+		v1.GroupVersionResource{}.OpenAPIModelName():           schema_pkg_apis_meta_v1_GroupVersionResource(ref),
+		v1.InternalEvent{}.OpenAPIModelName():                  schema_pkg_apis_meta_v1_InternalEvent(ref),
+		v1.LabelSelector{}.OpenAPIModelName():                  schema_pkg_apis_meta_v1_LabelSelector(ref),
+		v1.LabelSelectorRequirement{}.OpenAPIModelName():       schema_pkg_apis_meta_v1_LabelSelectorRequirement(ref),
+		v1.List{}.OpenAPIModelName():                           schema_pkg_apis_meta_v1_List(ref),
+		v1.ListMeta{}.OpenAPIModelName():                       schema_pkg_apis_meta_v1_ListMeta(ref),
+		v1.ListOptions{}.OpenAPIModelName():                    schema_pkg_apis_meta_v1_ListOptions(ref),
+		v1.ManagedFieldsEntry{}.OpenAPIModelName():             schema_pkg_apis_meta_v1_ManagedFieldsEntry(ref),
+		v1.MicroTime{}.OpenAPIModelName():                      schema_pkg_apis_meta_v1_MicroTime(ref),
+		v1.ObjectMeta{}.OpenAPIModelName():                     schema_pkg_apis_meta_v1_ObjectMeta(ref),
+		v1.OwnerReference{}.OpenAPIModelName():                 schema_pkg_apis_meta_v1_OwnerReference(ref),
+		v1.PartialObjectMetadata{}.OpenAPIModelName():          schema_pkg_apis_meta_v1_PartialObjectMetadata(ref),
+		v1.PartialObjectMetadataList{}.OpenAPIModelName():      schema_pkg_apis_meta_v1_PartialObjectMetadataList(ref),
+		v1.Patch{}.OpenAPIModelName():                          schema_pkg_apis_meta_v1_Patch(ref),
+		v1.PatchOptions{}.OpenAPIModelName():                   schema_pkg_apis_meta_v1_PatchOptions(ref),
+		v1.Preconditions{}.OpenAPIModelName():                  schema_pkg_apis_meta_v1_Preconditions(ref),
+		v1.RootPaths{}.OpenAPIModelName():                      schema_pkg_apis_meta_v1_RootPaths(ref),
+		v1.ServerAddressByClientCIDR{}.OpenAPIModelName():      schema_pkg_apis_meta_v1_ServerAddressByClientCIDR(ref),
+		v1.ShardInfo{}.OpenAPIModelName():                      schema_pkg_apis_meta_v1_ShardInfo(ref),
+		v1.Status{}.OpenAPIModelName():                         schema_pkg_apis_meta_v1_Status(ref),
+		v1.StatusCause{}.OpenAPIModelName():                    schema_pkg_apis_meta_v1_StatusCause(ref),
+		v1.StatusDetails{}.OpenAPIModelName():                  schema_pkg_apis_meta_v1_StatusDetails(ref),
+		v1.Table{}.OpenAPIModelName():                          schema_pkg_apis_meta_v1_Table(ref),
+		v1.TableColumnDefinition{}.OpenAPIModelName():          schema_pkg_apis_meta_v1_TableColumnDefinition(ref),
+		v1.TableOptions{}.OpenAPIModelName():                   schema_pkg_apis_meta_v1_TableOptions(ref),
+		v1.TableRow{}.OpenAPIModelName():                       schema_pkg_apis_meta_v1_TableRow(ref),
+		v1.TableRowCondition{}.OpenAPIModelName():              schema_pkg_apis_meta_v1_TableRowCondition(ref),
+		v1.Time{}.OpenAPIModelName():                           schema_pkg_apis_meta_v1_Time(ref),
+		v1.Timestamp{}.OpenAPIModelName():                      schema_pkg_apis_meta_v1_Timestamp(ref),
+		v1.TypeMeta{}.OpenAPIModelName():                       schema_pkg_apis_meta_v1_TypeMeta(ref),
+		v1.UpdateOptions{}.OpenAPIModelName():                  schema_pkg_apis_meta_v1_UpdateOptions(ref),
+		v1.WatchEvent{}.OpenAPIModelName():                     schema_pkg_apis_meta_v1_WatchEvent(ref),
+		runtime.RawExtension{}.OpenAPIModelName():              schema_k8sio_apimachinery_pkg_runtime_RawExtension(ref),
+		runtime.TypeMeta{}.OpenAPIModelName():                  schema_k8sio_apimachinery_pkg_runtime_TypeMeta(ref),
+		runtime.Unknown{}.OpenAPIModelName():                   schema_k8sio_apimachinery_pkg_runtime_Unknown(ref),
+		intstr.IntOrString{}.OpenAPIModelName():                schema_apimachinery_pkg_util_intstr_IntOrString(ref),
+		version.Info{}.OpenAPIModelName():                      schema_k8sio_apimachinery_pkg_version_Info(ref),
+		v1alpha1.BMC{}.OpenAPIModelName():                      schema_pkg_apis_stargate_v1alpha1_BMC(ref),
+		v1alpha1.Campaign{}.OpenAPIModelName():                 schema_pkg_apis_stargate_v1alpha1_Campaign(ref),
+		v1alpha1.CampaignCounts{}.OpenAPIModelName():           schema_pkg_apis_stargate_v1alpha1_CampaignCounts(ref),
+		v1alpha1.CampaignDatacenterPlan{}.OpenAPIModelName():   schema_pkg_apis_stargate_v1alpha1_CampaignDatacenterPlan(ref),
+		v1alpha1.CampaignDatacenterStatus{}.OpenAPIModelName(): schema_pkg_apis_stargate_v1alpha1_CampaignDatacenterStatus(ref),
+		v1alpha1.CampaignFailure{}.OpenAPIModelName():          schema_pkg_apis_stargate_v1alpha1_CampaignFailure(ref),
+		v1alpha1.CampaignFailureBudgets{}.OpenAPIModelName():   schema_pkg_apis_stargate_v1alpha1_CampaignFailureBudgets(ref),
+		v1alpha1.CampaignFailurePolicy{}.OpenAPIModelName():    schema_pkg_apis_stargate_v1alpha1_CampaignFailurePolicy(ref),
+		v1alpha1.CampaignJobTemplate{}.OpenAPIModelName():      schema_pkg_apis_stargate_v1alpha1_CampaignJobTemplate(ref),
+		v1alpha1.CampaignList{}.OpenAPIModelName():             schema_pkg_apis_stargate_v1alpha1_CampaignList(ref),
+		v1alpha1.CampaignMaxUnavailable{}.OpenAPIModelName():   schema_pkg_apis_stargate_v1alpha1_CampaignMaxUnavailable(ref),
+		v1alpha1.CampaignSpec{}.OpenAPIModelName():             schema_pkg_apis_stargate_v1alpha1_CampaignSpec(ref),
+		v1alpha1.CampaignStatus{}.OpenAPIModelName():           schema_pkg_apis_stargate_v1alpha1_CampaignStatus(ref),
+		v1alpha1.CampaignWave{}.OpenAPIModelName():             schema_pkg_apis_stargate_v1alpha1_CampaignWave(ref),
+		v1alpha1.CampaignWavePlan{}.OpenAPIModelName():         schema_pkg_apis_stargate_v1alpha1_CampaignWavePlan(ref),
+		v1alpha1.CloudInit{}.OpenAPIModelName():                schema_pkg_apis_stargate_v1alpha1_CloudInit(ref),
+		v1alpha1.Datacenter{}.OpenAPIModelName():               schema_pkg_apis_stargate_v1alpha1_Datacenter(ref),
+		v1alpha1.DatacenterList{}.OpenAPIModelName():           schema_pkg_apis_stargate_v1alpha1_DatacenterList(ref),
+		v1alpha1.DatacenterSpec{}.OpenAPIModelName():           schema_pkg_apis_stargate_v1alpha1_DatacenterSpec(ref),
+		v1alpha1.DatacenterStatus{}.OpenAPIModelName():         schema_pkg_apis_stargate_v1alpha1_DatacenterStatus(ref),
+		v1alpha1.Hardware{}.OpenAPIModelName():                 schema_pkg_apis_stargate_v1alpha1_Hardware(ref),
+		v1alpha1.HardwareInventory{}.OpenAPIModelName():        schema_pkg_apis_stargate_v1alpha1_HardwareInventory(ref),
+		v1alpha1.HardwareList{}.OpenAPIModelName():             schema_pkg_apis_stargate_v1alpha1_HardwareList(ref),
+		v1alpha1.HardwareSpec{}.OpenAPIModelName():             schema_pkg_apis_stargate_v1alpha1_HardwareSpec(ref),
+		v1alpha1.HardwareStatus{}.OpenAPIModelName():           schema_pkg_apis_stargate_v1alpha1_HardwareStatus(ref),
+		v1alpha1.Job{}.OpenAPIModelName():                      schema_pkg_apis_stargate_v1alpha1_Job(ref),
+		v1alpha1.JobList{}.OpenAPIModelName():                  schema_pkg_apis_stargate_v1alpha1_JobList(ref),
+		v1alpha1.JobReference{}.OpenAPIModelName():             schema_pkg_apis_stargate_v1alpha1_JobReference(ref),
+		v1alpha1.JobResult{}.OpenAPIModelName():                schema_pkg_apis_stargate_v1alpha1_JobResult(ref),
+		v1alpha1.JobSpec{}.OpenAPIModelName():                  schema_pkg_apis_stargate_v1alpha1_JobSpec(ref),
+		v1alpha1.JobStatus{}.OpenAPIModelName():                schema_pkg_apis_stargate_v1alpha1_JobStatus(ref),
+		v1alpha1.JobSubmission{}.OpenAPIModelName():            schema_pkg_apis_stargate_v1alpha1_JobSubmission(ref),
+		v1alpha1.LocalObjectReference{}.OpenAPIModelName():     schema_pkg_apis_stargate_v1alpha1_LocalObjectReference(ref),
+		v1alpha1.MaintenanceWindow{}.OpenAPIModelName():        schema_pkg_apis_stargate_v1alpha1_MaintenanceWindow(ref),
+		v1alpha1.RepaveRequest{}.OpenAPIModelName():            schema_pkg_apis_stargate_v1alpha1_RepaveRequest(ref),
+		v1alpha1.RepaveRequestSpec{}.OpenAPIModelName():        schema_pkg_apis_stargate_v1alpha1_RepaveRequestSpec(ref),
+		v1alpha1.RepaveRequestStatus{}.OpenAPIModelName():      schema_pkg_apis_stargate_v1alpha1_RepaveRequestStatus(ref),
+		v1alpha1.ResolvedTemplate{}.OpenAPIModelName():         schema_pkg_apis_stargate_v1alpha1_ResolvedTemplate(ref),
+		v1alpha1.Template{}.OpenAPIModelName():                 schema_pkg_apis_stargate_v1alpha1_Template(ref),
+		v1alpha1.TemplateList{}.OpenAPIModelName():             schema_pkg_apis_stargate_v1alpha1_TemplateList(ref),
+		v1alpha1.TemplateSpec{}.OpenAPIModelName():             schema_pkg_apis_stargate_v1alpha1_TemplateSpec(ref),
 	}
 }
 
@@ -2682,6 +2701,26 @@ func schema_k8sio_apimachinery_pkg_runtime_Unknown(ref common.ReferenceCallback)
 	}
 }
 
+func schema_apimachinery_pkg_util_intstr_IntOrString(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.EmbedOpenAPIDefinitionIntoV2Extension(common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "IntOrString is a type that can hold an int32 or a string.  When used in JSON or YAML marshalling and unmarshalling, it produces or consumes the inner type.  This allows you to have, for example, a JSON field that can accept a name or number.",
+				OneOf:       common.GenerateOpenAPIV3OneOfSchema(intstr.IntOrString{}.OpenAPIV3OneOfTypes()),
+				Format:      intstr.IntOrString{}.OpenAPISchemaFormat(),
+			},
+		},
+	}, common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "IntOrString is a type that can hold an int32 or a string.  When used in JSON or YAML marshalling and unmarshalling, it produces or consumes the inner type.  This allows you to have, for example, a JSON field that can accept a name or number.",
+				Type:        intstr.IntOrString{}.OpenAPISchemaType(),
+				Format:      intstr.IntOrString{}.OpenAPISchemaFormat(),
+			},
+		},
+	})
+}
+
 func schema_k8sio_apimachinery_pkg_version_Info(ref common.ReferenceCallback) common.OpenAPIDefinition {
 	return common.OpenAPIDefinition{
 		Schema: spec.Schema{
@@ -2808,6 +2847,837 @@ func schema_pkg_apis_stargate_v1alpha1_BMC(ref common.ReferenceCallback) common.
 				Required: []string{"address"},
 			},
 		},
+	}
+}
+
+func schema_pkg_apis_stargate_v1alpha1_Campaign(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "Campaign carries one operation (a repave to a Template, a reboot, a power change) over many Hardware in many datacenters, in waves, never making more servers unavailable than its limits allow, and pausing or stopping when failures exceed its budgets. Its members are fixed when it starts.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"kind": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Kind is a string value representing the REST resource this object represents. Servers may infer this from the endpoint the client submits requests to. Cannot be updated. In CamelCase. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#types-kinds",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"apiVersion": {
+						SchemaProps: spec.SchemaProps{
+							Description: "APIVersion defines the versioned schema of this representation of an object. Servers should convert recognized schemas to the latest internal value, and may reject unrecognized values. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#resources",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"metadata": {
+						SchemaProps: spec.SchemaProps{
+							Default: map[string]interface{}{},
+							Ref:     ref(v1.ObjectMeta{}.OpenAPIModelName()),
+						},
+					},
+					"spec": {
+						SchemaProps: spec.SchemaProps{
+							Description: "spec is what to do, to which servers, and how carefully.",
+							Default:     map[string]interface{}{},
+							Ref:         ref(v1alpha1.CampaignSpec{}.OpenAPIModelName()),
+						},
+					},
+					"status": {
+						SchemaProps: spec.SchemaProps{
+							Description: "status is the Campaign's progress. Written only through the status subresource.",
+							Default:     map[string]interface{}{},
+							Ref:         ref(v1alpha1.CampaignStatus{}.OpenAPIModelName()),
+						},
+					},
+				},
+				Required: []string{"spec"},
+			},
+		},
+		Dependencies: []string{
+			v1.ObjectMeta{}.OpenAPIModelName(), v1alpha1.CampaignSpec{}.OpenAPIModelName(), v1alpha1.CampaignStatus{}.OpenAPIModelName()},
+	}
+}
+
+func schema_pkg_apis_stargate_v1alpha1_CampaignCounts(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "CampaignCounts count a Campaign's members by where they are.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"targets": {
+						SchemaProps: spec.SchemaProps{
+							Description: "targets is the number of members.",
+							Default:     0,
+							Type:        []string{"integer"},
+							Format:      "int32",
+						},
+					},
+					"skipped": {
+						SchemaProps: spec.SchemaProps{
+							Description: "skipped members needed no Job (already up to date).",
+							Type:        []string{"integer"},
+							Format:      "int32",
+						},
+					},
+					"pending": {
+						SchemaProps: spec.SchemaProps{
+							Description: "pending members have no Job yet.",
+							Type:        []string{"integer"},
+							Format:      "int32",
+						},
+					},
+					"running": {
+						SchemaProps: spec.SchemaProps{
+							Description: "running members have an unfinished Job.",
+							Type:        []string{"integer"},
+							Format:      "int32",
+						},
+					},
+					"succeeded": {
+						SchemaProps: spec.SchemaProps{
+							Description: "succeeded members' Jobs succeeded.",
+							Type:        []string{"integer"},
+							Format:      "int32",
+						},
+					},
+					"failed": {
+						SchemaProps: spec.SchemaProps{
+							Description: "failed members' Jobs failed.",
+							Type:        []string{"integer"},
+							Format:      "int32",
+						},
+					},
+					"cancelled": {
+						SchemaProps: spec.SchemaProps{
+							Description: "cancelled members will not be operated on: their Job was cancelled, or the Campaign or their datacenter's share was cancelled before it started.",
+							Type:        []string{"integer"},
+							Format:      "int32",
+						},
+					},
+				},
+				Required: []string{"targets"},
+			},
+		},
+	}
+}
+
+func schema_pkg_apis_stargate_v1alpha1_CampaignDatacenterPlan(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "CampaignDatacenterPlan is one datacenter's share of a wave.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"name": {
+						SchemaProps: spec.SchemaProps{
+							Description: "name of the Datacenter.",
+							Default:     "",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"members": {
+						SchemaProps: spec.SchemaProps{
+							Description: "members of the wave in it.",
+							Default:     0,
+							Type:        []string{"integer"},
+							Format:      "int32",
+						},
+					},
+				},
+				Required: []string{"name", "members"},
+			},
+		},
+	}
+}
+
+func schema_pkg_apis_stargate_v1alpha1_CampaignDatacenterStatus(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "CampaignDatacenterStatus is a Campaign's progress in one datacenter.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"name": {
+						SchemaProps: spec.SchemaProps{
+							Description: "name of the Datacenter (its namespace).",
+							Default:     "",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"counts": {
+						SchemaProps: spec.SchemaProps{
+							Description: "counts of this datacenter's members.",
+							Default:     map[string]interface{}{},
+							Ref:         ref(v1alpha1.CampaignCounts{}.OpenAPIModelName()),
+						},
+					},
+					"pausedReason": {
+						SchemaProps: spec.SchemaProps{
+							Description: "pausedReason says why no Job starts here now, if none does: ManualPause, FailureBudgetExceeded, OutsideWindow, AwaitingApproval, Baking or DatacenterPaused.",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"nextWindow": {
+						SchemaProps: spec.SchemaProps{
+							Description: "nextWindow is when this datacenter's next maintenance window opens, while it is outside one.",
+							Ref:         ref(v1.Time{}.OpenAPIModelName()),
+						},
+					},
+				},
+				Required: []string{"name", "counts"},
+			},
+		},
+		Dependencies: []string{
+			v1.Time{}.OpenAPIModelName(), v1alpha1.CampaignCounts{}.OpenAPIModelName()},
+	}
+}
+
+func schema_pkg_apis_stargate_v1alpha1_CampaignFailure(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "CampaignFailure is one failed member.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"datacenter": {
+						SchemaProps: spec.SchemaProps{
+							Description: "datacenter (namespace) of the Hardware.",
+							Default:     "",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"hardware": {
+						SchemaProps: spec.SchemaProps{
+							Description: "hardware is the Hardware's name.",
+							Default:     "",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"job": {
+						SchemaProps: spec.SchemaProps{
+							Description: "job is the Job that failed.",
+							Default:     "",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"wave": {
+						SchemaProps: spec.SchemaProps{
+							Description: "wave the member was in.",
+							Default:     0,
+							Type:        []string{"integer"},
+							Format:      "int32",
+						},
+					},
+					"reason": {
+						SchemaProps: spec.SchemaProps{
+							Description: "reason the Job gave.",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+				},
+				Required: []string{"datacenter", "hardware", "job", "wave"},
+			},
+		},
+	}
+}
+
+func schema_pkg_apis_stargate_v1alpha1_CampaignFailureBudgets(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "CampaignFailureBudgets are failure budgets per scope. Each is a number or a percentage of that scope's members, rounded down (no minimum: 0% of any scope is 0, so its first failure trips it).",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"global": {
+						SchemaProps: spec.SchemaProps{
+							Description: "global bounds failures over the whole Campaign.",
+							Ref:         ref(intstr.IntOrString{}.OpenAPIModelName()),
+						},
+					},
+					"perDatacenter": {
+						SchemaProps: spec.SchemaProps{
+							Description: "perDatacenter bounds failures in each datacenter; exceeding it acts on that datacenter only.",
+							Ref:         ref(intstr.IntOrString{}.OpenAPIModelName()),
+						},
+					},
+					"perWave": {
+						SchemaProps: spec.SchemaProps{
+							Description: "perWave bounds failures in each wave.",
+							Ref:         ref(intstr.IntOrString{}.OpenAPIModelName()),
+						},
+					},
+				},
+			},
+		},
+		Dependencies: []string{
+			intstr.IntOrString{}.OpenAPIModelName()},
+	}
+}
+
+func schema_pkg_apis_stargate_v1alpha1_CampaignFailurePolicy(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "CampaignFailurePolicy bounds failures.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"maxFailures": {
+						SchemaProps: spec.SchemaProps{
+							Description: "maxFailures are the failure budgets; a budget trips when failures exceed it (0: the first failure trips it). Defaults to global: 5% when none is set.",
+							Default:     map[string]interface{}{},
+							Ref:         ref(v1alpha1.CampaignFailureBudgets{}.OpenAPIModelName()),
+						},
+					},
+					"action": {
+						SchemaProps: spec.SchemaProps{
+							Description: "action is Pause (default) or Cancel. A per-datacenter budget acts on that datacenter only; the global and per-wave budgets on everything.",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"inFlight": {
+						SchemaProps: spec.SchemaProps{
+							Description: "inFlight is Finish (default: running Jobs finish) or Cancel.",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+				},
+			},
+		},
+		Dependencies: []string{
+			v1alpha1.CampaignFailureBudgets{}.OpenAPIModelName()},
+	}
+}
+
+func schema_pkg_apis_stargate_v1alpha1_CampaignJobTemplate(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "CampaignJobTemplate is the part of each Job's spec a Campaign passes on.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"backoffLimit": {
+						SchemaProps: spec.SchemaProps{
+							Description: "backoffLimit passes to each Job's spec.backoffLimit. Defaults to 3.",
+							Type:        []string{"integer"},
+							Format:      "int32",
+						},
+					},
+					"activeDeadlineSeconds": {
+						SchemaProps: spec.SchemaProps{
+							Description: "activeDeadlineSeconds passes to each Job's spec.activeDeadlineSeconds.",
+							Type:        []string{"integer"},
+							Format:      "int64",
+						},
+					},
+					"ttlSecondsAfterFinished": {
+						SchemaProps: spec.SchemaProps{
+							Description: "ttlSecondsAfterFinished passes to each Job's spec.ttlSecondsAfterFinished.",
+							Type:        []string{"integer"},
+							Format:      "int32",
+						},
+					},
+				},
+			},
+		},
+	}
+}
+
+func schema_pkg_apis_stargate_v1alpha1_CampaignList(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "CampaignList is a list of Campaigns.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"kind": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Kind is a string value representing the REST resource this object represents. Servers may infer this from the endpoint the client submits requests to. Cannot be updated. In CamelCase. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#types-kinds",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"apiVersion": {
+						SchemaProps: spec.SchemaProps{
+							Description: "APIVersion defines the versioned schema of this representation of an object. Servers should convert recognized schemas to the latest internal value, and may reject unrecognized values. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#resources",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"metadata": {
+						SchemaProps: spec.SchemaProps{
+							Default: map[string]interface{}{},
+							Ref:     ref(v1.ListMeta{}.OpenAPIModelName()),
+						},
+					},
+					"items": {
+						SchemaProps: spec.SchemaProps{
+							Type: []string{"array"},
+							Items: &spec.SchemaOrArray{
+								Schema: &spec.Schema{
+									SchemaProps: spec.SchemaProps{
+										Ref: ref(v1alpha1.Campaign{}.OpenAPIModelName()),
+									},
+								},
+							},
+						},
+					},
+				},
+				Required: []string{"items"},
+			},
+		},
+		Dependencies: []string{
+			v1.ListMeta{}.OpenAPIModelName(), v1alpha1.Campaign{}.OpenAPIModelName()},
+	}
+}
+
+func schema_pkg_apis_stargate_v1alpha1_CampaignMaxUnavailable(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "CampaignMaxUnavailable caps unavailable members per scope. Each is a number or a percentage of that scope's members, rounded down with a minimum of 1.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"global": {
+						SchemaProps: spec.SchemaProps{
+							Description: "global caps unavailable members over the whole Campaign.",
+							Ref:         ref(intstr.IntOrString{}.OpenAPIModelName()),
+						},
+					},
+					"perDatacenter": {
+						SchemaProps: spec.SchemaProps{
+							Description: "perDatacenter caps unavailable members in each datacenter.",
+							Ref:         ref(intstr.IntOrString{}.OpenAPIModelName()),
+						},
+					},
+					"perFailureDomain": {
+						SchemaProps: spec.SchemaProps{
+							Description: "perFailureDomain caps unavailable members in each failure domain (see failureDomainLabel).",
+							Ref:         ref(intstr.IntOrString{}.OpenAPIModelName()),
+						},
+					},
+				},
+			},
+		},
+		Dependencies: []string{
+			intstr.IntOrString{}.OpenAPIModelName()},
+	}
+}
+
+func schema_pkg_apis_stargate_v1alpha1_CampaignSpec(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "CampaignSpec is what a Campaign does and within which limits.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"operation": {
+						SchemaProps: spec.SchemaProps{
+							Description: "operation is one of repave, reboot, power-off or power-on. Immutable.",
+							Default:     "",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"templateRef": {
+						SchemaProps: spec.SchemaProps{
+							Description: "templateRef names the Template a repave installs, looked up in each selected datacenter's namespace. Required for repave, forbidden otherwise. Immutable.",
+							Ref:         ref(v1alpha1.LocalObjectReference{}.OpenAPIModelName()),
+						},
+					},
+					"jobTemplate": {
+						SchemaProps: spec.SchemaProps{
+							Description: "jobTemplate is passed to each Job the Campaign creates.",
+							Default:     map[string]interface{}{},
+							Ref:         ref(v1alpha1.CampaignJobTemplate{}.OpenAPIModelName()),
+						},
+					},
+					"hardwareSelector": {
+						SchemaProps: spec.SchemaProps{
+							Description: "hardwareSelector selects the Hardware in the selected datacenters; empty selects all of them. Immutable.",
+							Ref:         ref(v1.LabelSelector{}.OpenAPIModelName()),
+						},
+					},
+					"datacenterSelector": {
+						SchemaProps: spec.SchemaProps{
+							Description: "datacenterSelector selects Datacenters by their labels; empty selects every Datacenter. Immutable.",
+							Ref:         ref(v1.LabelSelector{}.OpenAPIModelName()),
+						},
+					},
+					"skipUpToDate": {
+						SchemaProps: spec.SchemaProps{
+							Description: "skipUpToDate counts as skipped, without a Job, the Hardware whose status.currentOS already is the Template's osVersion. Repave only; defaults to true for repave. Immutable.",
+							Type:        []string{"boolean"},
+							Format:      "",
+						},
+					},
+					"waves": {
+						VendorExtensible: spec.VendorExtensible{
+							Extensions: spec.Extensions{
+								"x-kubernetes-list-type": "atomic",
+							},
+						},
+						SchemaProps: spec.SchemaProps{
+							Description: "waves split the members into successive groups: a wave starts once the previous one finished, baked and (if asked) was approved. The last entry repeats until every member has a wave. Defaults to one wave of 100%. Immutable once started.",
+							Type:        []string{"array"},
+							Items: &spec.SchemaOrArray{
+								Schema: &spec.Schema{
+									SchemaProps: spec.SchemaProps{
+										Ref: ref(v1alpha1.CampaignWave{}.OpenAPIModelName()),
+									},
+								},
+							},
+						},
+					},
+					"maxUnavailable": {
+						SchemaProps: spec.SchemaProps{
+							Description: "maxUnavailable caps the members unavailable at any instant: a member is unavailable while a Job of any origin runs on it, or while its state is error or unknown. Defaults to global: 10% when none is set.",
+							Default:     map[string]interface{}{},
+							Ref:         ref(v1alpha1.CampaignMaxUnavailable{}.OpenAPIModelName()),
+						},
+					},
+					"failureDomainLabel": {
+						SchemaProps: spec.SchemaProps{
+							Description: "failureDomainLabel is the Hardware label whose values are failure domains (for example topology.stargate.io/rack) for maxUnavailable.perFailureDomain and maxFailureDomainsInFlight. Immutable.",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"maxFailureDomainsInFlight": {
+						SchemaProps: spec.SchemaProps{
+							Description: "maxFailureDomainsInFlight caps how many failure domains have a member unavailable at once. Needs failureDomainLabel.",
+							Type:        []string{"integer"},
+							Format:      "int32",
+						},
+					},
+					"failurePolicy": {
+						SchemaProps: spec.SchemaProps{
+							Description: "failurePolicy says how many failed Jobs to bear, and what to do past that.",
+							Default:     map[string]interface{}{},
+							Ref:         ref(v1alpha1.CampaignFailurePolicy{}.OpenAPIModelName()),
+						},
+					},
+					"maintenanceWindows": {
+						VendorExtensible: spec.VendorExtensible{
+							Extensions: spec.Extensions{
+								"x-kubernetes-list-type": "atomic",
+							},
+						},
+						SchemaProps: spec.SchemaProps{
+							Description: "maintenanceWindows restrict when Jobs start: in a datacenter that one or more windows select, a Job starts only inside one of them and no later than its end minus its cutoff; Jobs already running finish. A datacenter no window selects is not restricted.",
+							Type:        []string{"array"},
+							Items: &spec.SchemaOrArray{
+								Schema: &spec.Schema{
+									SchemaProps: spec.SchemaProps{
+										Ref: ref(v1alpha1.MaintenanceWindow{}.OpenAPIModelName()),
+									},
+								},
+							},
+						},
+					},
+					"paused": {
+						SchemaProps: spec.SchemaProps{
+							Description: "paused, while true, starts no new Job; running ones finish.",
+							Type:        []string{"boolean"},
+							Format:      "",
+						},
+					},
+					"approvedWaves": {
+						SchemaProps: spec.SchemaProps{
+							Description: "approvedWaves is the number of the last wave an operator approved: a wave with requireApproval starts only when approvedWaves reaches its number (waves count from 1). It cannot decrease.",
+							Type:        []string{"integer"},
+							Format:      "int32",
+						},
+					},
+					"cancel": {
+						SchemaProps: spec.SchemaProps{
+							Description: "cancel, once true, starts no new Job, cancels the running ones and ends the Campaign Cancelled. It cannot be unset.",
+							Type:        []string{"boolean"},
+							Format:      "",
+						},
+					},
+					"ttlSecondsAfterFinished": {
+						SchemaProps: spec.SchemaProps{
+							Description: "ttlSecondsAfterFinished deletes the Campaign this many seconds after it ended (its Jobs remain until their own TTL).",
+							Type:        []string{"integer"},
+							Format:      "int32",
+						},
+					},
+				},
+				Required: []string{"operation"},
+			},
+		},
+		Dependencies: []string{
+			v1.LabelSelector{}.OpenAPIModelName(), v1alpha1.CampaignFailurePolicy{}.OpenAPIModelName(), v1alpha1.CampaignJobTemplate{}.OpenAPIModelName(), v1alpha1.CampaignMaxUnavailable{}.OpenAPIModelName(), v1alpha1.CampaignWave{}.OpenAPIModelName(), v1alpha1.LocalObjectReference{}.OpenAPIModelName(), v1alpha1.MaintenanceWindow{}.OpenAPIModelName()},
+	}
+}
+
+func schema_pkg_apis_stargate_v1alpha1_CampaignStatus(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "CampaignStatus is the progress of a Campaign. It holds counts and capped lists, never every member: the members are recorded by the controller.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"phase": {
+						SchemaProps: spec.SchemaProps{
+							Description: "phase is Pending, Running, Paused, Complete, Failed or Cancelled.",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"observedGeneration": {
+						SchemaProps: spec.SchemaProps{
+							Description: "observedGeneration is the spec generation the status reflects.",
+							Type:        []string{"integer"},
+							Format:      "int64",
+						},
+					},
+					"conditions": {
+						VendorExtensible: spec.VendorExtensible{
+							Extensions: spec.Extensions{
+								"x-kubernetes-list-map-keys": []interface{}{
+									"type",
+								},
+								"x-kubernetes-list-type": "map",
+							},
+						},
+						SchemaProps: spec.SchemaProps{
+							Description: "conditions: Validated, Progressing, Paused, Complete, Failed.",
+							Type:        []string{"array"},
+							Items: &spec.SchemaOrArray{
+								Schema: &spec.Schema{
+									SchemaProps: spec.SchemaProps{
+										Ref: ref(v1.Condition{}.OpenAPIModelName()),
+									},
+								},
+							},
+						},
+					},
+					"startTime": {
+						SchemaProps: spec.SchemaProps{
+							Description: "startTime is when the members were fixed.",
+							Ref:         ref(v1.Time{}.OpenAPIModelName()),
+						},
+					},
+					"completionTime": {
+						SchemaProps: spec.SchemaProps{
+							Description: "completionTime is when the Campaign ended.",
+							Ref:         ref(v1.Time{}.OpenAPIModelName()),
+						},
+					},
+					"currentWave": {
+						SchemaProps: spec.SchemaProps{
+							Description: "currentWave is the wave under way (from 1); 0 before the first.",
+							Type:        []string{"integer"},
+							Format:      "int32",
+						},
+					},
+					"waveStartTime": {
+						SchemaProps: spec.SchemaProps{
+							Description: "waveStartTime is when the current wave started.",
+							Ref:         ref(v1.Time{}.OpenAPIModelName()),
+						},
+					},
+					"waveFinishTime": {
+						SchemaProps: spec.SchemaProps{
+							Description: "waveFinishTime is when the current wave's last member finished; the next wave starts after its bakeDuration.",
+							Ref:         ref(v1.Time{}.OpenAPIModelName()),
+						},
+					},
+					"counts": {
+						SchemaProps: spec.SchemaProps{
+							Description: "counts of all members.",
+							Default:     map[string]interface{}{},
+							Ref:         ref(v1alpha1.CampaignCounts{}.OpenAPIModelName()),
+						},
+					},
+					"datacenters": {
+						VendorExtensible: spec.VendorExtensible{
+							Extensions: spec.Extensions{
+								"x-kubernetes-list-map-keys": []interface{}{
+									"name",
+								},
+								"x-kubernetes-list-type": "map",
+							},
+						},
+						SchemaProps: spec.SchemaProps{
+							Description: "datacenters: counts and pause reason per datacenter.",
+							Type:        []string{"array"},
+							Items: &spec.SchemaOrArray{
+								Schema: &spec.Schema{
+									SchemaProps: spec.SchemaProps{
+										Ref: ref(v1alpha1.CampaignDatacenterStatus{}.OpenAPIModelName()),
+									},
+								},
+							},
+						},
+					},
+					"plan": {
+						VendorExtensible: spec.VendorExtensible{
+							Extensions: spec.Extensions{
+								"x-kubernetes-list-type": "atomic",
+							},
+						},
+						SchemaProps: spec.SchemaProps{
+							Description: "plan is each wave's size, per datacenter, with its first members. A server-side dry run of a create fills it, to show what would be done.",
+							Type:        []string{"array"},
+							Items: &spec.SchemaOrArray{
+								Schema: &spec.Schema{
+									SchemaProps: spec.SchemaProps{
+										Ref: ref(v1alpha1.CampaignWavePlan{}.OpenAPIModelName()),
+									},
+								},
+							},
+						},
+					},
+					"failures": {
+						VendorExtensible: spec.VendorExtensible{
+							Extensions: spec.Extensions{
+								"x-kubernetes-list-type": "atomic",
+							},
+						},
+						SchemaProps: spec.SchemaProps{
+							Description: "failures lists failed members, the first 50.",
+							Type:        []string{"array"},
+							Items: &spec.SchemaOrArray{
+								Schema: &spec.Schema{
+									SchemaProps: spec.SchemaProps{
+										Ref: ref(v1alpha1.CampaignFailure{}.OpenAPIModelName()),
+									},
+								},
+							},
+						},
+					},
+				},
+			},
+		},
+		Dependencies: []string{
+			v1.Condition{}.OpenAPIModelName(), v1.Time{}.OpenAPIModelName(), v1alpha1.CampaignCounts{}.OpenAPIModelName(), v1alpha1.CampaignDatacenterStatus{}.OpenAPIModelName(), v1alpha1.CampaignFailure{}.OpenAPIModelName(), v1alpha1.CampaignWavePlan{}.OpenAPIModelName()},
+	}
+}
+
+func schema_pkg_apis_stargate_v1alpha1_CampaignWave(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "CampaignWave is one step of a Campaign.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"size": {
+						SchemaProps: spec.SchemaProps{
+							Description: "size is how many members the wave takes: a number, or a percentage of all members rounded down with a minimum of 1.",
+							Ref:         ref(intstr.IntOrString{}.OpenAPIModelName()),
+						},
+					},
+					"selector": {
+						SchemaProps: spec.SchemaProps{
+							Description: "selector, when set, takes the wave's members only among the remaining members whose labels it matches (for example canary racks first); the wave is smaller when fewer match.",
+							Ref:         ref(v1.LabelSelector{}.OpenAPIModelName()),
+						},
+					},
+					"bakeDuration": {
+						SchemaProps: spec.SchemaProps{
+							Description: "bakeDuration is how long to wait after the wave finished before the next starts.",
+							Ref:         ref(v1.Duration{}.OpenAPIModelName()),
+						},
+					},
+					"requireApproval": {
+						SchemaProps: spec.SchemaProps{
+							Description: "requireApproval holds the wave until spec.approvedWaves reaches its number.",
+							Type:        []string{"boolean"},
+							Format:      "",
+						},
+					},
+				},
+				Required: []string{"size"},
+			},
+		},
+		Dependencies: []string{
+			v1.Duration{}.OpenAPIModelName(), v1.LabelSelector{}.OpenAPIModelName(), intstr.IntOrString{}.OpenAPIModelName()},
+	}
+}
+
+func schema_pkg_apis_stargate_v1alpha1_CampaignWavePlan(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "CampaignWavePlan is one wave's members.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"number": {
+						SchemaProps: spec.SchemaProps{
+							Description: "number of the wave, from 1.",
+							Default:     0,
+							Type:        []string{"integer"},
+							Format:      "int32",
+						},
+					},
+					"members": {
+						SchemaProps: spec.SchemaProps{
+							Description: "members in the wave.",
+							Default:     0,
+							Type:        []string{"integer"},
+							Format:      "int32",
+						},
+					},
+					"datacenters": {
+						VendorExtensible: spec.VendorExtensible{
+							Extensions: spec.Extensions{
+								"x-kubernetes-list-map-keys": []interface{}{
+									"name",
+								},
+								"x-kubernetes-list-type": "map",
+							},
+						},
+						SchemaProps: spec.SchemaProps{
+							Description: "datacenters and their members in the wave.",
+							Type:        []string{"array"},
+							Items: &spec.SchemaOrArray{
+								Schema: &spec.Schema{
+									SchemaProps: spec.SchemaProps{
+										Ref: ref(v1alpha1.CampaignDatacenterPlan{}.OpenAPIModelName()),
+									},
+								},
+							},
+						},
+					},
+					"firstMembers": {
+						VendorExtensible: spec.VendorExtensible{
+							Extensions: spec.Extensions{
+								"x-kubernetes-list-type": "atomic",
+							},
+						},
+						SchemaProps: spec.SchemaProps{
+							Description: "firstMembers are the first few members as datacenter/name.",
+							Type:        []string{"array"},
+							Items: &spec.SchemaOrArray{
+								Schema: &spec.Schema{
+									SchemaProps: spec.SchemaProps{
+										Type:   []string{"string"},
+										Format: "",
+									},
+								},
+							},
+						},
+					},
+				},
+				Required: []string{"number", "members"},
+			},
+		},
+		Dependencies: []string{
+			v1alpha1.CampaignDatacenterPlan{}.OpenAPIModelName()},
 	}
 }
 
@@ -3366,6 +4236,35 @@ func schema_pkg_apis_stargate_v1alpha1_JobList(ref common.ReferenceCallback) com
 	}
 }
 
+func schema_pkg_apis_stargate_v1alpha1_JobReference(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "JobReference names a Job in the Hardware's namespace.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"name": {
+						SchemaProps: spec.SchemaProps{
+							Description: "name of the Job.",
+							Default:     "",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"uid": {
+						SchemaProps: spec.SchemaProps{
+							Description: "uid of the Job; empty on a dry run.",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+				},
+				Required: []string{"name"},
+			},
+		},
+	}
+}
+
 func schema_pkg_apis_stargate_v1alpha1_JobResult(ref common.ReferenceCallback) common.OpenAPIDefinition {
 	return common.OpenAPIDefinition{
 		Schema: spec.Schema{
@@ -3650,11 +4549,81 @@ func schema_pkg_apis_stargate_v1alpha1_LocalObjectReference(ref common.Reference
 	}
 }
 
+func schema_pkg_apis_stargate_v1alpha1_MaintenanceWindow(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "MaintenanceWindow is a recurring time when Jobs may start in the datacenters it selects.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"datacenterSelector": {
+						SchemaProps: spec.SchemaProps{
+							Description: "datacenterSelector selects the Datacenters the window applies to; empty selects all.",
+							Ref:         ref(v1.LabelSelector{}.OpenAPIModelName()),
+						},
+					},
+					"days": {
+						VendorExtensible: spec.VendorExtensible{
+							Extensions: spec.Extensions{
+								"x-kubernetes-list-type": "set",
+							},
+						},
+						SchemaProps: spec.SchemaProps{
+							Description: "days the window opens on: Mon, Tue, Wed, Thu, Fri, Sat, Sun; empty is every day.",
+							Type:        []string{"array"},
+							Items: &spec.SchemaOrArray{
+								Schema: &spec.Schema{
+									SchemaProps: spec.SchemaProps{
+										Type:   []string{"string"},
+										Format: "",
+									},
+								},
+							},
+						},
+					},
+					"start": {
+						SchemaProps: spec.SchemaProps{
+							Description: "start is when the window opens, HH:MM in timeZone.",
+							Default:     "",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"end": {
+						SchemaProps: spec.SchemaProps{
+							Description: "end is when it closes, HH:MM in timeZone; an end not after start closes on the next day.",
+							Default:     "",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"timeZone": {
+						SchemaProps: spec.SchemaProps{
+							Description: "timeZone is an IANA time zone name, e.g. Europe/Paris. Defaults to UTC.",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"cutoff": {
+						SchemaProps: spec.SchemaProps{
+							Description: "cutoff: no Job starts later than end minus cutoff, so that it can finish inside the window.",
+							Ref:         ref(v1.Duration{}.OpenAPIModelName()),
+						},
+					},
+				},
+				Required: []string{"start", "end"},
+			},
+		},
+		Dependencies: []string{
+			v1.Duration{}.OpenAPIModelName(), v1.LabelSelector{}.OpenAPIModelName()},
+	}
+}
+
 func schema_pkg_apis_stargate_v1alpha1_RepaveRequest(ref common.ReferenceCallback) common.OpenAPIDefinition {
 	return common.OpenAPIDefinition{
 		Schema: spec.Schema{
 			SchemaProps: spec.SchemaProps{
-				Description: "RepaveRequest is the body of POST .../hardwares/NAME/repave: it creates the repave Job of that Hardware and answers with the Job.",
+				Description: "RepaveRequest is the body of POST .../hardwares/NAME/repave: it creates the repave Job of that Hardware. The answer is the RepaveRequest again, its spec as sent (defaults applied) and its status naming the Job made, the way TokenRequest and Scale answer.",
 				Type:        []string{"object"},
 				Properties: map[string]spec.Schema{
 					"kind": {
@@ -3684,12 +4653,19 @@ func schema_pkg_apis_stargate_v1alpha1_RepaveRequest(ref common.ReferenceCallbac
 							Ref:         ref(v1alpha1.RepaveRequestSpec{}.OpenAPIModelName()),
 						},
 					},
+					"status": {
+						SchemaProps: spec.SchemaProps{
+							Description: "status names the Job the request made. Set only in the answer.",
+							Default:     map[string]interface{}{},
+							Ref:         ref(v1alpha1.RepaveRequestStatus{}.OpenAPIModelName()),
+						},
+					},
 				},
 				Required: []string{"spec"},
 			},
 		},
 		Dependencies: []string{
-			v1.ObjectMeta{}.OpenAPIModelName(), v1alpha1.RepaveRequestSpec{}.OpenAPIModelName()},
+			v1.ObjectMeta{}.OpenAPIModelName(), v1alpha1.RepaveRequestSpec{}.OpenAPIModelName(), v1alpha1.RepaveRequestStatus{}.OpenAPIModelName()},
 	}
 }
 
@@ -3734,6 +4710,27 @@ func schema_pkg_apis_stargate_v1alpha1_RepaveRequestSpec(ref common.ReferenceCal
 		},
 		Dependencies: []string{
 			v1alpha1.LocalObjectReference{}.OpenAPIModelName()},
+	}
+}
+
+func schema_pkg_apis_stargate_v1alpha1_RepaveRequestStatus(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "RepaveRequestStatus is what a RepaveRequest made.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"job": {
+						SchemaProps: spec.SchemaProps{
+							Description: "job is the repave Job created (or, on a dry run, that would be created).",
+							Ref:         ref(v1alpha1.JobReference{}.OpenAPIModelName()),
+						},
+					},
+				},
+			},
+		},
+		Dependencies: []string{
+			v1alpha1.JobReference{}.OpenAPIModelName()},
 	}
 }
 

@@ -39,6 +39,7 @@ func addKnownTypes(scheme *runtime.Scheme) error {
 		&Template{}, &TemplateList{},
 		&Job{}, &JobList{},
 		&Datacenter{}, &DatacenterList{},
+		&Campaign{}, &CampaignList{},
 		&RepaveRequest{},
 	)
 	metav1.AddToGroupVersion(scheme, SchemeGroupVersion)
@@ -53,6 +54,7 @@ var selectableFields = map[string][]string{
 	"Job":        {"spec.hardwareRef.name", "spec.operation", "status.phase", "status.occupying"},
 	"Template":   {"spec.osVersion"},
 	"Datacenter": {},
+	"Campaign":   {"spec.operation", "status.phase"},
 }
 
 // SelectableFields returns the non-metadata field selectors supported for a kind.

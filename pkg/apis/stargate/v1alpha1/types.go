@@ -2,10 +2,11 @@ package v1alpha1
 
 import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 )
 
 // +genclient
-// +genclient:method=Repave,verb=create,subresource=repave,input=stargate.io/stargate/pkg/apis/stargate/v1alpha1.RepaveRequest,result=stargate.io/stargate/pkg/apis/stargate/v1alpha1.Job
+// +genclient:method=Repave,verb=create,subresource=repave,input=stargate.io/stargate/pkg/apis/stargate/v1alpha1.RepaveRequest,result=stargate.io/stargate/pkg/apis/stargate/v1alpha1.RepaveRequest
 // +k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object
 
 // Hardware is one bare-metal server in a datacenter. Its namespace names the
@@ -412,7 +413,9 @@ type DatacenterList struct {
 // +k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object
 
 // RepaveRequest is the body of POST .../hardwares/NAME/repave: it creates the
-// repave Job of that Hardware and answers with the Job.
+// repave Job of that Hardware. The answer is the RepaveRequest again, its spec
+// as sent (defaults applied) and its status naming the Job made, the way
+// TokenRequest and Scale answer.
 type RepaveRequest struct {
 	metav1.TypeMeta `json:",inline"`
 	// +optional
@@ -420,6 +423,25 @@ type RepaveRequest struct {
 
 	// spec is what the repave Job will do.
 	Spec RepaveRequestSpec `json:"spec"`
+	// status names the Job the request made. Set only in the answer.
+	// +optional
+	Status RepaveRequestStatus `json:"status,omitempty"`
+}
+
+// RepaveRequestStatus is what a RepaveRequest made.
+type RepaveRequestStatus struct {
+	// job is the repave Job created (or, on a dry run, that would be created).
+	// +optional
+	Job *JobReference `json:"job,omitempty"`
+}
+
+// JobReference names a Job in the Hardware's namespace.
+type JobReference struct {
+	// name of the Job.
+	Name string `json:"name"`
+	// uid of the Job; empty on a dry run.
+	// +optional
+	UID types.UID `json:"uid,omitempty"`
 }
 
 // RepaveRequestSpec is the part of a repave Job a caller chooses.

@@ -46,6 +46,146 @@ func RegisterConversions(s *runtime.Scheme) error {
 	}); err != nil {
 		return err
 	}
+	if err := s.AddGeneratedConversionFunc((*Campaign)(nil), (*stargate.Campaign)(nil), func(a, b interface{}, scope conversion.Scope) error {
+		return Convert_v1alpha1_Campaign_To_stargate_Campaign(a.(*Campaign), b.(*stargate.Campaign), scope)
+	}); err != nil {
+		return err
+	}
+	if err := s.AddGeneratedConversionFunc((*stargate.Campaign)(nil), (*Campaign)(nil), func(a, b interface{}, scope conversion.Scope) error {
+		return Convert_stargate_Campaign_To_v1alpha1_Campaign(a.(*stargate.Campaign), b.(*Campaign), scope)
+	}); err != nil {
+		return err
+	}
+	if err := s.AddGeneratedConversionFunc((*CampaignCounts)(nil), (*stargate.CampaignCounts)(nil), func(a, b interface{}, scope conversion.Scope) error {
+		return Convert_v1alpha1_CampaignCounts_To_stargate_CampaignCounts(a.(*CampaignCounts), b.(*stargate.CampaignCounts), scope)
+	}); err != nil {
+		return err
+	}
+	if err := s.AddGeneratedConversionFunc((*stargate.CampaignCounts)(nil), (*CampaignCounts)(nil), func(a, b interface{}, scope conversion.Scope) error {
+		return Convert_stargate_CampaignCounts_To_v1alpha1_CampaignCounts(a.(*stargate.CampaignCounts), b.(*CampaignCounts), scope)
+	}); err != nil {
+		return err
+	}
+	if err := s.AddGeneratedConversionFunc((*CampaignDatacenterPlan)(nil), (*stargate.CampaignDatacenterPlan)(nil), func(a, b interface{}, scope conversion.Scope) error {
+		return Convert_v1alpha1_CampaignDatacenterPlan_To_stargate_CampaignDatacenterPlan(a.(*CampaignDatacenterPlan), b.(*stargate.CampaignDatacenterPlan), scope)
+	}); err != nil {
+		return err
+	}
+	if err := s.AddGeneratedConversionFunc((*stargate.CampaignDatacenterPlan)(nil), (*CampaignDatacenterPlan)(nil), func(a, b interface{}, scope conversion.Scope) error {
+		return Convert_stargate_CampaignDatacenterPlan_To_v1alpha1_CampaignDatacenterPlan(a.(*stargate.CampaignDatacenterPlan), b.(*CampaignDatacenterPlan), scope)
+	}); err != nil {
+		return err
+	}
+	if err := s.AddGeneratedConversionFunc((*CampaignDatacenterStatus)(nil), (*stargate.CampaignDatacenterStatus)(nil), func(a, b interface{}, scope conversion.Scope) error {
+		return Convert_v1alpha1_CampaignDatacenterStatus_To_stargate_CampaignDatacenterStatus(a.(*CampaignDatacenterStatus), b.(*stargate.CampaignDatacenterStatus), scope)
+	}); err != nil {
+		return err
+	}
+	if err := s.AddGeneratedConversionFunc((*stargate.CampaignDatacenterStatus)(nil), (*CampaignDatacenterStatus)(nil), func(a, b interface{}, scope conversion.Scope) error {
+		return Convert_stargate_CampaignDatacenterStatus_To_v1alpha1_CampaignDatacenterStatus(a.(*stargate.CampaignDatacenterStatus), b.(*CampaignDatacenterStatus), scope)
+	}); err != nil {
+		return err
+	}
+	if err := s.AddGeneratedConversionFunc((*CampaignFailure)(nil), (*stargate.CampaignFailure)(nil), func(a, b interface{}, scope conversion.Scope) error {
+		return Convert_v1alpha1_CampaignFailure_To_stargate_CampaignFailure(a.(*CampaignFailure), b.(*stargate.CampaignFailure), scope)
+	}); err != nil {
+		return err
+	}
+	if err := s.AddGeneratedConversionFunc((*stargate.CampaignFailure)(nil), (*CampaignFailure)(nil), func(a, b interface{}, scope conversion.Scope) error {
+		return Convert_stargate_CampaignFailure_To_v1alpha1_CampaignFailure(a.(*stargate.CampaignFailure), b.(*CampaignFailure), scope)
+	}); err != nil {
+		return err
+	}
+	if err := s.AddGeneratedConversionFunc((*CampaignFailureBudgets)(nil), (*stargate.CampaignFailureBudgets)(nil), func(a, b interface{}, scope conversion.Scope) error {
+		return Convert_v1alpha1_CampaignFailureBudgets_To_stargate_CampaignFailureBudgets(a.(*CampaignFailureBudgets), b.(*stargate.CampaignFailureBudgets), scope)
+	}); err != nil {
+		return err
+	}
+	if err := s.AddGeneratedConversionFunc((*stargate.CampaignFailureBudgets)(nil), (*CampaignFailureBudgets)(nil), func(a, b interface{}, scope conversion.Scope) error {
+		return Convert_stargate_CampaignFailureBudgets_To_v1alpha1_CampaignFailureBudgets(a.(*stargate.CampaignFailureBudgets), b.(*CampaignFailureBudgets), scope)
+	}); err != nil {
+		return err
+	}
+	if err := s.AddGeneratedConversionFunc((*CampaignFailurePolicy)(nil), (*stargate.CampaignFailurePolicy)(nil), func(a, b interface{}, scope conversion.Scope) error {
+		return Convert_v1alpha1_CampaignFailurePolicy_To_stargate_CampaignFailurePolicy(a.(*CampaignFailurePolicy), b.(*stargate.CampaignFailurePolicy), scope)
+	}); err != nil {
+		return err
+	}
+	if err := s.AddGeneratedConversionFunc((*stargate.CampaignFailurePolicy)(nil), (*CampaignFailurePolicy)(nil), func(a, b interface{}, scope conversion.Scope) error {
+		return Convert_stargate_CampaignFailurePolicy_To_v1alpha1_CampaignFailurePolicy(a.(*stargate.CampaignFailurePolicy), b.(*CampaignFailurePolicy), scope)
+	}); err != nil {
+		return err
+	}
+	if err := s.AddGeneratedConversionFunc((*CampaignJobTemplate)(nil), (*stargate.CampaignJobTemplate)(nil), func(a, b interface{}, scope conversion.Scope) error {
+		return Convert_v1alpha1_CampaignJobTemplate_To_stargate_CampaignJobTemplate(a.(*CampaignJobTemplate), b.(*stargate.CampaignJobTemplate), scope)
+	}); err != nil {
+		return err
+	}
+	if err := s.AddGeneratedConversionFunc((*stargate.CampaignJobTemplate)(nil), (*CampaignJobTemplate)(nil), func(a, b interface{}, scope conversion.Scope) error {
+		return Convert_stargate_CampaignJobTemplate_To_v1alpha1_CampaignJobTemplate(a.(*stargate.CampaignJobTemplate), b.(*CampaignJobTemplate), scope)
+	}); err != nil {
+		return err
+	}
+	if err := s.AddGeneratedConversionFunc((*CampaignList)(nil), (*stargate.CampaignList)(nil), func(a, b interface{}, scope conversion.Scope) error {
+		return Convert_v1alpha1_CampaignList_To_stargate_CampaignList(a.(*CampaignList), b.(*stargate.CampaignList), scope)
+	}); err != nil {
+		return err
+	}
+	if err := s.AddGeneratedConversionFunc((*stargate.CampaignList)(nil), (*CampaignList)(nil), func(a, b interface{}, scope conversion.Scope) error {
+		return Convert_stargate_CampaignList_To_v1alpha1_CampaignList(a.(*stargate.CampaignList), b.(*CampaignList), scope)
+	}); err != nil {
+		return err
+	}
+	if err := s.AddGeneratedConversionFunc((*CampaignMaxUnavailable)(nil), (*stargate.CampaignMaxUnavailable)(nil), func(a, b interface{}, scope conversion.Scope) error {
+		return Convert_v1alpha1_CampaignMaxUnavailable_To_stargate_CampaignMaxUnavailable(a.(*CampaignMaxUnavailable), b.(*stargate.CampaignMaxUnavailable), scope)
+	}); err != nil {
+		return err
+	}
+	if err := s.AddGeneratedConversionFunc((*stargate.CampaignMaxUnavailable)(nil), (*CampaignMaxUnavailable)(nil), func(a, b interface{}, scope conversion.Scope) error {
+		return Convert_stargate_CampaignMaxUnavailable_To_v1alpha1_CampaignMaxUnavailable(a.(*stargate.CampaignMaxUnavailable), b.(*CampaignMaxUnavailable), scope)
+	}); err != nil {
+		return err
+	}
+	if err := s.AddGeneratedConversionFunc((*CampaignSpec)(nil), (*stargate.CampaignSpec)(nil), func(a, b interface{}, scope conversion.Scope) error {
+		return Convert_v1alpha1_CampaignSpec_To_stargate_CampaignSpec(a.(*CampaignSpec), b.(*stargate.CampaignSpec), scope)
+	}); err != nil {
+		return err
+	}
+	if err := s.AddGeneratedConversionFunc((*stargate.CampaignSpec)(nil), (*CampaignSpec)(nil), func(a, b interface{}, scope conversion.Scope) error {
+		return Convert_stargate_CampaignSpec_To_v1alpha1_CampaignSpec(a.(*stargate.CampaignSpec), b.(*CampaignSpec), scope)
+	}); err != nil {
+		return err
+	}
+	if err := s.AddGeneratedConversionFunc((*CampaignStatus)(nil), (*stargate.CampaignStatus)(nil), func(a, b interface{}, scope conversion.Scope) error {
+		return Convert_v1alpha1_CampaignStatus_To_stargate_CampaignStatus(a.(*CampaignStatus), b.(*stargate.CampaignStatus), scope)
+	}); err != nil {
+		return err
+	}
+	if err := s.AddGeneratedConversionFunc((*stargate.CampaignStatus)(nil), (*CampaignStatus)(nil), func(a, b interface{}, scope conversion.Scope) error {
+		return Convert_stargate_CampaignStatus_To_v1alpha1_CampaignStatus(a.(*stargate.CampaignStatus), b.(*CampaignStatus), scope)
+	}); err != nil {
+		return err
+	}
+	if err := s.AddGeneratedConversionFunc((*CampaignWave)(nil), (*stargate.CampaignWave)(nil), func(a, b interface{}, scope conversion.Scope) error {
+		return Convert_v1alpha1_CampaignWave_To_stargate_CampaignWave(a.(*CampaignWave), b.(*stargate.CampaignWave), scope)
+	}); err != nil {
+		return err
+	}
+	if err := s.AddGeneratedConversionFunc((*stargate.CampaignWave)(nil), (*CampaignWave)(nil), func(a, b interface{}, scope conversion.Scope) error {
+		return Convert_stargate_CampaignWave_To_v1alpha1_CampaignWave(a.(*stargate.CampaignWave), b.(*CampaignWave), scope)
+	}); err != nil {
+		return err
+	}
+	if err := s.AddGeneratedConversionFunc((*CampaignWavePlan)(nil), (*stargate.CampaignWavePlan)(nil), func(a, b interface{}, scope conversion.Scope) error {
+		return Convert_v1alpha1_CampaignWavePlan_To_stargate_CampaignWavePlan(a.(*CampaignWavePlan), b.(*stargate.CampaignWavePlan), scope)
+	}); err != nil {
+		return err
+	}
+	if err := s.AddGeneratedConversionFunc((*stargate.CampaignWavePlan)(nil), (*CampaignWavePlan)(nil), func(a, b interface{}, scope conversion.Scope) error {
+		return Convert_stargate_CampaignWavePlan_To_v1alpha1_CampaignWavePlan(a.(*stargate.CampaignWavePlan), b.(*CampaignWavePlan), scope)
+	}); err != nil {
+		return err
+	}
 	if err := s.AddGeneratedConversionFunc((*CloudInit)(nil), (*stargate.CloudInit)(nil), func(a, b interface{}, scope conversion.Scope) error {
 		return Convert_v1alpha1_CloudInit_To_stargate_CloudInit(a.(*CloudInit), b.(*stargate.CloudInit), scope)
 	}); err != nil {
@@ -166,6 +306,16 @@ func RegisterConversions(s *runtime.Scheme) error {
 	}); err != nil {
 		return err
 	}
+	if err := s.AddGeneratedConversionFunc((*JobReference)(nil), (*stargate.JobReference)(nil), func(a, b interface{}, scope conversion.Scope) error {
+		return Convert_v1alpha1_JobReference_To_stargate_JobReference(a.(*JobReference), b.(*stargate.JobReference), scope)
+	}); err != nil {
+		return err
+	}
+	if err := s.AddGeneratedConversionFunc((*stargate.JobReference)(nil), (*JobReference)(nil), func(a, b interface{}, scope conversion.Scope) error {
+		return Convert_stargate_JobReference_To_v1alpha1_JobReference(a.(*stargate.JobReference), b.(*JobReference), scope)
+	}); err != nil {
+		return err
+	}
 	if err := s.AddGeneratedConversionFunc((*JobResult)(nil), (*stargate.JobResult)(nil), func(a, b interface{}, scope conversion.Scope) error {
 		return Convert_v1alpha1_JobResult_To_stargate_JobResult(a.(*JobResult), b.(*stargate.JobResult), scope)
 	}); err != nil {
@@ -216,6 +366,16 @@ func RegisterConversions(s *runtime.Scheme) error {
 	}); err != nil {
 		return err
 	}
+	if err := s.AddGeneratedConversionFunc((*MaintenanceWindow)(nil), (*stargate.MaintenanceWindow)(nil), func(a, b interface{}, scope conversion.Scope) error {
+		return Convert_v1alpha1_MaintenanceWindow_To_stargate_MaintenanceWindow(a.(*MaintenanceWindow), b.(*stargate.MaintenanceWindow), scope)
+	}); err != nil {
+		return err
+	}
+	if err := s.AddGeneratedConversionFunc((*stargate.MaintenanceWindow)(nil), (*MaintenanceWindow)(nil), func(a, b interface{}, scope conversion.Scope) error {
+		return Convert_stargate_MaintenanceWindow_To_v1alpha1_MaintenanceWindow(a.(*stargate.MaintenanceWindow), b.(*MaintenanceWindow), scope)
+	}); err != nil {
+		return err
+	}
 	if err := s.AddGeneratedConversionFunc((*RepaveRequest)(nil), (*stargate.RepaveRequest)(nil), func(a, b interface{}, scope conversion.Scope) error {
 		return Convert_v1alpha1_RepaveRequest_To_stargate_RepaveRequest(a.(*RepaveRequest), b.(*stargate.RepaveRequest), scope)
 	}); err != nil {
@@ -233,6 +393,16 @@ func RegisterConversions(s *runtime.Scheme) error {
 	}
 	if err := s.AddGeneratedConversionFunc((*stargate.RepaveRequestSpec)(nil), (*RepaveRequestSpec)(nil), func(a, b interface{}, scope conversion.Scope) error {
 		return Convert_stargate_RepaveRequestSpec_To_v1alpha1_RepaveRequestSpec(a.(*stargate.RepaveRequestSpec), b.(*RepaveRequestSpec), scope)
+	}); err != nil {
+		return err
+	}
+	if err := s.AddGeneratedConversionFunc((*RepaveRequestStatus)(nil), (*stargate.RepaveRequestStatus)(nil), func(a, b interface{}, scope conversion.Scope) error {
+		return Convert_v1alpha1_RepaveRequestStatus_To_stargate_RepaveRequestStatus(a.(*RepaveRequestStatus), b.(*stargate.RepaveRequestStatus), scope)
+	}); err != nil {
+		return err
+	}
+	if err := s.AddGeneratedConversionFunc((*stargate.RepaveRequestStatus)(nil), (*RepaveRequestStatus)(nil), func(a, b interface{}, scope conversion.Scope) error {
+		return Convert_stargate_RepaveRequestStatus_To_v1alpha1_RepaveRequestStatus(a.(*stargate.RepaveRequestStatus), b.(*RepaveRequestStatus), scope)
 	}); err != nil {
 		return err
 	}
@@ -297,6 +467,300 @@ func autoConvert_stargate_BMC_To_v1alpha1_BMC(in *stargate.BMC, out *BMC, s conv
 // Convert_stargate_BMC_To_v1alpha1_BMC is an autogenerated conversion function.
 func Convert_stargate_BMC_To_v1alpha1_BMC(in *stargate.BMC, out *BMC, s conversion.Scope) error {
 	return autoConvert_stargate_BMC_To_v1alpha1_BMC(in, out, s)
+}
+
+func autoConvert_v1alpha1_Campaign_To_stargate_Campaign(in *Campaign, out *stargate.Campaign, s conversion.Scope) error {
+	out.ObjectMeta = in.ObjectMeta
+	if err := Convert_v1alpha1_CampaignSpec_To_stargate_CampaignSpec(&in.Spec, &out.Spec, s); err != nil {
+		return err
+	}
+	if err := Convert_v1alpha1_CampaignStatus_To_stargate_CampaignStatus(&in.Status, &out.Status, s); err != nil {
+		return err
+	}
+	return nil
+}
+
+// Convert_v1alpha1_Campaign_To_stargate_Campaign is an autogenerated conversion function.
+func Convert_v1alpha1_Campaign_To_stargate_Campaign(in *Campaign, out *stargate.Campaign, s conversion.Scope) error {
+	return autoConvert_v1alpha1_Campaign_To_stargate_Campaign(in, out, s)
+}
+
+func autoConvert_stargate_Campaign_To_v1alpha1_Campaign(in *stargate.Campaign, out *Campaign, s conversion.Scope) error {
+	out.ObjectMeta = in.ObjectMeta
+	if err := Convert_stargate_CampaignSpec_To_v1alpha1_CampaignSpec(&in.Spec, &out.Spec, s); err != nil {
+		return err
+	}
+	if err := Convert_stargate_CampaignStatus_To_v1alpha1_CampaignStatus(&in.Status, &out.Status, s); err != nil {
+		return err
+	}
+	return nil
+}
+
+// Convert_stargate_Campaign_To_v1alpha1_Campaign is an autogenerated conversion function.
+func Convert_stargate_Campaign_To_v1alpha1_Campaign(in *stargate.Campaign, out *Campaign, s conversion.Scope) error {
+	return autoConvert_stargate_Campaign_To_v1alpha1_Campaign(in, out, s)
+}
+
+func autoConvert_v1alpha1_CampaignCounts_To_stargate_CampaignCounts(in *CampaignCounts, out *stargate.CampaignCounts, s conversion.Scope) error {
+	*out = *(*stargate.CampaignCounts)(unsafe.Pointer(in))
+	return nil
+}
+
+// Convert_v1alpha1_CampaignCounts_To_stargate_CampaignCounts is an autogenerated conversion function.
+func Convert_v1alpha1_CampaignCounts_To_stargate_CampaignCounts(in *CampaignCounts, out *stargate.CampaignCounts, s conversion.Scope) error {
+	return autoConvert_v1alpha1_CampaignCounts_To_stargate_CampaignCounts(in, out, s)
+}
+
+func autoConvert_stargate_CampaignCounts_To_v1alpha1_CampaignCounts(in *stargate.CampaignCounts, out *CampaignCounts, s conversion.Scope) error {
+	*out = *(*CampaignCounts)(unsafe.Pointer(in))
+	return nil
+}
+
+// Convert_stargate_CampaignCounts_To_v1alpha1_CampaignCounts is an autogenerated conversion function.
+func Convert_stargate_CampaignCounts_To_v1alpha1_CampaignCounts(in *stargate.CampaignCounts, out *CampaignCounts, s conversion.Scope) error {
+	return autoConvert_stargate_CampaignCounts_To_v1alpha1_CampaignCounts(in, out, s)
+}
+
+func autoConvert_v1alpha1_CampaignDatacenterPlan_To_stargate_CampaignDatacenterPlan(in *CampaignDatacenterPlan, out *stargate.CampaignDatacenterPlan, s conversion.Scope) error {
+	*out = *(*stargate.CampaignDatacenterPlan)(unsafe.Pointer(in))
+	return nil
+}
+
+// Convert_v1alpha1_CampaignDatacenterPlan_To_stargate_CampaignDatacenterPlan is an autogenerated conversion function.
+func Convert_v1alpha1_CampaignDatacenterPlan_To_stargate_CampaignDatacenterPlan(in *CampaignDatacenterPlan, out *stargate.CampaignDatacenterPlan, s conversion.Scope) error {
+	return autoConvert_v1alpha1_CampaignDatacenterPlan_To_stargate_CampaignDatacenterPlan(in, out, s)
+}
+
+func autoConvert_stargate_CampaignDatacenterPlan_To_v1alpha1_CampaignDatacenterPlan(in *stargate.CampaignDatacenterPlan, out *CampaignDatacenterPlan, s conversion.Scope) error {
+	*out = *(*CampaignDatacenterPlan)(unsafe.Pointer(in))
+	return nil
+}
+
+// Convert_stargate_CampaignDatacenterPlan_To_v1alpha1_CampaignDatacenterPlan is an autogenerated conversion function.
+func Convert_stargate_CampaignDatacenterPlan_To_v1alpha1_CampaignDatacenterPlan(in *stargate.CampaignDatacenterPlan, out *CampaignDatacenterPlan, s conversion.Scope) error {
+	return autoConvert_stargate_CampaignDatacenterPlan_To_v1alpha1_CampaignDatacenterPlan(in, out, s)
+}
+
+func autoConvert_v1alpha1_CampaignDatacenterStatus_To_stargate_CampaignDatacenterStatus(in *CampaignDatacenterStatus, out *stargate.CampaignDatacenterStatus, s conversion.Scope) error {
+	*out = *(*stargate.CampaignDatacenterStatus)(unsafe.Pointer(in))
+	return nil
+}
+
+// Convert_v1alpha1_CampaignDatacenterStatus_To_stargate_CampaignDatacenterStatus is an autogenerated conversion function.
+func Convert_v1alpha1_CampaignDatacenterStatus_To_stargate_CampaignDatacenterStatus(in *CampaignDatacenterStatus, out *stargate.CampaignDatacenterStatus, s conversion.Scope) error {
+	return autoConvert_v1alpha1_CampaignDatacenterStatus_To_stargate_CampaignDatacenterStatus(in, out, s)
+}
+
+func autoConvert_stargate_CampaignDatacenterStatus_To_v1alpha1_CampaignDatacenterStatus(in *stargate.CampaignDatacenterStatus, out *CampaignDatacenterStatus, s conversion.Scope) error {
+	*out = *(*CampaignDatacenterStatus)(unsafe.Pointer(in))
+	return nil
+}
+
+// Convert_stargate_CampaignDatacenterStatus_To_v1alpha1_CampaignDatacenterStatus is an autogenerated conversion function.
+func Convert_stargate_CampaignDatacenterStatus_To_v1alpha1_CampaignDatacenterStatus(in *stargate.CampaignDatacenterStatus, out *CampaignDatacenterStatus, s conversion.Scope) error {
+	return autoConvert_stargate_CampaignDatacenterStatus_To_v1alpha1_CampaignDatacenterStatus(in, out, s)
+}
+
+func autoConvert_v1alpha1_CampaignFailure_To_stargate_CampaignFailure(in *CampaignFailure, out *stargate.CampaignFailure, s conversion.Scope) error {
+	*out = *(*stargate.CampaignFailure)(unsafe.Pointer(in))
+	return nil
+}
+
+// Convert_v1alpha1_CampaignFailure_To_stargate_CampaignFailure is an autogenerated conversion function.
+func Convert_v1alpha1_CampaignFailure_To_stargate_CampaignFailure(in *CampaignFailure, out *stargate.CampaignFailure, s conversion.Scope) error {
+	return autoConvert_v1alpha1_CampaignFailure_To_stargate_CampaignFailure(in, out, s)
+}
+
+func autoConvert_stargate_CampaignFailure_To_v1alpha1_CampaignFailure(in *stargate.CampaignFailure, out *CampaignFailure, s conversion.Scope) error {
+	*out = *(*CampaignFailure)(unsafe.Pointer(in))
+	return nil
+}
+
+// Convert_stargate_CampaignFailure_To_v1alpha1_CampaignFailure is an autogenerated conversion function.
+func Convert_stargate_CampaignFailure_To_v1alpha1_CampaignFailure(in *stargate.CampaignFailure, out *CampaignFailure, s conversion.Scope) error {
+	return autoConvert_stargate_CampaignFailure_To_v1alpha1_CampaignFailure(in, out, s)
+}
+
+func autoConvert_v1alpha1_CampaignFailureBudgets_To_stargate_CampaignFailureBudgets(in *CampaignFailureBudgets, out *stargate.CampaignFailureBudgets, s conversion.Scope) error {
+	*out = *(*stargate.CampaignFailureBudgets)(unsafe.Pointer(in))
+	return nil
+}
+
+// Convert_v1alpha1_CampaignFailureBudgets_To_stargate_CampaignFailureBudgets is an autogenerated conversion function.
+func Convert_v1alpha1_CampaignFailureBudgets_To_stargate_CampaignFailureBudgets(in *CampaignFailureBudgets, out *stargate.CampaignFailureBudgets, s conversion.Scope) error {
+	return autoConvert_v1alpha1_CampaignFailureBudgets_To_stargate_CampaignFailureBudgets(in, out, s)
+}
+
+func autoConvert_stargate_CampaignFailureBudgets_To_v1alpha1_CampaignFailureBudgets(in *stargate.CampaignFailureBudgets, out *CampaignFailureBudgets, s conversion.Scope) error {
+	*out = *(*CampaignFailureBudgets)(unsafe.Pointer(in))
+	return nil
+}
+
+// Convert_stargate_CampaignFailureBudgets_To_v1alpha1_CampaignFailureBudgets is an autogenerated conversion function.
+func Convert_stargate_CampaignFailureBudgets_To_v1alpha1_CampaignFailureBudgets(in *stargate.CampaignFailureBudgets, out *CampaignFailureBudgets, s conversion.Scope) error {
+	return autoConvert_stargate_CampaignFailureBudgets_To_v1alpha1_CampaignFailureBudgets(in, out, s)
+}
+
+func autoConvert_v1alpha1_CampaignFailurePolicy_To_stargate_CampaignFailurePolicy(in *CampaignFailurePolicy, out *stargate.CampaignFailurePolicy, s conversion.Scope) error {
+	*out = *(*stargate.CampaignFailurePolicy)(unsafe.Pointer(in))
+	return nil
+}
+
+// Convert_v1alpha1_CampaignFailurePolicy_To_stargate_CampaignFailurePolicy is an autogenerated conversion function.
+func Convert_v1alpha1_CampaignFailurePolicy_To_stargate_CampaignFailurePolicy(in *CampaignFailurePolicy, out *stargate.CampaignFailurePolicy, s conversion.Scope) error {
+	return autoConvert_v1alpha1_CampaignFailurePolicy_To_stargate_CampaignFailurePolicy(in, out, s)
+}
+
+func autoConvert_stargate_CampaignFailurePolicy_To_v1alpha1_CampaignFailurePolicy(in *stargate.CampaignFailurePolicy, out *CampaignFailurePolicy, s conversion.Scope) error {
+	*out = *(*CampaignFailurePolicy)(unsafe.Pointer(in))
+	return nil
+}
+
+// Convert_stargate_CampaignFailurePolicy_To_v1alpha1_CampaignFailurePolicy is an autogenerated conversion function.
+func Convert_stargate_CampaignFailurePolicy_To_v1alpha1_CampaignFailurePolicy(in *stargate.CampaignFailurePolicy, out *CampaignFailurePolicy, s conversion.Scope) error {
+	return autoConvert_stargate_CampaignFailurePolicy_To_v1alpha1_CampaignFailurePolicy(in, out, s)
+}
+
+func autoConvert_v1alpha1_CampaignJobTemplate_To_stargate_CampaignJobTemplate(in *CampaignJobTemplate, out *stargate.CampaignJobTemplate, s conversion.Scope) error {
+	*out = *(*stargate.CampaignJobTemplate)(unsafe.Pointer(in))
+	return nil
+}
+
+// Convert_v1alpha1_CampaignJobTemplate_To_stargate_CampaignJobTemplate is an autogenerated conversion function.
+func Convert_v1alpha1_CampaignJobTemplate_To_stargate_CampaignJobTemplate(in *CampaignJobTemplate, out *stargate.CampaignJobTemplate, s conversion.Scope) error {
+	return autoConvert_v1alpha1_CampaignJobTemplate_To_stargate_CampaignJobTemplate(in, out, s)
+}
+
+func autoConvert_stargate_CampaignJobTemplate_To_v1alpha1_CampaignJobTemplate(in *stargate.CampaignJobTemplate, out *CampaignJobTemplate, s conversion.Scope) error {
+	*out = *(*CampaignJobTemplate)(unsafe.Pointer(in))
+	return nil
+}
+
+// Convert_stargate_CampaignJobTemplate_To_v1alpha1_CampaignJobTemplate is an autogenerated conversion function.
+func Convert_stargate_CampaignJobTemplate_To_v1alpha1_CampaignJobTemplate(in *stargate.CampaignJobTemplate, out *CampaignJobTemplate, s conversion.Scope) error {
+	return autoConvert_stargate_CampaignJobTemplate_To_v1alpha1_CampaignJobTemplate(in, out, s)
+}
+
+func autoConvert_v1alpha1_CampaignList_To_stargate_CampaignList(in *CampaignList, out *stargate.CampaignList, s conversion.Scope) error {
+	out.ListMeta = in.ListMeta
+	out.Items = *(*[]stargate.Campaign)(unsafe.Pointer(&in.Items))
+	return nil
+}
+
+// Convert_v1alpha1_CampaignList_To_stargate_CampaignList is an autogenerated conversion function.
+func Convert_v1alpha1_CampaignList_To_stargate_CampaignList(in *CampaignList, out *stargate.CampaignList, s conversion.Scope) error {
+	return autoConvert_v1alpha1_CampaignList_To_stargate_CampaignList(in, out, s)
+}
+
+func autoConvert_stargate_CampaignList_To_v1alpha1_CampaignList(in *stargate.CampaignList, out *CampaignList, s conversion.Scope) error {
+	out.ListMeta = in.ListMeta
+	out.Items = *(*[]Campaign)(unsafe.Pointer(&in.Items))
+	return nil
+}
+
+// Convert_stargate_CampaignList_To_v1alpha1_CampaignList is an autogenerated conversion function.
+func Convert_stargate_CampaignList_To_v1alpha1_CampaignList(in *stargate.CampaignList, out *CampaignList, s conversion.Scope) error {
+	return autoConvert_stargate_CampaignList_To_v1alpha1_CampaignList(in, out, s)
+}
+
+func autoConvert_v1alpha1_CampaignMaxUnavailable_To_stargate_CampaignMaxUnavailable(in *CampaignMaxUnavailable, out *stargate.CampaignMaxUnavailable, s conversion.Scope) error {
+	*out = *(*stargate.CampaignMaxUnavailable)(unsafe.Pointer(in))
+	return nil
+}
+
+// Convert_v1alpha1_CampaignMaxUnavailable_To_stargate_CampaignMaxUnavailable is an autogenerated conversion function.
+func Convert_v1alpha1_CampaignMaxUnavailable_To_stargate_CampaignMaxUnavailable(in *CampaignMaxUnavailable, out *stargate.CampaignMaxUnavailable, s conversion.Scope) error {
+	return autoConvert_v1alpha1_CampaignMaxUnavailable_To_stargate_CampaignMaxUnavailable(in, out, s)
+}
+
+func autoConvert_stargate_CampaignMaxUnavailable_To_v1alpha1_CampaignMaxUnavailable(in *stargate.CampaignMaxUnavailable, out *CampaignMaxUnavailable, s conversion.Scope) error {
+	*out = *(*CampaignMaxUnavailable)(unsafe.Pointer(in))
+	return nil
+}
+
+// Convert_stargate_CampaignMaxUnavailable_To_v1alpha1_CampaignMaxUnavailable is an autogenerated conversion function.
+func Convert_stargate_CampaignMaxUnavailable_To_v1alpha1_CampaignMaxUnavailable(in *stargate.CampaignMaxUnavailable, out *CampaignMaxUnavailable, s conversion.Scope) error {
+	return autoConvert_stargate_CampaignMaxUnavailable_To_v1alpha1_CampaignMaxUnavailable(in, out, s)
+}
+
+func autoConvert_v1alpha1_CampaignSpec_To_stargate_CampaignSpec(in *CampaignSpec, out *stargate.CampaignSpec, s conversion.Scope) error {
+	*out = *(*stargate.CampaignSpec)(unsafe.Pointer(in))
+	return nil
+}
+
+// Convert_v1alpha1_CampaignSpec_To_stargate_CampaignSpec is an autogenerated conversion function.
+func Convert_v1alpha1_CampaignSpec_To_stargate_CampaignSpec(in *CampaignSpec, out *stargate.CampaignSpec, s conversion.Scope) error {
+	return autoConvert_v1alpha1_CampaignSpec_To_stargate_CampaignSpec(in, out, s)
+}
+
+func autoConvert_stargate_CampaignSpec_To_v1alpha1_CampaignSpec(in *stargate.CampaignSpec, out *CampaignSpec, s conversion.Scope) error {
+	*out = *(*CampaignSpec)(unsafe.Pointer(in))
+	return nil
+}
+
+// Convert_stargate_CampaignSpec_To_v1alpha1_CampaignSpec is an autogenerated conversion function.
+func Convert_stargate_CampaignSpec_To_v1alpha1_CampaignSpec(in *stargate.CampaignSpec, out *CampaignSpec, s conversion.Scope) error {
+	return autoConvert_stargate_CampaignSpec_To_v1alpha1_CampaignSpec(in, out, s)
+}
+
+func autoConvert_v1alpha1_CampaignStatus_To_stargate_CampaignStatus(in *CampaignStatus, out *stargate.CampaignStatus, s conversion.Scope) error {
+	*out = *(*stargate.CampaignStatus)(unsafe.Pointer(in))
+	return nil
+}
+
+// Convert_v1alpha1_CampaignStatus_To_stargate_CampaignStatus is an autogenerated conversion function.
+func Convert_v1alpha1_CampaignStatus_To_stargate_CampaignStatus(in *CampaignStatus, out *stargate.CampaignStatus, s conversion.Scope) error {
+	return autoConvert_v1alpha1_CampaignStatus_To_stargate_CampaignStatus(in, out, s)
+}
+
+func autoConvert_stargate_CampaignStatus_To_v1alpha1_CampaignStatus(in *stargate.CampaignStatus, out *CampaignStatus, s conversion.Scope) error {
+	*out = *(*CampaignStatus)(unsafe.Pointer(in))
+	return nil
+}
+
+// Convert_stargate_CampaignStatus_To_v1alpha1_CampaignStatus is an autogenerated conversion function.
+func Convert_stargate_CampaignStatus_To_v1alpha1_CampaignStatus(in *stargate.CampaignStatus, out *CampaignStatus, s conversion.Scope) error {
+	return autoConvert_stargate_CampaignStatus_To_v1alpha1_CampaignStatus(in, out, s)
+}
+
+func autoConvert_v1alpha1_CampaignWave_To_stargate_CampaignWave(in *CampaignWave, out *stargate.CampaignWave, s conversion.Scope) error {
+	*out = *(*stargate.CampaignWave)(unsafe.Pointer(in))
+	return nil
+}
+
+// Convert_v1alpha1_CampaignWave_To_stargate_CampaignWave is an autogenerated conversion function.
+func Convert_v1alpha1_CampaignWave_To_stargate_CampaignWave(in *CampaignWave, out *stargate.CampaignWave, s conversion.Scope) error {
+	return autoConvert_v1alpha1_CampaignWave_To_stargate_CampaignWave(in, out, s)
+}
+
+func autoConvert_stargate_CampaignWave_To_v1alpha1_CampaignWave(in *stargate.CampaignWave, out *CampaignWave, s conversion.Scope) error {
+	*out = *(*CampaignWave)(unsafe.Pointer(in))
+	return nil
+}
+
+// Convert_stargate_CampaignWave_To_v1alpha1_CampaignWave is an autogenerated conversion function.
+func Convert_stargate_CampaignWave_To_v1alpha1_CampaignWave(in *stargate.CampaignWave, out *CampaignWave, s conversion.Scope) error {
+	return autoConvert_stargate_CampaignWave_To_v1alpha1_CampaignWave(in, out, s)
+}
+
+func autoConvert_v1alpha1_CampaignWavePlan_To_stargate_CampaignWavePlan(in *CampaignWavePlan, out *stargate.CampaignWavePlan, s conversion.Scope) error {
+	*out = *(*stargate.CampaignWavePlan)(unsafe.Pointer(in))
+	return nil
+}
+
+// Convert_v1alpha1_CampaignWavePlan_To_stargate_CampaignWavePlan is an autogenerated conversion function.
+func Convert_v1alpha1_CampaignWavePlan_To_stargate_CampaignWavePlan(in *CampaignWavePlan, out *stargate.CampaignWavePlan, s conversion.Scope) error {
+	return autoConvert_v1alpha1_CampaignWavePlan_To_stargate_CampaignWavePlan(in, out, s)
+}
+
+func autoConvert_stargate_CampaignWavePlan_To_v1alpha1_CampaignWavePlan(in *stargate.CampaignWavePlan, out *CampaignWavePlan, s conversion.Scope) error {
+	*out = *(*CampaignWavePlan)(unsafe.Pointer(in))
+	return nil
+}
+
+// Convert_stargate_CampaignWavePlan_To_v1alpha1_CampaignWavePlan is an autogenerated conversion function.
+func Convert_stargate_CampaignWavePlan_To_v1alpha1_CampaignWavePlan(in *stargate.CampaignWavePlan, out *CampaignWavePlan, s conversion.Scope) error {
+	return autoConvert_stargate_CampaignWavePlan_To_v1alpha1_CampaignWavePlan(in, out, s)
 }
 
 func autoConvert_v1alpha1_CloudInit_To_stargate_CloudInit(in *CloudInit, out *stargate.CloudInit, s conversion.Scope) error {
@@ -581,6 +1045,26 @@ func Convert_stargate_JobList_To_v1alpha1_JobList(in *stargate.JobList, out *Job
 	return autoConvert_stargate_JobList_To_v1alpha1_JobList(in, out, s)
 }
 
+func autoConvert_v1alpha1_JobReference_To_stargate_JobReference(in *JobReference, out *stargate.JobReference, s conversion.Scope) error {
+	*out = *(*stargate.JobReference)(unsafe.Pointer(in))
+	return nil
+}
+
+// Convert_v1alpha1_JobReference_To_stargate_JobReference is an autogenerated conversion function.
+func Convert_v1alpha1_JobReference_To_stargate_JobReference(in *JobReference, out *stargate.JobReference, s conversion.Scope) error {
+	return autoConvert_v1alpha1_JobReference_To_stargate_JobReference(in, out, s)
+}
+
+func autoConvert_stargate_JobReference_To_v1alpha1_JobReference(in *stargate.JobReference, out *JobReference, s conversion.Scope) error {
+	*out = *(*JobReference)(unsafe.Pointer(in))
+	return nil
+}
+
+// Convert_stargate_JobReference_To_v1alpha1_JobReference is an autogenerated conversion function.
+func Convert_stargate_JobReference_To_v1alpha1_JobReference(in *stargate.JobReference, out *JobReference, s conversion.Scope) error {
+	return autoConvert_stargate_JobReference_To_v1alpha1_JobReference(in, out, s)
+}
+
 func autoConvert_v1alpha1_JobResult_To_stargate_JobResult(in *JobResult, out *stargate.JobResult, s conversion.Scope) error {
 	*out = *(*stargate.JobResult)(unsafe.Pointer(in))
 	return nil
@@ -681,9 +1165,32 @@ func Convert_stargate_LocalObjectReference_To_v1alpha1_LocalObjectReference(in *
 	return autoConvert_stargate_LocalObjectReference_To_v1alpha1_LocalObjectReference(in, out, s)
 }
 
+func autoConvert_v1alpha1_MaintenanceWindow_To_stargate_MaintenanceWindow(in *MaintenanceWindow, out *stargate.MaintenanceWindow, s conversion.Scope) error {
+	*out = *(*stargate.MaintenanceWindow)(unsafe.Pointer(in))
+	return nil
+}
+
+// Convert_v1alpha1_MaintenanceWindow_To_stargate_MaintenanceWindow is an autogenerated conversion function.
+func Convert_v1alpha1_MaintenanceWindow_To_stargate_MaintenanceWindow(in *MaintenanceWindow, out *stargate.MaintenanceWindow, s conversion.Scope) error {
+	return autoConvert_v1alpha1_MaintenanceWindow_To_stargate_MaintenanceWindow(in, out, s)
+}
+
+func autoConvert_stargate_MaintenanceWindow_To_v1alpha1_MaintenanceWindow(in *stargate.MaintenanceWindow, out *MaintenanceWindow, s conversion.Scope) error {
+	*out = *(*MaintenanceWindow)(unsafe.Pointer(in))
+	return nil
+}
+
+// Convert_stargate_MaintenanceWindow_To_v1alpha1_MaintenanceWindow is an autogenerated conversion function.
+func Convert_stargate_MaintenanceWindow_To_v1alpha1_MaintenanceWindow(in *stargate.MaintenanceWindow, out *MaintenanceWindow, s conversion.Scope) error {
+	return autoConvert_stargate_MaintenanceWindow_To_v1alpha1_MaintenanceWindow(in, out, s)
+}
+
 func autoConvert_v1alpha1_RepaveRequest_To_stargate_RepaveRequest(in *RepaveRequest, out *stargate.RepaveRequest, s conversion.Scope) error {
 	out.ObjectMeta = in.ObjectMeta
 	if err := Convert_v1alpha1_RepaveRequestSpec_To_stargate_RepaveRequestSpec(&in.Spec, &out.Spec, s); err != nil {
+		return err
+	}
+	if err := Convert_v1alpha1_RepaveRequestStatus_To_stargate_RepaveRequestStatus(&in.Status, &out.Status, s); err != nil {
 		return err
 	}
 	return nil
@@ -697,6 +1204,9 @@ func Convert_v1alpha1_RepaveRequest_To_stargate_RepaveRequest(in *RepaveRequest,
 func autoConvert_stargate_RepaveRequest_To_v1alpha1_RepaveRequest(in *stargate.RepaveRequest, out *RepaveRequest, s conversion.Scope) error {
 	out.ObjectMeta = in.ObjectMeta
 	if err := Convert_stargate_RepaveRequestSpec_To_v1alpha1_RepaveRequestSpec(&in.Spec, &out.Spec, s); err != nil {
+		return err
+	}
+	if err := Convert_stargate_RepaveRequestStatus_To_v1alpha1_RepaveRequestStatus(&in.Status, &out.Status, s); err != nil {
 		return err
 	}
 	return nil
@@ -725,6 +1235,26 @@ func autoConvert_stargate_RepaveRequestSpec_To_v1alpha1_RepaveRequestSpec(in *st
 // Convert_stargate_RepaveRequestSpec_To_v1alpha1_RepaveRequestSpec is an autogenerated conversion function.
 func Convert_stargate_RepaveRequestSpec_To_v1alpha1_RepaveRequestSpec(in *stargate.RepaveRequestSpec, out *RepaveRequestSpec, s conversion.Scope) error {
 	return autoConvert_stargate_RepaveRequestSpec_To_v1alpha1_RepaveRequestSpec(in, out, s)
+}
+
+func autoConvert_v1alpha1_RepaveRequestStatus_To_stargate_RepaveRequestStatus(in *RepaveRequestStatus, out *stargate.RepaveRequestStatus, s conversion.Scope) error {
+	*out = *(*stargate.RepaveRequestStatus)(unsafe.Pointer(in))
+	return nil
+}
+
+// Convert_v1alpha1_RepaveRequestStatus_To_stargate_RepaveRequestStatus is an autogenerated conversion function.
+func Convert_v1alpha1_RepaveRequestStatus_To_stargate_RepaveRequestStatus(in *RepaveRequestStatus, out *stargate.RepaveRequestStatus, s conversion.Scope) error {
+	return autoConvert_v1alpha1_RepaveRequestStatus_To_stargate_RepaveRequestStatus(in, out, s)
+}
+
+func autoConvert_stargate_RepaveRequestStatus_To_v1alpha1_RepaveRequestStatus(in *stargate.RepaveRequestStatus, out *RepaveRequestStatus, s conversion.Scope) error {
+	*out = *(*RepaveRequestStatus)(unsafe.Pointer(in))
+	return nil
+}
+
+// Convert_stargate_RepaveRequestStatus_To_v1alpha1_RepaveRequestStatus is an autogenerated conversion function.
+func Convert_stargate_RepaveRequestStatus_To_v1alpha1_RepaveRequestStatus(in *stargate.RepaveRequestStatus, out *RepaveRequestStatus, s conversion.Scope) error {
+	return autoConvert_stargate_RepaveRequestStatus_To_v1alpha1_RepaveRequestStatus(in, out, s)
 }
 
 func autoConvert_v1alpha1_ResolvedTemplate_To_stargate_ResolvedTemplate(in *ResolvedTemplate, out *stargate.ResolvedTemplate, s conversion.Scope) error {

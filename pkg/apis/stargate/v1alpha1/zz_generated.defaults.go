@@ -29,11 +29,28 @@ import (
 // Public to allow building arbitrary schemes.
 // All generated defaulters are covering - they call all nested defaulters.
 func RegisterDefaults(scheme *runtime.Scheme) error {
+	scheme.AddTypeDefaultingFunc(&Campaign{}, func(obj interface{}) { SetObjectDefaults_Campaign(obj.(*Campaign)) })
+	scheme.AddTypeDefaultingFunc(&CampaignList{}, func(obj interface{}) { SetObjectDefaults_CampaignList(obj.(*CampaignList)) })
 	scheme.AddTypeDefaultingFunc(&Datacenter{}, func(obj interface{}) { SetObjectDefaults_Datacenter(obj.(*Datacenter)) })
 	scheme.AddTypeDefaultingFunc(&DatacenterList{}, func(obj interface{}) { SetObjectDefaults_DatacenterList(obj.(*DatacenterList)) })
 	scheme.AddTypeDefaultingFunc(&Job{}, func(obj interface{}) { SetObjectDefaults_Job(obj.(*Job)) })
 	scheme.AddTypeDefaultingFunc(&JobList{}, func(obj interface{}) { SetObjectDefaults_JobList(obj.(*JobList)) })
 	return nil
+}
+
+func SetObjectDefaults_Campaign(in *Campaign) {
+	SetDefaults_CampaignSpec(&in.Spec)
+	for i := range in.Spec.MaintenanceWindows {
+		a := &in.Spec.MaintenanceWindows[i]
+		SetDefaults_MaintenanceWindow(a)
+	}
+}
+
+func SetObjectDefaults_CampaignList(in *CampaignList) {
+	for i := range in.Items {
+		a := &in.Items[i]
+		SetObjectDefaults_Campaign(a)
+	}
 }
 
 func SetObjectDefaults_Datacenter(in *Datacenter) {

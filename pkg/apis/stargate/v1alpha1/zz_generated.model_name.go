@@ -27,6 +27,76 @@ func (in BMC) OpenAPIModelName() string {
 }
 
 // OpenAPIModelName returns the OpenAPI model name for this type.
+func (in Campaign) OpenAPIModelName() string {
+	return "io.stargate.stargate.pkg.apis.stargate.v1alpha1.Campaign"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
+func (in CampaignCounts) OpenAPIModelName() string {
+	return "io.stargate.stargate.pkg.apis.stargate.v1alpha1.CampaignCounts"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
+func (in CampaignDatacenterPlan) OpenAPIModelName() string {
+	return "io.stargate.stargate.pkg.apis.stargate.v1alpha1.CampaignDatacenterPlan"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
+func (in CampaignDatacenterStatus) OpenAPIModelName() string {
+	return "io.stargate.stargate.pkg.apis.stargate.v1alpha1.CampaignDatacenterStatus"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
+func (in CampaignFailure) OpenAPIModelName() string {
+	return "io.stargate.stargate.pkg.apis.stargate.v1alpha1.CampaignFailure"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
+func (in CampaignFailureBudgets) OpenAPIModelName() string {
+	return "io.stargate.stargate.pkg.apis.stargate.v1alpha1.CampaignFailureBudgets"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
+func (in CampaignFailurePolicy) OpenAPIModelName() string {
+	return "io.stargate.stargate.pkg.apis.stargate.v1alpha1.CampaignFailurePolicy"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
+func (in CampaignJobTemplate) OpenAPIModelName() string {
+	return "io.stargate.stargate.pkg.apis.stargate.v1alpha1.CampaignJobTemplate"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
+func (in CampaignList) OpenAPIModelName() string {
+	return "io.stargate.stargate.pkg.apis.stargate.v1alpha1.CampaignList"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
+func (in CampaignMaxUnavailable) OpenAPIModelName() string {
+	return "io.stargate.stargate.pkg.apis.stargate.v1alpha1.CampaignMaxUnavailable"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
+func (in CampaignSpec) OpenAPIModelName() string {
+	return "io.stargate.stargate.pkg.apis.stargate.v1alpha1.CampaignSpec"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
+func (in CampaignStatus) OpenAPIModelName() string {
+	return "io.stargate.stargate.pkg.apis.stargate.v1alpha1.CampaignStatus"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
+func (in CampaignWave) OpenAPIModelName() string {
+	return "io.stargate.stargate.pkg.apis.stargate.v1alpha1.CampaignWave"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
+func (in CampaignWavePlan) OpenAPIModelName() string {
+	return "io.stargate.stargate.pkg.apis.stargate.v1alpha1.CampaignWavePlan"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
 func (in CloudInit) OpenAPIModelName() string {
 	return "io.stargate.stargate.pkg.apis.stargate.v1alpha1.CloudInit"
 }
@@ -87,6 +157,11 @@ func (in JobList) OpenAPIModelName() string {
 }
 
 // OpenAPIModelName returns the OpenAPI model name for this type.
+func (in JobReference) OpenAPIModelName() string {
+	return "io.stargate.stargate.pkg.apis.stargate.v1alpha1.JobReference"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
 func (in JobResult) OpenAPIModelName() string {
 	return "io.stargate.stargate.pkg.apis.stargate.v1alpha1.JobResult"
 }
@@ -112,6 +187,11 @@ func (in LocalObjectReference) OpenAPIModelName() string {
 }
 
 // OpenAPIModelName returns the OpenAPI model name for this type.
+func (in MaintenanceWindow) OpenAPIModelName() string {
+	return "io.stargate.stargate.pkg.apis.stargate.v1alpha1.MaintenanceWindow"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
 func (in RepaveRequest) OpenAPIModelName() string {
 	return "io.stargate.stargate.pkg.apis.stargate.v1alpha1.RepaveRequest"
 }
@@ -119,6 +199,11 @@ func (in RepaveRequest) OpenAPIModelName() string {
 // OpenAPIModelName returns the OpenAPI model name for this type.
 func (in RepaveRequestSpec) OpenAPIModelName() string {
 	return "io.stargate.stargate.pkg.apis.stargate.v1alpha1.RepaveRequestSpec"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
+func (in RepaveRequestStatus) OpenAPIModelName() string {
+	return "io.stargate.stargate.pkg.apis.stargate.v1alpha1.RepaveRequestStatus"
 }
 
 // OpenAPIModelName returns the OpenAPI model name for this type.

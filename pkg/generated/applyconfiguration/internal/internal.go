@@ -64,6 +64,8 @@ var schemaYAML = typed.YAMLObject(`types:
       type:
         scalar: string
       default: ""
+- name: io.k8s.apimachinery.pkg.apis.meta.v1.Duration
+  scalar: string
 - name: io.k8s.apimachinery.pkg.apis.meta.v1.FieldsV1
   map:
     elementType:
@@ -76,6 +78,38 @@ var schemaYAML = typed.YAMLObject(`types:
         elementType:
           namedType: __untyped_deduced_
         elementRelationship: separable
+- name: io.k8s.apimachinery.pkg.apis.meta.v1.LabelSelector
+  map:
+    fields:
+    - name: matchExpressions
+      type:
+        list:
+          elementType:
+            namedType: io.k8s.apimachinery.pkg.apis.meta.v1.LabelSelectorRequirement
+          elementRelationship: atomic
+    - name: matchLabels
+      type:
+        map:
+          elementType:
+            scalar: string
+    elementRelationship: atomic
+- name: io.k8s.apimachinery.pkg.apis.meta.v1.LabelSelectorRequirement
+  map:
+    fields:
+    - name: key
+      type:
+        scalar: string
+      default: ""
+    - name: operator
+      type:
+        scalar: string
+      default: ""
+    - name: values
+      type:
+        list:
+          elementType:
+            scalar: string
+          elementRelationship: atomic
 - name: io.k8s.apimachinery.pkg.apis.meta.v1.ManagedFieldsEntry
   map:
     fields:
@@ -191,6 +225,8 @@ var schemaYAML = typed.YAMLObject(`types:
     elementRelationship: atomic
 - name: io.k8s.apimachinery.pkg.apis.meta.v1.Time
   scalar: untyped
+- name: io.k8s.apimachinery.pkg.util.intstr.IntOrString
+  scalar: untyped
 - name: io.stargate.stargate.pkg.apis.stargate.v1alpha1.BMC
   map:
     fields:
@@ -198,6 +234,308 @@ var schemaYAML = typed.YAMLObject(`types:
       type:
         scalar: string
       default: ""
+- name: io.stargate.stargate.pkg.apis.stargate.v1alpha1.Campaign
+  map:
+    fields:
+    - name: apiVersion
+      type:
+        scalar: string
+    - name: kind
+      type:
+        scalar: string
+    - name: metadata
+      type:
+        namedType: io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta
+      default: {}
+    - name: spec
+      type:
+        namedType: io.stargate.stargate.pkg.apis.stargate.v1alpha1.CampaignSpec
+      default: {}
+    - name: status
+      type:
+        namedType: io.stargate.stargate.pkg.apis.stargate.v1alpha1.CampaignStatus
+      default: {}
+- name: io.stargate.stargate.pkg.apis.stargate.v1alpha1.CampaignCounts
+  map:
+    fields:
+    - name: cancelled
+      type:
+        scalar: numeric
+    - name: failed
+      type:
+        scalar: numeric
+    - name: pending
+      type:
+        scalar: numeric
+    - name: running
+      type:
+        scalar: numeric
+    - name: skipped
+      type:
+        scalar: numeric
+    - name: succeeded
+      type:
+        scalar: numeric
+    - name: targets
+      type:
+        scalar: numeric
+      default: 0
+- name: io.stargate.stargate.pkg.apis.stargate.v1alpha1.CampaignDatacenterPlan
+  map:
+    fields:
+    - name: members
+      type:
+        scalar: numeric
+      default: 0
+    - name: name
+      type:
+        scalar: string
+      default: ""
+- name: io.stargate.stargate.pkg.apis.stargate.v1alpha1.CampaignDatacenterStatus
+  map:
+    fields:
+    - name: counts
+      type:
+        namedType: io.stargate.stargate.pkg.apis.stargate.v1alpha1.CampaignCounts
+      default: {}
+    - name: name
+      type:
+        scalar: string
+      default: ""
+    - name: nextWindow
+      type:
+        namedType: io.k8s.apimachinery.pkg.apis.meta.v1.Time
+    - name: pausedReason
+      type:
+        scalar: string
+- name: io.stargate.stargate.pkg.apis.stargate.v1alpha1.CampaignFailure
+  map:
+    fields:
+    - name: datacenter
+      type:
+        scalar: string
+      default: ""
+    - name: hardware
+      type:
+        scalar: string
+      default: ""
+    - name: job
+      type:
+        scalar: string
+      default: ""
+    - name: reason
+      type:
+        scalar: string
+    - name: wave
+      type:
+        scalar: numeric
+      default: 0
+- name: io.stargate.stargate.pkg.apis.stargate.v1alpha1.CampaignFailureBudgets
+  map:
+    fields:
+    - name: global
+      type:
+        namedType: io.k8s.apimachinery.pkg.util.intstr.IntOrString
+    - name: perDatacenter
+      type:
+        namedType: io.k8s.apimachinery.pkg.util.intstr.IntOrString
+    - name: perWave
+      type:
+        namedType: io.k8s.apimachinery.pkg.util.intstr.IntOrString
+- name: io.stargate.stargate.pkg.apis.stargate.v1alpha1.CampaignFailurePolicy
+  map:
+    fields:
+    - name: action
+      type:
+        scalar: string
+    - name: inFlight
+      type:
+        scalar: string
+    - name: maxFailures
+      type:
+        namedType: io.stargate.stargate.pkg.apis.stargate.v1alpha1.CampaignFailureBudgets
+      default: {}
+- name: io.stargate.stargate.pkg.apis.stargate.v1alpha1.CampaignJobTemplate
+  map:
+    fields:
+    - name: activeDeadlineSeconds
+      type:
+        scalar: numeric
+    - name: backoffLimit
+      type:
+        scalar: numeric
+    - name: ttlSecondsAfterFinished
+      type:
+        scalar: numeric
+- name: io.stargate.stargate.pkg.apis.stargate.v1alpha1.CampaignMaxUnavailable
+  map:
+    fields:
+    - name: global
+      type:
+        namedType: io.k8s.apimachinery.pkg.util.intstr.IntOrString
+    - name: perDatacenter
+      type:
+        namedType: io.k8s.apimachinery.pkg.util.intstr.IntOrString
+    - name: perFailureDomain
+      type:
+        namedType: io.k8s.apimachinery.pkg.util.intstr.IntOrString
+- name: io.stargate.stargate.pkg.apis.stargate.v1alpha1.CampaignSpec
+  map:
+    fields:
+    - name: approvedWaves
+      type:
+        scalar: numeric
+    - name: cancel
+      type:
+        scalar: boolean
+    - name: datacenterSelector
+      type:
+        namedType: io.k8s.apimachinery.pkg.apis.meta.v1.LabelSelector
+    - name: failureDomainLabel
+      type:
+        scalar: string
+    - name: failurePolicy
+      type:
+        namedType: io.stargate.stargate.pkg.apis.stargate.v1alpha1.CampaignFailurePolicy
+      default: {}
+    - name: hardwareSelector
+      type:
+        namedType: io.k8s.apimachinery.pkg.apis.meta.v1.LabelSelector
+    - name: jobTemplate
+      type:
+        namedType: io.stargate.stargate.pkg.apis.stargate.v1alpha1.CampaignJobTemplate
+      default: {}
+    - name: maintenanceWindows
+      type:
+        list:
+          elementType:
+            namedType: io.stargate.stargate.pkg.apis.stargate.v1alpha1.MaintenanceWindow
+          elementRelationship: atomic
+    - name: maxFailureDomainsInFlight
+      type:
+        scalar: numeric
+    - name: maxUnavailable
+      type:
+        namedType: io.stargate.stargate.pkg.apis.stargate.v1alpha1.CampaignMaxUnavailable
+      default: {}
+    - name: operation
+      type:
+        scalar: string
+      default: ""
+    - name: paused
+      type:
+        scalar: boolean
+    - name: skipUpToDate
+      type:
+        scalar: boolean
+    - name: templateRef
+      type:
+        namedType: io.stargate.stargate.pkg.apis.stargate.v1alpha1.LocalObjectReference
+    - name: ttlSecondsAfterFinished
+      type:
+        scalar: numeric
+    - name: waves
+      type:
+        list:
+          elementType:
+            namedType: io.stargate.stargate.pkg.apis.stargate.v1alpha1.CampaignWave
+          elementRelationship: atomic
+- name: io.stargate.stargate.pkg.apis.stargate.v1alpha1.CampaignStatus
+  map:
+    fields:
+    - name: completionTime
+      type:
+        namedType: io.k8s.apimachinery.pkg.apis.meta.v1.Time
+    - name: conditions
+      type:
+        list:
+          elementType:
+            namedType: io.k8s.apimachinery.pkg.apis.meta.v1.Condition
+          elementRelationship: associative
+          keys:
+          - type
+    - name: counts
+      type:
+        namedType: io.stargate.stargate.pkg.apis.stargate.v1alpha1.CampaignCounts
+      default: {}
+    - name: currentWave
+      type:
+        scalar: numeric
+    - name: datacenters
+      type:
+        list:
+          elementType:
+            namedType: io.stargate.stargate.pkg.apis.stargate.v1alpha1.CampaignDatacenterStatus
+          elementRelationship: associative
+          keys:
+          - name
+    - name: failures
+      type:
+        list:
+          elementType:
+            namedType: io.stargate.stargate.pkg.apis.stargate.v1alpha1.CampaignFailure
+          elementRelationship: atomic
+    - name: observedGeneration
+      type:
+        scalar: numeric
+    - name: phase
+      type:
+        scalar: string
+    - name: plan
+      type:
+        list:
+          elementType:
+            namedType: io.stargate.stargate.pkg.apis.stargate.v1alpha1.CampaignWavePlan
+          elementRelationship: atomic
+    - name: startTime
+      type:
+        namedType: io.k8s.apimachinery.pkg.apis.meta.v1.Time
+    - name: waveFinishTime
+      type:
+        namedType: io.k8s.apimachinery.pkg.apis.meta.v1.Time
+    - name: waveStartTime
+      type:
+        namedType: io.k8s.apimachinery.pkg.apis.meta.v1.Time
+- name: io.stargate.stargate.pkg.apis.stargate.v1alpha1.CampaignWave
+  map:
+    fields:
+    - name: bakeDuration
+      type:
+        namedType: io.k8s.apimachinery.pkg.apis.meta.v1.Duration
+    - name: requireApproval
+      type:
+        scalar: boolean
+    - name: selector
+      type:
+        namedType: io.k8s.apimachinery.pkg.apis.meta.v1.LabelSelector
+    - name: size
+      type:
+        namedType: io.k8s.apimachinery.pkg.util.intstr.IntOrString
+- name: io.stargate.stargate.pkg.apis.stargate.v1alpha1.CampaignWavePlan
+  map:
+    fields:
+    - name: datacenters
+      type:
+        list:
+          elementType:
+            namedType: io.stargate.stargate.pkg.apis.stargate.v1alpha1.CampaignDatacenterPlan
+          elementRelationship: associative
+          keys:
+          - name
+    - name: firstMembers
+      type:
+        list:
+          elementType:
+            scalar: string
+          elementRelationship: atomic
+    - name: members
+      type:
+        scalar: numeric
+      default: 0
+    - name: number
+      type:
+        scalar: numeric
+      default: 0
 - name: io.stargate.stargate.pkg.apis.stargate.v1alpha1.CloudInit
   map:
     fields:
@@ -467,6 +805,32 @@ var schemaYAML = typed.YAMLObject(`types:
       type:
         scalar: string
       default: ""
+- name: io.stargate.stargate.pkg.apis.stargate.v1alpha1.MaintenanceWindow
+  map:
+    fields:
+    - name: cutoff
+      type:
+        namedType: io.k8s.apimachinery.pkg.apis.meta.v1.Duration
+    - name: datacenterSelector
+      type:
+        namedType: io.k8s.apimachinery.pkg.apis.meta.v1.LabelSelector
+    - name: days
+      type:
+        list:
+          elementType:
+            scalar: string
+          elementRelationship: associative
+    - name: end
+      type:
+        scalar: string
+      default: ""
+    - name: start
+      type:
+        scalar: string
+      default: ""
+    - name: timeZone
+      type:
+        scalar: string
 - name: io.stargate.stargate.pkg.apis.stargate.v1alpha1.ResolvedTemplate
   map:
     fields:

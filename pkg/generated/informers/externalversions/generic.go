@@ -53,6 +53,8 @@ func (f *genericInformer) Lister() cache.GenericLister {
 func (f *sharedInformerFactory) ForResource(resource schema.GroupVersionResource) (GenericInformer, error) {
 	switch resource {
 	// Group=stargate.io, Version=v1alpha1
+	case v1alpha1.SchemeGroupVersion.WithResource("campaigns"):
+		return &genericInformer{resource: resource.GroupResource(), informer: f.Stargate().V1alpha1().Campaigns().Informer()}, nil
 	case v1alpha1.SchemeGroupVersion.WithResource("datacenters"):
 		return &genericInformer{resource: resource.GroupResource(), informer: f.Stargate().V1alpha1().Datacenters().Informer()}, nil
 	case v1alpha1.SchemeGroupVersion.WithResource("hardwares"):

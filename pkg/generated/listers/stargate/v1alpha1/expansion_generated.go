@@ -18,6 +18,10 @@ limitations under the License.
 
 package v1alpha1
 
+// CampaignListerExpansion allows custom methods to be added to
+// CampaignLister.
+type CampaignListerExpansion interface{}
+
 // DatacenterListerExpansion allows custom methods to be added to
 // DatacenterLister.
 type DatacenterListerExpansion interface{}

@@ -24,6 +24,8 @@ import (
 
 // Interface provides access to all the informers in this group version.
 type Interface interface {
+	// Campaigns returns a CampaignInformer.
+	Campaigns() TypedCampaignInformer
 	// Datacenters returns a DatacenterInformer.
 	Datacenters() TypedDatacenterInformer
 	// Hardwares returns a HardwareInformer.
@@ -43,6 +45,11 @@ type version struct {
 // New returns a new Interface.
 func New(f internalinterfaces.SharedInformerFactory, namespace string, tweakListOptions internalinterfaces.TweakListOptionsFunc) Interface {
 	return &version{factory: f, namespace: namespace, tweakListOptions: tweakListOptions}
+}
+
+// Campaigns returns a TypedCampaignInformer.
+func (v *version) Campaigns() TypedCampaignInformer {
+	return &campaignInformer{factory: v.factory, tweakListOptions: v.tweakListOptions}
 }
 
 // Datacenters returns a TypedDatacenterInformer.

@@ -18,6 +18,8 @@ limitations under the License.
 
 package v1alpha1
 
+type CampaignExpansion interface{}
+
 type DatacenterExpansion interface{}
 
 type HardwareExpansion interface{}

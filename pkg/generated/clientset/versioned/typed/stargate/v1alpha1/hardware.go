@@ -51,7 +51,7 @@ type HardwareInterface interface {
 	Apply(ctx context.Context, hardware *applyconfigurationstargatev1alpha1.HardwareApplyConfiguration, opts v1.ApplyOptions) (result *stargatev1alpha1.Hardware, err error)
 	// Add a +genclient:noStatus comment above the type to avoid generating ApplyStatus().
 	ApplyStatus(ctx context.Context, hardware *applyconfigurationstargatev1alpha1.HardwareApplyConfiguration, opts v1.ApplyOptions) (result *stargatev1alpha1.Hardware, err error)
-	Repave(ctx context.Context, hardwareName string, repaveRequest *stargatev1alpha1.RepaveRequest, opts v1.CreateOptions) (*stargatev1alpha1.Job, error)
+	Repave(ctx context.Context, hardwareName string, repaveRequest *stargatev1alpha1.RepaveRequest, opts v1.CreateOptions) (*stargatev1alpha1.RepaveRequest, error)
 
 	HardwareExpansion
 }
@@ -75,9 +75,9 @@ func newHardwares(c *StargateV1alpha1Client, namespace string) *hardwares {
 	}
 }
 
-// Repave takes the representation of a repaveRequest and creates it.  Returns the server's representation of the job, and an error, if there is any.
-func (c *hardwares) Repave(ctx context.Context, hardwareName string, repaveRequest *stargatev1alpha1.RepaveRequest, opts v1.CreateOptions) (result *stargatev1alpha1.Job, err error) {
-	result = &stargatev1alpha1.Job{}
+// Repave takes the representation of a repaveRequest and creates it.  Returns the server's representation of the repaveRequest, and an error, if there is any.
+func (c *hardwares) Repave(ctx context.Context, hardwareName string, repaveRequest *stargatev1alpha1.RepaveRequest, opts v1.CreateOptions) (result *stargatev1alpha1.RepaveRequest, err error) {
+	result = &stargatev1alpha1.RepaveRequest{}
 	err = c.GetClient().Post().
 		Namespace(c.GetNamespace()).
 		Resource("hardwares").

@@ -28,6 +28,7 @@ import (
 
 type StargateV1alpha1Interface interface {
 	RESTClient() rest.Interface
+	CampaignsGetter
 	DatacentersGetter
 	HardwaresGetter
 	JobsGetter
@@ -37,6 +38,10 @@ type StargateV1alpha1Interface interface {
 // StargateV1alpha1Client is used to interact with features provided by the stargate.io group.
 type StargateV1alpha1Client struct {
 	restClient rest.Interface
+}
+
+func (c *StargateV1alpha1Client) Campaigns() CampaignInterface {
+	return newCampaigns(c)
 }
 
 func (c *StargateV1alpha1Client) Datacenters() DatacenterInterface {

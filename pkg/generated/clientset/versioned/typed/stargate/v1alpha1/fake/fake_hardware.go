@@ -54,14 +54,14 @@ func newFakeHardwares(fake *FakeStargateV1alpha1, namespace string) typedstargat
 	}
 }
 
-// Repave takes the representation of a repaveRequest and creates it.  Returns the server's representation of the job, and an error, if there is any.
-func (c *fakeHardwares) Repave(ctx context.Context, hardwareName string, repaveRequest *v1alpha1.RepaveRequest, opts v1.CreateOptions) (result *v1alpha1.Job, err error) {
-	emptyResult := &v1alpha1.Job{}
+// Repave takes the representation of a repaveRequest and creates it.  Returns the server's representation of the repaveRequest, and an error, if there is any.
+func (c *fakeHardwares) Repave(ctx context.Context, hardwareName string, repaveRequest *v1alpha1.RepaveRequest, opts v1.CreateOptions) (result *v1alpha1.RepaveRequest, err error) {
+	emptyResult := &v1alpha1.RepaveRequest{}
 	obj, err := c.Fake.
 		Invokes(testing.NewCreateSubresourceActionWithOptions(c.Resource(), hardwareName, "repave", c.Namespace(), repaveRequest, opts), emptyResult)
 
 	if obj == nil {
 		return emptyResult, err
 	}
-	return obj.(*v1alpha1.Job), err
+	return obj.(*v1alpha1.RepaveRequest), err
 }

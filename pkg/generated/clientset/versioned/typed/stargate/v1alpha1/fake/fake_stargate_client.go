@@ -28,6 +28,10 @@ type FakeStargateV1alpha1 struct {
 	*testing.Fake
 }
 
+func (c *FakeStargateV1alpha1) Campaigns() v1alpha1.CampaignInterface {
+	return newFakeCampaigns(c)
+}
+
 func (c *FakeStargateV1alpha1) Datacenters() v1alpha1.DatacenterInterface {
 	return newFakeDatacenters(c)
 }
