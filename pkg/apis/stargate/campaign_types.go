@@ -12,7 +12,7 @@ import (
 // servers unavailable than its limits allow, and pausing or stopping when
 // failures exceed its budgets. Its members are fixed when it starts.
 type Campaign struct {
-	metav1.TypeMeta  
+	metav1.TypeMeta
 	metav1.ObjectMeta
 
 	// spec is what to do, to which servers, and how carefully.
