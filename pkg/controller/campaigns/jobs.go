@@ -12,6 +12,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/sets"
+	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/client-go/util/retry"
 	"k8s.io/klog/v2"
 	"k8s.io/utils/ptr"
@@ -221,6 +222,9 @@ func (c *Controller) createJob(ctx context.Context, camp *v1alpha1.Campaign, m *
 			BackoffLimit: spec.JobTemplate.BackoffLimit, ActiveDeadlineSeconds: spec.JobTemplate.ActiveDeadlineSeconds,
 			TTLSecondsAfterFinished: spec.JobTemplate.TTLSecondsAfterFinished,
 		},
+	}
+	if len(validation.IsValidLabelValue(m.Name)) > 0 {
+		delete(job.Labels, v1alpha1.HardwareLabel) // a name longer than a label value; spec.hardwareRef.name still says it
 	}
 	_, err := c.client.StargateV1alpha1().Jobs(m.Datacenter).Create(ctx, job, metav1.CreateOptions{})
 	return err
