@@ -91,7 +91,8 @@ func TestRepaveSubresource(t *testing.T) {
 }
 
 // TestRepaveAnswersItsOwnKind: on the wire the answer is a 201 whose kind is
-// RepaveRequest, with status.job.
+// RepaveRequest, with status.job and without managed fields (it is never
+// stored).
 func TestRepaveAnswersItsOwnKind(t *testing.T) {
 	ts := startServer(t, "")
 	seedInventory(t, ts.Client)
@@ -113,6 +114,9 @@ func TestRepaveAnswersItsOwnKind(t *testing.T) {
 	}
 	if code != http.StatusCreated || answer.APIVersion != "stargate.io/v1alpha1" || answer.Kind != "RepaveRequest" {
 		t.Fatalf("/repave answered %d:\n%s\nwant 201 with a stargate.io/v1alpha1 RepaveRequest", code, raw)
+	}
+	if len(answer.ManagedFields) != 0 {
+		t.Errorf("the answer carries managed fields of an object never stored:\n%s", raw)
 	}
 	checkRepaveJob(t, ts, &answer.RepaveRequest, "server-001", "os-2-0-0")
 }

@@ -153,6 +153,9 @@ func (r *RepaveREST) Create(ctx context.Context, name string, obj runtime.Object
 	if !ok {
 		return nil, apierrors.NewInternalError(fmt.Errorf("the Job store answered %T, not a Job", created))
 	}
+	// The RepaveRequest is never stored: the managed fields the handler
+	// recorded on it describe nothing a caller could later change.
+	req.ManagedFields = nil
 	req.Status.Job = &stargate.JobReference{Name: made.Name, UID: made.UID}
 	if dryrun.IsDryRun(options.DryRun) {
 		req.Status.Job.UID = "" // the store filled one in, but no Job has it

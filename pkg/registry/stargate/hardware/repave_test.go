@@ -128,13 +128,15 @@ func TestRepaveCreatesTheJob(t *testing.T) {
 }
 
 // TestRepaveKeepsTheSpecSent: a backoffLimit sent is answered and passed on
-// as sent, and a status sent is replaced by the Job made.
+// as sent, a status sent is replaced by the Job made, and the managed fields
+// the handler recorded are not answered (the request is never stored).
 func TestRepaveKeepsTheSpecSent(t *testing.T) {
 	e := newRepaveEnv(t)
 	sent := repaveRequest("os-2-0-0")
 	sent.Spec.BackoffLimit = ptr.To[int32](0)
 	sent.Spec.TTLSecondsAfterFinished = ptr.To[int32](60)
 	sent.Status.Job = &stargate.JobReference{Name: "made-up", UID: "made-up"}
+	sent.ManagedFields = []metav1.ManagedFieldsEntry{{Manager: "kubectl", Operation: metav1.ManagedFieldsOperationUpdate, Subresource: "repave"}}
 	obj, err := e.repave.Create(e.ctx, "server-001", sent, nil, &metav1.CreateOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -142,6 +144,9 @@ func TestRepaveKeepsTheSpecSent(t *testing.T) {
 	answer := repaveAnswer(t, obj)
 	if !apiequality.Semantic.DeepEqual(answer.Spec, sent.Spec) {
 		t.Errorf("answer's spec %+v, want %+v as sent", answer.Spec, sent.Spec)
+	}
+	if len(answer.ManagedFields) != 0 {
+		t.Errorf("answered managed fields %+v", answer.ManagedFields)
 	}
 	stored, err := e.jobs.Job.Get(e.ctx, answer.Status.Job.Name, &metav1.GetOptions{})
 	if err != nil {
