@@ -6,8 +6,8 @@ package fuzzer
 import (
 	"fmt"
 
-	"k8s.io/apimachinery/pkg/util/intstr"
 	runtimeserializer "k8s.io/apimachinery/pkg/runtime/serializer"
+	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/randfill"
 
