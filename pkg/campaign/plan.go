@@ -299,5 +299,12 @@ func PlanWaves(members []Member, shown int) []v1alpha1.CampaignWavePlan {
 	if len(waves) > 0 {
 		flush()
 	}
+	if len(waves) > MaxWavesShown {
+		waves = waves[:MaxWavesShown]
+	}
 	return waves
 }
+
+// MaxWavesShown caps status.plan: a Campaign of 100,000 waves of one
+// member stays far below etcd's object size limit.
+const MaxWavesShown = 50
