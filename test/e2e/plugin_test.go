@@ -160,13 +160,7 @@ func TestPluginThroughKubectl(t *testing.T) {
 // terminal and checks the screen it ends on against testdata/. It needs a
 // server that serves and drives Campaigns.
 func TestPluginLiveView(t *testing.T) {
-	if out, _ := env.Kubectl("admin", "api-resources", "--api-group=stargate.io", "-o", "name"); !strings.Contains(out, "campaigns.stargate.io") {
-		t.Skip("the server does not serve Campaigns")
-	}
 	applySamples(t)
-	// Until the server labels Datacenters itself, -n's Datacenter is
-	// selected by a label set here.
-	ok(t, "admin", "label", "--overwrite", "datacenter", "dc-west", "kubernetes.io/metadata.name=dc-west")
 	ok(t, "admin", "label", "--overwrite", "hardwares", "-n", "dc-west", "--all", "stargate.io/pool=e2e-live-view")
 	created := filepath.Join(t.TempDir(), "campaign")
 	term := startTerminal(t, 120, 12, "KUBECONFIG="+env.Kubeconfigs["admin"], "PATH="+pluginPath(t))

@@ -21,9 +21,9 @@ import (
 )
 
 // DatacenterNameLabel is the label by which `repave -l` with a namespace
-// selects that namespace's Datacenter, as Namespaces carry it: its value is
-// the Datacenter's name.
-const DatacenterNameLabel = "kubernetes.io/metadata.name"
+// selects that namespace's Datacenter: the server sets it on every
+// Datacenter, to its name.
+const DatacenterNameLabel = v1alpha1.DatacenterNameLabel
 
 const repaveLong = `Repave servers to a Template.
 
@@ -38,7 +38,7 @@ the selected servers in waves within its limits (the server's defaults: one
 wave, 10% unavailable at once, 5% failures). Which datacenters it covers:
 
   -n DC (or the kubeconfig's namespace)  the Datacenter named DC, selected by
-                                         its label kubernetes.io/metadata.name=DC
+                                         its label stargate.io/datacenter=DC
   --datacenters SEL                      the Datacenters whose labels match SEL
   -A                                     every Datacenter
 

@@ -236,7 +236,7 @@ func TestRepaveSelectorDatacenterCheck(t *testing.T) {
 	}{
 		{"no such datacenter", nil, "there is no datacenter.stargate.io/default: -n names the datacenter"},
 		{"unlabelled datacenter", []runtime.Object{datacenter("default", nil)},
-			"datacenter.stargate.io/default lacks the label kubernetes.io/metadata.name=default"},
+			"datacenter.stargate.io/default lacks the label stargate.io/datacenter=default"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			h := newHarness(t, false, tc.objs...)
