@@ -261,6 +261,11 @@ const (
 // name: `kubectl get jobs.stargate.io -A -l stargate.io/campaign=os-2`.
 const CampaignLabel = "stargate.io/campaign"
 
+// HardwareLabel is set on every Job made for a Hardware by /repave or a
+// Campaign: `kubectl get jobs.stargate.io -l stargate.io/hardware=server-001`
+// lists a server's history.
+const HardwareLabel = "stargate.io/hardware"
+
 // CampaignFinalizer holds a Campaign's Job until the Campaign counted how it
 // ended, so no outcome is lost and no member is operated on twice.
 const CampaignFinalizer = "stargate.io/campaign"

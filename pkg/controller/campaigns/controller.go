@@ -1,0 +1,318 @@
+// Package campaigns drives Campaigns: it fixes their members when they
+// start, creates their Jobs wave by wave within their limits, counts how
+// each ended, and pauses, cancels and completes them.
+//
+// One replica drives each Campaign at a time (the same election as a
+// datacenter's, under DriverKey), with one worker, so its members' progress
+// lives in memory, rebuilt from the ledger (ledger.go) when a replica starts
+// driving it. Its cost follows changes: a Job event touches one member; a
+// sync counts the unavailable members from the Jobs in flight and the few
+// Hardware in error, never from a list of every member.
+package campaigns
+
+import (
+	"context"
+	"strings"
+	"sync"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/util/sets"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/klog/v2"
+	"k8s.io/utils/clock"
+
+	"stargate.io/stargate/pkg/apis/stargate/v1alpha1"
+	"stargate.io/stargate/pkg/controller"
+	clientset "stargate.io/stargate/pkg/generated/clientset/versioned"
+	informers "stargate.io/stargate/pkg/generated/informers/externalversions/stargate/v1alpha1"
+	listers "stargate.io/stargate/pkg/generated/listers/stargate/v1alpha1"
+)
+
+// TroubledHardware is the field selector of the Hardware informer this
+// controller needs: Hardware in state error or unknown, which count as
+// unavailable. Few, unlike all Hardware.
+const TroubledHardware = "status.state!=ready,status.state!=provisioning,status.state!=rebooting,status.state!=off,status.state!="
+
+// driverKeyPrefix starts the driver key of a Campaign. Namespace names
+// have no dots, so it never names a datacenter.
+const driverKeyPrefix = "campaign."
+
+// DriverKey is what replicas elect a Campaign's driver under.
+func DriverKey(name string) string { return driverKeyPrefix + name }
+
+// FromDriverKey returns the Campaign a driver key names.
+func FromDriverKey(key string) (string, bool) { return strings.CutPrefix(key, driverKeyPrefix) }
+
+// Options tune the controller.
+type Options struct {
+	// EtcdClient and EtcdPrefix: where the ledgers live.
+	EtcdClient *clientv3.Client
+	EtcdPrefix string
+	// Leading is asked, with a Campaign's DriverKey, right before each
+	// ledger write, Job create and Job cancel.
+	Leading func(ctx context.Context, key string) error
+	// Want is told of every Campaign's DriverKey, so some replica drives it.
+	Want func(key string)
+	// StatusInterval is the least time between two status writes of one
+	// Campaign (default 1s): counts move with every Job, the status need not.
+	StatusInterval time.Duration
+	// RetryInterval is how soon a member whose Job could not be created yet
+	// (its Hardware busy with another Job, the API unreachable) is tried
+	// again (default 5s).
+	RetryInterval time.Duration
+	Clock         clock.Clock
+}
+
+// Controller drives Campaigns.
+type Controller struct {
+	client    clientset.Interface
+	campaigns listers.CampaignLister
+	jobs      listers.JobLister // unfinished Jobs of any origin
+	troubled  listers.HardwareLister
+	dcs       listers.DatacenterLister
+	templates listers.TemplateLister
+	ledger    *ledger
+	opts      Options
+	synced    []cache.InformerSynced
+
+	mu     sync.Mutex
+	driven map[string]*driven
+}
+
+// driven is a Campaign this replica drives now.
+type driven struct {
+	queue *controller.Queue
+
+	mu sync.Mutex
+	// changed are the members (datacenter/hardware) whose Job changed
+	// since the last sync.
+	changed sets.Set[string]
+
+	// Touched only by the Campaign's one worker:
+	progress *progress
+	// recreate are started members whose Job was not found: created again.
+	recreate []*member
+	// retry: a create is to be tried again soon.
+	retry       bool
+	wave        int32
+	waveStart   time.Time
+	waveFinish  time.Time
+	lastStatus  time.Time
+	cancelledAt map[string]bool // scopes whose running Jobs were asked to cancel
+}
+
+// New returns the controller over the given informers. unfinishedJobs must
+// hold every unfinished Job (of any origin); troubled the Hardware selected
+// by TroubledHardware.
+func New(client clientset.Interface, campaignInformer informers.CampaignInformer, unfinishedJobs informers.JobInformer,
+	troubled informers.HardwareInformer, dcInformer informers.DatacenterInformer, tmplInformer informers.TemplateInformer,
+	opts Options) (*Controller, error) {
+	if opts.StatusInterval <= 0 {
+		opts.StatusInterval = time.Second
+	}
+	if opts.RetryInterval <= 0 {
+		opts.RetryInterval = 5 * time.Second
+	}
+	if opts.Clock == nil {
+		opts.Clock = clock.RealClock{}
+	}
+	if opts.Leading == nil {
+		opts.Leading = func(context.Context, string) error { return nil }
+	}
+	c := &Controller{
+		client: client, campaigns: campaignInformer.Lister(), jobs: unfinishedJobs.Lister(), troubled: troubled.Lister(),
+		dcs: dcInformer.Lister(), templates: tmplInformer.Lister(), ledger: newLedger(opts.EtcdClient, opts.EtcdPrefix),
+		opts: opts, driven: map[string]*driven{},
+		synced: []cache.InformerSynced{campaignInformer.Informer().HasSynced, unfinishedJobs.Informer().HasSynced,
+			troubled.Informer().HasSynced, dcInformer.Informer().HasSynced, tmplInformer.Informer().HasSynced},
+	}
+	onCampaign := func(obj interface{}) {
+		if name, ok := objectName(obj); ok {
+			if opts.Want != nil {
+				opts.Want(DriverKey(name))
+			}
+			c.enqueue(name)
+		}
+	}
+	if _, err := campaignInformer.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc: onCampaign, UpdateFunc: func(_, obj interface{}) { onCampaign(obj) }, DeleteFunc: onCampaign,
+	}); err != nil {
+		return nil, err
+	}
+	if _, err := unfinishedJobs.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(obj interface{}) { c.onJob(obj, false) },
+		UpdateFunc: func(_, obj interface{}) { c.onJob(obj, false) },
+		DeleteFunc: func(obj interface{}) { c.onJob(obj, true) },
+	}); err != nil {
+		return nil, err
+	}
+	// A member leaving error, a Datacenter resumed or relabelled, a Template
+	// created: any of them may let a Campaign go on.
+	everything := cache.ResourceEventHandlerFuncs{
+		AddFunc: func(interface{}) { c.enqueueAll() }, UpdateFunc: func(_, _ interface{}) { c.enqueueAll() },
+		DeleteFunc: func(interface{}) { c.enqueueAll() },
+	}
+	for _, informer := range []cache.SharedIndexInformer{troubled.Informer(), dcInformer.Informer(), tmplInformer.Informer()} {
+		if _, err := informer.AddEventHandler(everything); err != nil {
+			return nil, err
+		}
+	}
+	return c, nil
+}
+
+// HasSynced lists the caches the controller needs.
+func (c *Controller) HasSynced() []cache.InformerSynced { return c.synced }
+
+func objectName(obj interface{}) (string, bool) {
+	if tomb, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+		obj = tomb.Obj
+	}
+	if camp, ok := obj.(*v1alpha1.Campaign); ok {
+		return camp.Name, true
+	}
+	return "", false
+}
+
+// onJob notes a Campaign's Job changing (finished: it left the unfinished
+// cache), and wakes every Campaign when any Job finishes, since a member
+// busy with another Job may now start.
+func (c *Controller) onJob(obj interface{}, gone bool) {
+	if tomb, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+		obj = tomb.Obj
+	}
+	job, ok := obj.(*v1alpha1.Job)
+	if !ok {
+		return
+	}
+	if name := job.Labels[v1alpha1.CampaignLabel]; name != "" {
+		c.mu.Lock()
+		d := c.driven[name]
+		c.mu.Unlock()
+		if d != nil {
+			d.mu.Lock()
+			d.changed.Insert(job.Namespace + "/" + job.Spec.HardwareRef.Name)
+			d.mu.Unlock()
+			d.queue.Add(name)
+		}
+		return
+	}
+	if gone {
+		c.enqueueAll()
+	}
+}
+
+func (c *Controller) enqueue(name string) {
+	c.mu.Lock()
+	d := c.driven[name]
+	c.mu.Unlock()
+	if d != nil {
+		d.queue.Add(name)
+	}
+}
+
+func (c *Controller) enqueueAll() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for name, d := range c.driven {
+		d.queue.Add(name)
+	}
+}
+
+// Run waits for the caches and returns when ctx ends; Campaigns are driven
+// under Drive.
+func (c *Controller) Run(ctx context.Context) {
+	if !cache.WaitForNamedCacheSync("campaigns", ctx.Done(), c.synced...) {
+		return
+	}
+	<-ctx.Done()
+}
+
+// Drive drives Campaign name until ctx ends (this replica no longer holds
+// its election), with one worker, and returns once that worker stopped.
+func (c *Controller) Drive(ctx context.Context, name string) {
+	d := &driven{queue: controller.NewQueue("campaign-"+name, c.sync), changed: sets.New[string]()}
+	c.mu.Lock()
+	c.driven[name] = d
+	c.mu.Unlock()
+	defer func() {
+		c.mu.Lock()
+		if c.driven[name] == d {
+			delete(c.driven, name)
+		}
+		c.mu.Unlock()
+	}()
+	klog.FromContext(ctx).Info("Driving a campaign", "campaign", name)
+	d.queue.Add(name)
+	d.queue.Run(ctx, 1, c.synced...)
+}
+
+func (c *Controller) drivenCampaign(name string) *driven {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.driven[name]
+}
+
+// sync moves Campaign name a step: it starts it, counts the Jobs that
+// finished, applies its budgets, advances its waves, starts what its limits
+// allow, and writes its status.
+func (c *Controller) sync(ctx context.Context, name string) (time.Duration, error) {
+	d := c.drivenCampaign(name)
+	if d == nil {
+		return 0, nil
+	}
+	camp, err := c.campaigns.Get(name)
+	if apierrors.IsNotFound(err) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	if camp.DeletionTimestamp != nil {
+		return 0, c.finalize(ctx, camp, d)
+	}
+	if ended(camp.Status.Phase) {
+		return c.expire(ctx, camp)
+	}
+	if camp.Status.StartTime == nil {
+		return c.start(ctx, camp, d)
+	}
+	if d.progress == nil {
+		if err := c.load(ctx, camp, d); err != nil {
+			return 0, err
+		}
+	}
+	if err := c.observe(ctx, camp, d); err != nil {
+		return 0, err
+	}
+	step := c.decide(camp, d)
+	if err := c.act(ctx, camp, d, step); err != nil {
+		return 0, err
+	}
+	after, err := c.writeStatus(ctx, camp, d, step)
+	if err != nil {
+		return 0, err
+	}
+	return minPositive(after, step.requeue), nil
+}
+
+func ended(phase v1alpha1.CampaignPhase) bool {
+	return phase == v1alpha1.CampaignComplete || phase == v1alpha1.CampaignFailed || phase == v1alpha1.CampaignCancelled
+}
+
+func minPositive(a, b time.Duration) time.Duration {
+	switch {
+	case a <= 0:
+		return b
+	case b <= 0:
+		return a
+	}
+	return min(a, b)
+}
+
+// statusEqual compares two statuses but for condition transition times.
+func statusEqual(a, b *v1alpha1.CampaignStatus) bool {
+	return equality.Semantic.DeepEqual(a, b)
+}

@@ -1,0 +1,331 @@
+package campaigns
+
+import (
+	"context"
+	"fmt"
+	"hash/fnv"
+	"slices"
+	"strings"
+	"sync"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/sets"
+	"k8s.io/apimachinery/pkg/util/validation"
+	"k8s.io/client-go/util/retry"
+	"k8s.io/klog/v2"
+	"k8s.io/utils/ptr"
+
+	"stargate.io/stargate/pkg/apis/stargate/v1alpha1"
+)
+
+// createWorkers bounds the Job creates of one sync in flight at once.
+const createWorkers = 16
+
+// Reasons a member ends without its Job having run to its end.
+const (
+	// ReasonJobRefused: the API refused the member's Job (its Hardware was
+	// deleted, its Template is gone...). Counted as a failure, so that a
+	// systematic refusal trips the budget instead of passing unnoticed.
+	ReasonJobRefused = "JobRefused"
+	// ReasonCampaignCancelled: spec.cancel, before the member's Job started.
+	ReasonCampaignCancelled = "CampaignCancelled"
+)
+
+// observe counts the members whose Job finished since the last sync: the
+// outcome goes to the ledger first, then the Job's campaign finalizer is
+// removed. A started member without a Job (the create failed or never
+// happened before a crash) gets it created again.
+func (c *Controller) observe(ctx context.Context, camp *v1alpha1.Campaign, d *driven) error {
+	p := d.progress
+	d.mu.Lock()
+	changed := d.changed
+	d.changed = sets.New[string]()
+	d.mu.Unlock()
+	outcomes := map[string]record{}
+	var release []*v1alpha1.Job
+	var retryLater []string
+	for key := range changed {
+		m := p.byKey[key]
+		if m == nil || m.state != stateStarted {
+			continue
+		}
+		if cached, err := c.jobs.Jobs(m.Datacenter).Get(m.job); err == nil && !finished(cached) {
+			continue // running
+		}
+		job, err := c.client.StargateV1alpha1().Jobs(m.Datacenter).Get(ctx, m.job, metav1.GetOptions{})
+		switch {
+		case apierrors.IsNotFound(err):
+			d.recreate = append(d.recreate, m)
+		case err != nil:
+			retryLater = append(retryLater, key)
+		case finished(job):
+			state, reason := outcome(job)
+			p.set(m, state, m.job, reason)
+			outcomes[key] = m.record()
+			release = append(release, job)
+		}
+	}
+	if len(retryLater) > 0 {
+		d.mu.Lock()
+		d.changed.Insert(retryLater...)
+		d.mu.Unlock()
+	}
+	if err := c.writeLedger(ctx, camp, d, outcomes); err != nil {
+		return err
+	}
+	for _, job := range release {
+		if err := c.release(ctx, job); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func finished(job *v1alpha1.Job) bool {
+	return job.Status.Phase == v1alpha1.JobSucceeded || job.Status.Phase == v1alpha1.JobFailed
+}
+
+// outcome maps how a Job ended to a member state.
+func outcome(job *v1alpha1.Job) (state, reason string) {
+	switch {
+	case job.Status.Phase == v1alpha1.JobSucceeded:
+		return stateSucceeded, ""
+	case job.Spec.Cancel || job.DeletionTimestamp != nil:
+		return stateCancelled, job.Status.Reason
+	}
+	return stateFailed, job.Status.Reason
+}
+
+// writeLedger records recs; a failed write forgets the progress in memory,
+// which is ahead of the ledger, so the next sync reloads it.
+func (c *Controller) writeLedger(ctx context.Context, camp *v1alpha1.Campaign, d *driven, recs map[string]record) error {
+	if len(recs) == 0 {
+		return nil
+	}
+	err := c.opts.Leading(ctx, DriverKey(camp.Name))
+	if err == nil {
+		err = c.ledger.write(ctx, camp.UID, recs)
+	}
+	if err != nil {
+		d.progress = nil
+	}
+	return err
+}
+
+// act carries a step out: members given up are recorded cancelled, members
+// to start are recorded started and then get their Job, and running Jobs
+// in a stopped scope are asked to cancel.
+func (c *Controller) act(ctx context.Context, camp *v1alpha1.Campaign, d *driven, s *step) error {
+	p := d.progress
+	recs := map[string]record{}
+	if s.cancelAll || len(s.cancelDCs) > 0 {
+		reason := ReasonCampaignCancelled
+		if !camp.Spec.Cancel {
+			reason = v1alpha1.CampaignReasonFailureBudgetExceeded
+		}
+		for _, m := range p.members {
+			if m.state == statePending && (s.cancelAll || s.cancelDCs[m.Datacenter]) {
+				p.set(m, stateCancelled, "", reason)
+				recs[m.key()] = m.record()
+			}
+		}
+	}
+	for _, m := range s.start {
+		p.set(m, stateStarted, jobName(camp, m), "")
+		recs[m.key()] = m.record()
+	}
+	if err := c.writeLedger(ctx, camp, d, recs); err != nil {
+		return err
+	}
+	toCreate := append(d.recreate, s.start...)
+	d.recreate = nil
+	if err := c.createJobs(ctx, camp, d, toCreate); err != nil {
+		return err
+	}
+	return c.stopRunning(ctx, camp, p, s)
+}
+
+// createJobs creates the Jobs of members recorded started, a few at a time.
+// A Hardware busy with another Job, or an API error, leaves the member
+// started and tried again; a refusal fails it.
+func (c *Controller) createJobs(ctx context.Context, camp *v1alpha1.Campaign, d *driven, members []*member) error {
+	if len(members) == 0 {
+		return nil
+	}
+	if err := c.opts.Leading(ctx, DriverKey(camp.Name)); err != nil {
+		return err
+	}
+	errs := make([]error, len(members))
+	var wg sync.WaitGroup
+	next := make(chan int)
+	for range min(createWorkers, len(members)) {
+		wg.Go(func() {
+			for i := range next {
+				errs[i] = c.createJob(ctx, camp, members[i])
+			}
+		})
+	}
+	for i := range members {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	refused := map[string]record{}
+	for i, err := range errs {
+		m := members[i]
+		switch {
+		case err == nil, apierrors.IsAlreadyExists(err):
+		case apierrors.IsConflict(err), apierrors.IsServerTimeout(err), apierrors.IsTimeout(err), apierrors.IsTooManyRequests(err),
+			apierrors.IsServiceUnavailable(err), apierrors.IsInternalError(err), !isStatus(err):
+			d.mu.Lock()
+			d.changed.Insert(m.key())
+			d.mu.Unlock()
+			d.retry = true
+		default:
+			klog.FromContext(ctx).Info("A campaign member's Job was refused", "campaign", camp.Name, "hardware", klog.KRef(m.Datacenter, m.Name), "err", err)
+			p := d.progress
+			p.set(m, stateFailed, m.job, ReasonJobRefused+": "+truncate(err.Error(), 200))
+			refused[m.key()] = m.record()
+		}
+	}
+	return c.writeLedger(ctx, camp, d, refused)
+}
+
+func isStatus(err error) bool {
+	_, ok := err.(apierrors.APIStatus)
+	return ok
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
+}
+
+// createJob creates member m's Job: the Campaign's label, finalizer and
+// owner reference, the Hardware's label, the spec from the Campaign.
+func (c *Controller) createJob(ctx context.Context, camp *v1alpha1.Campaign, m *member) error {
+	spec := camp.Spec
+	job := &v1alpha1.Job{
+		ObjectMeta: metav1.ObjectMeta{
+			Name: m.job, Namespace: m.Datacenter,
+			Labels:     map[string]string{v1alpha1.CampaignLabel: camp.Name, v1alpha1.HardwareLabel: m.Name},
+			Finalizers: []string{v1alpha1.CampaignFinalizer},
+			OwnerReferences: []metav1.OwnerReference{{APIVersion: v1alpha1.SchemeGroupVersion.String(), Kind: "Campaign",
+				Name: camp.Name, UID: camp.UID, Controller: ptr.To(true)}},
+		},
+		Spec: v1alpha1.JobSpec{
+			HardwareRef: v1alpha1.LocalObjectReference{Name: m.Name}, Operation: spec.Operation, TemplateRef: spec.TemplateRef,
+			BackoffLimit: spec.JobTemplate.BackoffLimit, ActiveDeadlineSeconds: spec.JobTemplate.ActiveDeadlineSeconds,
+			TTLSecondsAfterFinished: spec.JobTemplate.TTLSecondsAfterFinished,
+		},
+	}
+	if len(validation.IsValidLabelValue(m.Name)) > 0 {
+		delete(job.Labels, v1alpha1.HardwareLabel) // a name longer than a label value; spec.hardwareRef.name still says it
+	}
+	_, err := c.client.StargateV1alpha1().Jobs(m.Datacenter).Create(ctx, job, metav1.CreateOptions{})
+	return err
+}
+
+// jobName is member m's Job's name: the same on every attempt (a create
+// repeated after a crash finds it there), unique to this Campaign (its UID
+// is in the suffix, so a Campaign recreated under the same name does not
+// collide with its predecessor's finished Jobs).
+func jobName(camp *v1alpha1.Campaign, m *member) string {
+	h := fnv.New32a()
+	fmt.Fprintf(h, "%s/%s/%s", camp.UID, m.Datacenter, m.Name)
+	base := m.Name + "-" + camp.Name
+	if len(base) > 243 {
+		base = strings.TrimRight(base[:243], "-.")
+	}
+	return fmt.Sprintf("%s-%08x", base, h.Sum32())
+}
+
+// stopRunning asks the running Jobs of stopped scopes to cancel, once.
+func (c *Controller) stopRunning(ctx context.Context, camp *v1alpha1.Campaign, p *progress, s *step) error {
+	if len(s.stopRunning) == 0 {
+		return nil
+	}
+	for m := range p.inFlight {
+		if m.cancelSent || !(s.stopRunning[""] || s.stopRunning[m.Datacenter]) {
+			continue
+		}
+		if err := c.opts.Leading(ctx, DriverKey(camp.Name)); err != nil {
+			return err
+		}
+		_, err := c.client.StargateV1alpha1().Jobs(m.Datacenter).Patch(ctx, m.job, types.MergePatchType,
+			[]byte(`{"spec":{"cancel":true}}`), metav1.PatchOptions{})
+		if err != nil && !apierrors.IsNotFound(err) {
+			return err
+		}
+		m.cancelSent = true
+	}
+	return nil
+}
+
+// release removes the Campaign's finalizer from a Job whose outcome is in the ledger.
+func (c *Controller) release(ctx context.Context, job *v1alpha1.Job) error {
+	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		if !slices.Contains(job.Finalizers, v1alpha1.CampaignFinalizer) {
+			return nil
+		}
+		updated := job.DeepCopy()
+		updated.Finalizers = slices.DeleteFunc(updated.Finalizers, func(f string) bool { return f == v1alpha1.CampaignFinalizer })
+		_, err := c.client.StargateV1alpha1().Jobs(job.Namespace).Update(ctx, updated, metav1.UpdateOptions{})
+		switch {
+		case apierrors.IsNotFound(err):
+			return nil
+		case apierrors.IsConflict(err):
+			fresh, getErr := c.client.StargateV1alpha1().Jobs(job.Namespace).Get(ctx, job.Name, metav1.GetOptions{})
+			if getErr != nil {
+				return getErr
+			}
+			job = fresh
+		}
+		return err
+	})
+}
+
+// eachJob calls f with each Job of the Campaign (by its label), page by page.
+func (c *Controller) eachJob(ctx context.Context, camp *v1alpha1.Campaign, f func(*v1alpha1.Job) error) error {
+	opts := metav1.ListOptions{LabelSelector: v1alpha1.CampaignLabel + "=" + camp.Name, Limit: 500}
+	for {
+		page, err := c.client.StargateV1alpha1().Jobs(metav1.NamespaceAll).List(ctx, opts)
+		if err != nil {
+			return err
+		}
+		for i := range page.Items {
+			if err := f(&page.Items[i]); err != nil {
+				return err
+			}
+		}
+		if page.Continue == "" {
+			return nil
+		}
+		opts.Continue = page.Continue
+	}
+}
+
+// releaseCounted releases the finished Jobs whose outcome the ledger has,
+// and those of another Campaign of the same name (a predecessor).
+func (c *Controller) releaseCounted(ctx context.Context, camp *v1alpha1.Campaign, p *progress) error {
+	return c.eachJob(ctx, camp, func(job *v1alpha1.Job) error {
+		if !slices.Contains(job.Finalizers, v1alpha1.CampaignFinalizer) {
+			return nil
+		}
+		m := p.byKey[job.Namespace+"/"+job.Spec.HardwareRef.Name]
+		ours := metav1.IsControlledBy(job, camp)
+		if !ours || (m != nil && m.final() && m.job == job.Name) {
+			return c.release(ctx, job)
+		}
+		return nil
+	})
+}
+
+// releaseAll releases every Job of a Campaign being deleted.
+func (c *Controller) releaseAll(ctx context.Context, camp *v1alpha1.Campaign) error {
+	return c.eachJob(ctx, camp, func(job *v1alpha1.Job) error { return c.release(ctx, job) })
+}

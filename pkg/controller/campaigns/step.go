@@ -1,0 +1,270 @@
+package campaigns
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"k8s.io/apimachinery/pkg/labels"
+
+	"stargate.io/stargate/pkg/apis/stargate/v1alpha1"
+	"stargate.io/stargate/pkg/campaign"
+)
+
+// step is what a sync decided: what to cancel, what to start, and why the
+// rest waits.
+type step struct {
+	// cancelAll: spec.cancel, or a global or per-wave budget with action Cancel.
+	cancelAll bool
+	// cancelDCs: datacenters whose own budget tripped with action Cancel.
+	cancelDCs map[string]bool
+	// stopRunning: scopes whose running Jobs are to be cancelled ("" is all).
+	stopRunning map[string]bool
+	// paused is why no datacenter may start a Job (a reason of
+	// CampaignConditionPaused), with message; "" when some may.
+	paused, pausedMessage string
+	// dcReason and nextWindow are, per datacenter, why it starts nothing.
+	dcReason   map[string]string
+	nextWindow map[string]time.Time
+	// tripped describes each failure budget exceeded.
+	tripped []string
+	// exempt datacenters' shares no longer hold the waves back.
+	exempt map[string]bool
+	start  []*member
+	// heldBy says which limit held members back, for the Progressing message.
+	heldBy  string
+	requeue time.Duration
+}
+
+// decide computes the step from the Campaign's spec, its progress and the
+// caches, changing nothing but d's wave bookkeeping.
+func (c *Controller) decide(camp *v1alpha1.Campaign, d *driven) *step {
+	p, spec, now := d.progress, &camp.Spec, c.opts.Clock.Now()
+	s := &step{cancelDCs: map[string]bool{}, stopRunning: map[string]bool{}, dcReason: map[string]string{},
+		nextWindow: map[string]time.Time{}, exempt: map[string]bool{}}
+	c.budgets(spec, p, s)
+	if spec.Cancel {
+		s.cancelAll, s.stopRunning[""] = true, true
+	}
+	if s.cancelAll {
+		return s
+	}
+	switch {
+	case spec.Paused:
+		s.paused, s.pausedMessage = v1alpha1.CampaignReasonManualPause, "spec.paused is true: no Job starts; running Jobs finish"
+	case s.paused == "":
+		c.advance(spec, d, s, now)
+	}
+	if s.paused != "" {
+		return s
+	}
+	c.choose(spec, d, s, now)
+	return s
+}
+
+// budgets applies spec.failurePolicy: a budget trips when its scope's
+// failures exceed it.
+func (c *Controller) budgets(spec *v1alpha1.CampaignSpec, p *progress, s *step) {
+	policy := spec.FailurePolicy
+	cancel := policy.Action == v1alpha1.CampaignFailureCancel
+	stopRunning := policy.InFlight == v1alpha1.CampaignInFlightCancel
+	everything := false
+	if b := policy.MaxFailures.Global; campaign.Exceeded(p.failed, b, p.scopes.Total) {
+		s.tripped = append(s.tripped, fmt.Sprintf("global: %d failed, budget %s", p.failed, campaign.Describe(b, p.scopes.Total, campaign.Budget(b, p.scopes.Total))))
+		everything = true
+	}
+	for w := int32(1); w <= p.waves; w++ {
+		if b := policy.MaxFailures.PerWave; campaign.Exceeded(p.failedWave[w], b, p.scopes.Wave[w]) {
+			s.tripped = append(s.tripped, fmt.Sprintf("wave %d: %d failed, budget %s", w, p.failedWave[w], campaign.Describe(b, p.scopes.Wave[w], campaign.Budget(b, p.scopes.Wave[w]))))
+			everything = true
+		}
+	}
+	if everything {
+		if stopRunning {
+			s.stopRunning[""] = true
+		}
+		if cancel {
+			s.cancelAll = true
+			return
+		}
+		s.paused = v1alpha1.CampaignReasonFailureBudgetExceeded
+		s.pausedMessage = "failure budget exceeded (" + strings.Join(s.tripped, "; ") + "): raise spec.failurePolicy.maxFailures to go on"
+	}
+	for _, dc := range p.datacenters() {
+		b := spec.FailurePolicy.MaxFailures.PerDatacenter
+		if !campaign.Exceeded(p.failedDC[dc], b, p.scopes.DC[dc]) {
+			continue
+		}
+		s.tripped = append(s.tripped, fmt.Sprintf("datacenter %s: %d failed, budget %s", dc, p.failedDC[dc], campaign.Describe(b, p.scopes.DC[dc], campaign.Budget(b, p.scopes.DC[dc]))))
+		s.exempt[dc] = true
+		s.dcReason[dc] = v1alpha1.CampaignReasonFailureBudgetExceeded
+		if stopRunning {
+			s.stopRunning[dc] = true
+		}
+		if cancel {
+			s.cancelDCs[dc] = true
+		}
+	}
+}
+
+// advance moves to the next wave once the current one finished, baked and,
+// if it asks, was approved; the datacenters paused or cancelled by their
+// own budget do not hold the waves back.
+func (c *Controller) advance(spec *v1alpha1.CampaignSpec, d *driven, s *step, now time.Time) {
+	p := d.progress
+	for d.wave < p.waves && p.waveDone(d.wave, s.exempt) {
+		if d.waveFinish.IsZero() {
+			d.waveFinish = now
+		}
+		if bake := waveEntry(spec, d.wave).BakeDuration; bake != nil {
+			if left := d.waveFinish.Add(bake.Duration).Sub(now); left > 0 {
+				s.paused = v1alpha1.CampaignReasonBaking
+				s.pausedMessage = fmt.Sprintf("wave %d finished; baking for %s more before wave %d", d.wave, left.Round(time.Second), d.wave+1)
+				s.requeue = left
+				return
+			}
+		}
+		d.wave++
+		d.waveStart, d.waveFinish = now, time.Time{}
+	}
+	if waveEntry(spec, d.wave).RequireApproval && spec.ApprovedWaves < d.wave && !p.waveDone(d.wave, nil) {
+		s.paused = v1alpha1.CampaignReasonAwaitingApproval
+		s.pausedMessage = fmt.Sprintf("wave %d waits for approval: set spec.approvedWaves to %d (kubectl stargate approve)", d.wave, d.wave)
+	}
+}
+
+// waveEntry is the spec.waves entry of wave w (the last one repeats).
+func waveEntry(spec *v1alpha1.CampaignSpec, w int32) v1alpha1.CampaignWave {
+	if len(spec.Waves) == 0 {
+		return v1alpha1.CampaignWave{}
+	}
+	return spec.Waves[min(int(max(w, 1))-1, len(spec.Waves)-1)]
+}
+
+// choose picks the members to start now: pending, in the waves so far, in
+// datacenters that may start Jobs, within every limit, taken round robin
+// over the datacenters so a global limit is shared.
+func (c *Controller) choose(spec *v1alpha1.CampaignSpec, d *driven, s *step, now time.Time) {
+	p := d.progress
+	u := c.unavailable(p)
+	var queues [][]*member
+	for _, dc := range p.datacenters() {
+		if s.dcReason[dc] != "" {
+			continue
+		}
+		room, reason := c.room(spec, p, u, dc, now, s)
+		if reason != "" {
+			if p.counts[dc].Pending > 0 {
+				s.dcReason[dc] = reason
+			}
+			continue
+		}
+		var q []*member
+		scanned := 0
+		p.pendingIn(dc, d.wave, func(m *member) bool {
+			q = append(q, m)
+			scanned++
+			// Members held by a full failure domain are skipped, so look a
+			// little past room, not through the whole datacenter.
+			return len(q) < room*4 && scanned < 4096
+		})
+		if len(q) > 0 {
+			queues = append(queues, q)
+		}
+	}
+	startedIn := map[string]int{}
+	for progress := true; progress; {
+		progress = false
+		for i, q := range queues {
+			for len(q) > 0 {
+				m := q[0]
+				q = q[1:]
+				if room := c.dcRoom(spec, p, u, m.Datacenter) - startedIn[m.Datacenter]; room <= 0 {
+					q = nil
+					break
+				}
+				ok, limit := campaign.Allows(spec, p.scopes, u, m.Member)
+				if !ok {
+					s.heldBy = limit
+					if limit == "maxUnavailable.global" {
+						return
+					}
+					if limit == "maxUnavailable.perDatacenter" {
+						q = nil
+						break
+					}
+					continue
+				}
+				u.Add(m.Member)
+				startedIn[m.Datacenter]++
+				s.start = append(s.start, m)
+				progress = true
+				break
+			}
+			queues[i] = q
+		}
+	}
+}
+
+// room is how many more Jobs datacenter dc may start now, or why none.
+func (c *Controller) room(spec *v1alpha1.CampaignSpec, p *progress, u *campaign.Unavailable, dc string, now time.Time, s *step) (int, string) {
+	datacenter, err := c.dcs.Get(dc)
+	if err != nil {
+		return 0, "DatacenterNotFound"
+	}
+	if datacenter.Spec.Paused {
+		return 0, v1alpha1.CampaignReasonDatacenterPaused
+	}
+	if open, next := campaign.Open(campaign.Windows(spec.MaintenanceWindows, datacenter.Labels), now); !open {
+		if !next.IsZero() {
+			s.nextWindow[dc] = next
+			s.requeue = minPositive(s.requeue, next.Sub(now))
+		}
+		return 0, v1alpha1.CampaignReasonOutsideWindow
+	}
+	return c.dcRoom(spec, p, u, dc), ""
+}
+
+// dcRoom is how many more members of dc its limits would let start, before
+// the per-member checks: its maxUnavailable share and its Datacenter's
+// maxConcurrentJobs (this Campaign's Jobs there do not exceed it, so they
+// never queue behind one another holding their Hardware).
+func (c *Controller) dcRoom(spec *v1alpha1.CampaignSpec, p *progress, u *campaign.Unavailable, dc string) int {
+	room := campaign.MaxUnavailable(spec.MaxUnavailable.PerDatacenter, p.scopes.DC[dc]) - u.DC[dc]
+	maxJobs := int(v1alpha1.DefaultMaxConcurrentJobs)
+	if datacenter, err := c.dcs.Get(dc); err == nil && datacenter.Spec.MaxConcurrentJobs != nil {
+		maxJobs = int(*datacenter.Spec.MaxConcurrentJobs)
+	}
+	return min(room, maxJobs-p.startedInDC[dc])
+}
+
+// unavailable counts the members unavailable now: those with a Job of this
+// Campaign not final, those with another unfinished Job, and those in state
+// error or unknown. O(Jobs in flight + Hardware in trouble).
+func (c *Controller) unavailable(p *progress) *campaign.Unavailable {
+	u := campaign.NewUnavailable()
+	counted := map[*member]bool{}
+	add := func(m *member) {
+		if m != nil && !counted[m] {
+			counted[m] = true
+			u.Add(m.Member)
+		}
+	}
+	for m := range p.inFlight {
+		add(m)
+	}
+	if jobs, err := c.jobs.List(labels.Everything()); err == nil {
+		for _, job := range jobs {
+			if job.Labels[v1alpha1.CampaignLabel] == p.name {
+				continue
+			}
+			add(p.byKey[job.Namespace+"/"+job.Spec.HardwareRef.Name])
+		}
+	}
+	if hws, err := c.troubled.List(labels.Everything()); err == nil {
+		for _, hw := range hws {
+			add(p.byKey[hw.Namespace+"/"+hw.Name])
+		}
+	}
+	return u
+}
