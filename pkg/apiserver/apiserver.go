@@ -163,6 +163,7 @@ func (c CompletedConfig) storageMap() (map[string]rest.Storage, error) {
 	}
 	dcs.Datacenter.DeleteGuard = lock.DatacenterDeletable
 	dcs.Datacenter.BeginUpdate = lock.DatacenterUpdatable
+	// A dry-run create of a Campaign answers with its plan, read from these stores.
 	campaigns, err := campaign.NewStorage(Scheme, optsGetter)
 	if err != nil {
 		return nil, fmt.Errorf("campaigns: %w", err)
@@ -179,7 +180,7 @@ func (c CompletedConfig) storageMap() (map[string]rest.Storage, error) {
 		"jobs/status":        jobs.Status,
 		"datacenters":        dcs.Datacenter,
 		"datacenters/status": dcs.Status,
-		"campaigns":          campaigns.Campaign,
+		"campaigns":          campaign.NewPlanningREST(campaigns.Campaign, dcs.Datacenter, tmpl, hw.Hardware),
 		"campaigns/status":   campaigns.Status,
 	}, nil
 }
