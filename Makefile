@@ -59,7 +59,7 @@ verify: ## Fail if generated code is out of date.
 	hack/verify-codegen.sh
 
 FUZZ_TARGETS := ./mockdc:FuzzSubmitDecoding \
-	$(addprefix ./pkg/apis/stargate/validation:,FuzzHardware FuzzTemplate FuzzJob FuzzDatacenter FuzzRepaveRequest)
+	$(addprefix ./pkg/apis/stargate/validation:,FuzzHardware FuzzTemplate FuzzJob FuzzDatacenter FuzzCampaign FuzzRepaveRequest)
 
 fuzz: ## Run each fuzz target for FUZZTIME (default 20s); seeds are in each package's testdata/fuzz.
 	@set -e; for t in $(FUZZ_TARGETS); do \

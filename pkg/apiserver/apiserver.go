@@ -20,6 +20,7 @@ import (
 	"stargate.io/stargate/pkg/apis/stargate/v1alpha1"
 	"stargate.io/stargate/pkg/controller/manager"
 	"stargate.io/stargate/pkg/controller/metrics"
+	"stargate.io/stargate/pkg/registry/stargate/campaign"
 	"stargate.io/stargate/pkg/registry/stargate/datacenter"
 	"stargate.io/stargate/pkg/registry/stargate/hardware"
 	"stargate.io/stargate/pkg/registry/stargate/hwindex"
@@ -162,6 +163,11 @@ func (c CompletedConfig) storageMap() (map[string]rest.Storage, error) {
 	}
 	dcs.Datacenter.DeleteGuard = lock.DatacenterDeletable
 	dcs.Datacenter.BeginUpdate = lock.DatacenterUpdatable
+	// A dry-run create of a Campaign answers with its plan, read from these stores.
+	campaigns, err := campaign.NewStorage(Scheme, optsGetter)
+	if err != nil {
+		return nil, fmt.Errorf("campaigns: %w", err)
+	}
 	// /repave runs the Jobs it creates through the server's admission.
 	repave := hardware.NewRepaveREST(hw.Hardware, tmpl, jobs.Job, c.GenericConfig.AdmissionControl,
 		hardware.ObjectInterfaces(Scheme, c.GenericConfig.EquivalentResourceRegistry))
@@ -174,5 +180,7 @@ func (c CompletedConfig) storageMap() (map[string]rest.Storage, error) {
 		"jobs/status":        jobs.Status,
 		"datacenters":        dcs.Datacenter,
 		"datacenters/status": dcs.Status,
+		"campaigns":          campaign.NewPlanningREST(campaigns.Campaign, dcs.Datacenter, tmpl, hw.Hardware),
+		"campaigns/status":   campaigns.Status,
 	}, nil
 }

@@ -49,6 +49,7 @@ func TestDiscovery(t *testing.T) {
 		namespaced bool
 	}{
 		"hardwares": {"hw", true}, "templates": {"tmpl", true}, "jobs": {"sjob", true}, "datacenters": {"dc", false},
+		"campaigns": {"camp", false},
 	} {
 		r, ok := got[name]
 		if !ok {
@@ -59,7 +60,7 @@ func TestDiscovery(t *testing.T) {
 			t.Errorf("%s: short names %v, namespaced %v, categories %v", name, r.ShortNames, r.Namespaced, r.Categories)
 		}
 	}
-	for _, sub := range []string{"hardwares/status", "jobs/status", "datacenters/status"} {
+	for _, sub := range []string{"hardwares/status", "jobs/status", "datacenters/status", "campaigns/status"} {
 		if _, ok := got[sub]; !ok {
 			t.Errorf("%s missing from discovery", sub)
 		}

@@ -4,8 +4,6 @@
 package fuzzer
 
 import (
-	"fmt"
-
 	runtimeserializer "k8s.io/apimachinery/pkg/runtime/serializer"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
@@ -23,11 +21,9 @@ var Funcs = func(codecs runtimeserializer.CodecFactory) []interface{} {
 				s.BackoffLimit = ptr.To(int32(3))
 			}
 		},
+		// Campaigns as SetDefaults_CampaignSpec and SetDefaults_MaintenanceWindow leave them.
 		func(s *stargate.CampaignSpec, c randfill.Continue) {
 			c.FillNoCustom(s)
-			// What SetDefaults_CampaignSpec fills in.
-			ops := []stargate.Operation{stargate.OperationRepave, stargate.OperationReboot, stargate.OperationPowerOff, stargate.OperationPowerOn}
-			s.Operation = ops[c.Intn(len(ops))]
 			if s.SkipUpToDate == nil && s.Operation == stargate.OperationRepave {
 				s.SkipUpToDate = ptr.To(true)
 			}
@@ -37,19 +33,23 @@ var Funcs = func(codecs runtimeserializer.CodecFactory) []interface{} {
 			if len(s.Waves) == 0 {
 				s.Waves = []stargate.CampaignWave{{Size: intstr.FromString("100%")}}
 			}
-			for i := range s.Waves {
-				s.Waves[i].Size = intOrPercent(c)
+			if u := &s.MaxUnavailable; u.Global == nil && u.PerDatacenter == nil && u.PerFailureDomain == nil {
+				u.Global = ptr.To(intstr.FromString("10%"))
 			}
-			u := &s.MaxUnavailable
-			u.Global, u.PerDatacenter, u.PerFailureDomain = ptr.To(intOrPercent(c)), nil, nil
-			f := &s.FailurePolicy.MaxFailures
-			f.Global, f.PerDatacenter, f.PerWave = ptr.To(intOrPercent(c)), nil, ptr.To(intOrPercent(c))
-			s.FailurePolicy.Action = stargate.CampaignFailurePause
-			s.FailurePolicy.InFlight = stargate.CampaignInFlightFinish
-			for i := range s.MaintenanceWindows {
-				if s.MaintenanceWindows[i].TimeZone == "" {
-					s.MaintenanceWindows[i].TimeZone = "UTC"
-				}
+			if f := &s.FailurePolicy.MaxFailures; f.Global == nil && f.PerDatacenter == nil && f.PerWave == nil {
+				f.Global = ptr.To(intstr.FromString("5%"))
+			}
+			if s.FailurePolicy.Action == "" {
+				s.FailurePolicy.Action = stargate.CampaignFailurePause
+			}
+			if s.FailurePolicy.InFlight == "" {
+				s.FailurePolicy.InFlight = stargate.CampaignInFlightFinish
+			}
+		},
+		func(w *stargate.MaintenanceWindow, c randfill.Continue) {
+			c.FillNoCustom(w)
+			if w.TimeZone == "" {
+				w.TimeZone = "UTC"
 			}
 		},
 		func(s *stargate.DatacenterSpec, c randfill.Continue) {
@@ -59,13 +59,4 @@ var Funcs = func(codecs runtimeserializer.CodecFactory) []interface{} {
 			}
 		},
 	}
-}
-
-// intOrPercent is a random IntOrString of either kind (a random one of the
-// int kind may carry a StrVal that does not survive the wire).
-func intOrPercent(c randfill.Continue) intstr.IntOrString {
-	if c.Bool() {
-		return intstr.FromInt32(c.Int31n(1000))
-	}
-	return intstr.FromString(fmt.Sprintf("%d%%", c.Intn(101)))
 }

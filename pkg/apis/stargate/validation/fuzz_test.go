@@ -1,6 +1,7 @@
 package validation_test
 
 import (
+	"os"
 	"testing"
 
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
@@ -142,6 +143,13 @@ func FuzzDatacenter(f *testing.F) {
 	}.fuzz(f)
 }
 
+func FuzzCampaign(f *testing.F) {
+	storedKind[*stargate.Campaign]{
+		versioned: func() runtime.Object { return &v1alpha1.Campaign{} }, internal: func() *stargate.Campaign { return &stargate.Campaign{} },
+		validate: validation.ValidateCampaign, update: validation.ValidateCampaignUpdate, statusUpdate: validation.ValidateCampaignStatusUpdate,
+	}.fuzz(f)
+}
+
 func FuzzRepaveRequest(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		req := &stargate.RepaveRequest{}
@@ -154,4 +162,23 @@ func FuzzRepaveRequest(f *testing.F) {
 			roundTrip(t, req, &v1alpha1.RepaveRequest{}, &stargate.RepaveRequest{})
 		}
 	})
+}
+
+// TestCampaignSample keeps the documented sample valid, so the FuzzCampaign
+// seed made from it reaches the round trip.
+func TestCampaignSample(t *testing.T) {
+	data, err := os.ReadFile("../../../../artifacts/samples/campaign.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &stargate.Campaign{}
+	if !decode(t, data, &v1alpha1.Campaign{}, c) {
+		t.Fatal("artifacts/samples/campaign.yaml does not decode as a Campaign")
+	}
+	if errs := validation.ValidateCampaign(c); len(errs) > 0 {
+		t.Fatalf("artifacts/samples/campaign.yaml is invalid: %v", errs)
+	}
+	if len(c.Spec.Waves) != 3 || c.Spec.MaintenanceWindows[0].TimeZone != "Europe/Paris" {
+		t.Errorf("decoded %+v", c.Spec)
+	}
 }

@@ -327,33 +327,48 @@ func validateJobSpec(spec *stargate.JobSpec, fldPath *field.Path) field.ErrorLis
 	} else {
 		allErrs = append(allErrs, validateOptionalName(spec.HardwareRef.Name, hwPath)...)
 	}
+	allErrs = append(allErrs, validateOperationAndTemplate(spec.Operation, spec.TemplateRef, fldPath)...)
+	allErrs = append(allErrs, validateJobLimits(spec.BackoffLimit, spec.ActiveDeadlineSeconds, spec.TTLSecondsAfterFinished, fldPath)...)
+	return allErrs
+}
+
+// validateOperationAndTemplate checks spec.operation and spec.templateRef of
+// a Job or a Campaign: a repave names the Template to install, the other
+// operations name none.
+func validateOperationAndTemplate(op stargate.Operation, templateRef *stargate.LocalObjectReference, fldPath *field.Path) field.ErrorList {
+	var allErrs field.ErrorList
 	opPath := fldPath.Child("operation")
 	switch {
-	case spec.Operation == "":
+	case op == "":
 		allErrs = append(allErrs, field.Required(opPath, "one of "+strings.Join(operationNames(), ", ")))
-	case !operations.Has(spec.Operation):
-		allErrs = append(allErrs, field.NotSupported(opPath, spec.Operation, operationNames()))
+	case !operations.Has(op):
+		allErrs = append(allErrs, field.NotSupported(opPath, op, operationNames()))
 	}
 	tmplPath := fldPath.Child("templateRef")
 	switch {
-	case spec.Operation == stargate.OperationRepave && (spec.TemplateRef == nil || spec.TemplateRef.Name == ""):
+	case op == stargate.OperationRepave && (templateRef == nil || templateRef.Name == ""):
 		allErrs = append(allErrs, field.Required(tmplPath.Child("name"), "a repave needs the Template to install"))
-	case spec.Operation == stargate.OperationRepave:
-		allErrs = append(allErrs, validateOptionalName(spec.TemplateRef.Name, tmplPath.Child("name"))...)
-	case spec.TemplateRef != nil && operations.Has(spec.Operation):
-		allErrs = append(allErrs, field.Forbidden(tmplPath, fmt.Sprintf("only a repave installs a Template, not %s", spec.Operation)))
+	case op == stargate.OperationRepave:
+		allErrs = append(allErrs, validateOptionalName(templateRef.Name, tmplPath.Child("name"))...)
+	case templateRef != nil && operations.Has(op):
+		allErrs = append(allErrs, field.Forbidden(tmplPath, fmt.Sprintf("only a repave installs a Template, not %s", op)))
 	}
-	if spec.BackoffLimit != nil {
-		if *spec.BackoffLimit < 0 || *spec.BackoffLimit > maxBackoffLimit {
-			allErrs = append(allErrs, field.Invalid(fldPath.Child("backoffLimit"), *spec.BackoffLimit,
-				fmt.Sprintf("must be between 0 and %d", maxBackoffLimit)))
-		}
+	return allErrs
+}
+
+// validateJobLimits checks the limits a Job has, and a Campaign passes to its
+// Jobs, under fldPath.
+func validateJobLimits(backoffLimit *int32, activeDeadlineSeconds *int64, ttlSecondsAfterFinished *int32, fldPath *field.Path) field.ErrorList {
+	var allErrs field.ErrorList
+	if backoffLimit != nil && (*backoffLimit < 0 || *backoffLimit > maxBackoffLimit) {
+		allErrs = append(allErrs, field.Invalid(fldPath.Child("backoffLimit"), *backoffLimit,
+			fmt.Sprintf("must be between 0 and %d", maxBackoffLimit)))
 	}
-	if spec.ActiveDeadlineSeconds != nil && *spec.ActiveDeadlineSeconds <= 0 {
-		allErrs = append(allErrs, field.Invalid(fldPath.Child("activeDeadlineSeconds"), *spec.ActiveDeadlineSeconds, "must be greater than 0"))
+	if activeDeadlineSeconds != nil && *activeDeadlineSeconds <= 0 {
+		allErrs = append(allErrs, field.Invalid(fldPath.Child("activeDeadlineSeconds"), *activeDeadlineSeconds, "must be greater than 0"))
 	}
-	if spec.TTLSecondsAfterFinished != nil {
-		allErrs = append(allErrs, apimachineryvalidation.ValidateNonnegativeField(int64(*spec.TTLSecondsAfterFinished), fldPath.Child("ttlSecondsAfterFinished"))...)
+	if ttlSecondsAfterFinished != nil {
+		allErrs = append(allErrs, apimachineryvalidation.ValidateNonnegativeField(int64(*ttlSecondsAfterFinished), fldPath.Child("ttlSecondsAfterFinished"))...)
 	}
 	return allErrs
 }
