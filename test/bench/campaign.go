@@ -64,6 +64,7 @@ type keyVersion struct{ create, version int64 }
 type snapshot struct {
 	counts                    // API writes (totals), Events, etcd's own totals
 	writes map[string]float64 // Stargate's write requests by "VERB resource[/subresource]"
+	reads  map[string]float64 // and its reads (GET, LIST)
 	cpu    cpu
 	bench  float64               // this process's CPU seconds: the mock datacenters run here
 	keys   map[string]keyVersion // every etcd key
@@ -75,7 +76,7 @@ func (b *bench) snapshot(ctx context.Context) (snapshot, error) {
 	if s.keys, err = b.etcdKeys(ctx); err != nil {
 		return s, err
 	}
-	if s.writes, err = b.writesByRequest(ctx); err != nil {
+	if s.writes, s.reads, err = b.requestsByVerb(ctx); err != nil {
 		return s, err
 	}
 	if s.counts, err = b.countsNow(ctx); err != nil {
@@ -110,31 +111,39 @@ func (b *bench) etcdKeys(ctx context.Context) (map[string]keyVersion, error) {
 	}
 }
 
-// writesByRequest is Stargate's apiserver_request_total of write verbs by
-// "VERB resource[/subresource]" (every response code).
-func (b *bench) writesByRequest(ctx context.Context) (map[string]float64, error) {
+// requestsByVerb is Stargate's apiserver_request_total (every response
+// code) by "VERB resource[/subresource]": of write verbs, and of GET and
+// LIST (its controllers' requests included: they go through its API).
+func (b *bench) requestsByVerb(ctx context.Context) (writes, reads map[string]float64, err error) {
 	raw, err := b.sg.Discovery().RESTClient().Get().AbsPath("/metrics").DoRaw(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("stargate-apiserver /metrics: %w", err)
+		return nil, nil, fmt.Errorf("stargate-apiserver /metrics: %w", err)
 	}
-	out := map[string]float64{}
+	writes, reads = map[string]float64{}, map[string]float64{}
 	for _, m := range parseMetrics(raw) {
-		if m.name != "apiserver_request_total" || !writeVerbs[m.label("verb")] {
+		verb := m.label("verb")
+		if m.name != "apiserver_request_total" || m.label("resource") == "" {
 			continue
 		}
 		resource := m.label("resource")
 		if sub := m.label("subresource"); sub != "" {
 			resource += "/" + sub
 		}
-		out[m.label("verb")+" "+resource] += m.value
+		switch {
+		case writeVerbs[verb]:
+			writes[verb+" "+resource] += m.value
+		case verb == "GET" || verb == "LIST":
+			reads[verb+" "+resource] += m.value
+		}
 	}
-	return out, nil
+	return writes, reads, nil
 }
 
 // interval is what happened between two snapshots.
 type interval struct {
 	took      time.Duration
 	writes    map[string]float64 // by request
+	reads     map[string]float64 // by request
 	events    float64            // Event writes at kube-apiserver
 	keyWrites float64            // etcd_mvcc puts + deletes
 	byPrefix  map[string]float64 // etcd puts + deletes by key prefix, from the keys' versions
@@ -144,15 +153,21 @@ type interval struct {
 
 // since is the interval from before to s.
 func (s snapshot) since(before snapshot) interval {
-	iv := interval{took: s.at.Sub(before.at), writes: map[string]float64{}, events: s.events - before.events,
+	iv := interval{took: s.at.Sub(before.at), writes: delta(before.writes, s.writes), reads: delta(before.reads, s.reads), events: s.events - before.events,
 		keyWrites: s.puts + s.deletes - before.puts - before.deletes, byPrefix: keyWritesByPrefix(before.keys, s.keys),
 		cpu: s.cpu.since(before.cpu), bench: s.bench - before.bench}
-	for k, v := range s.writes {
-		if d := v - before.writes[k]; d != 0 {
-			iv.writes[k] = d
+	return iv
+}
+
+// delta is after less before, key by key, without the keys that did not change.
+func delta(before, after map[string]float64) map[string]float64 {
+	out := map[string]float64{}
+	for k, v := range after {
+		if d := v - before[k]; d != 0 {
+			out[k] = d
 		}
 	}
-	return iv
+	return out
 }
 
 // keyWritesByPrefix counts, by keyPrefix, the puts and deletes that turned
@@ -443,7 +458,9 @@ func (b *bench) runCampaign(ctx context.Context, f fleet, dcs []*sectionDC) (cam
 	if profileErr != nil {
 		return run, fmt.Errorf("profiling the Campaign: %w", profileErr)
 	}
-	if err := b.settle(ctx, true, time.Minute); err != nil {
+	// Stargate's last writes may follow Complete; Events (kube-apiserver's,
+	// paced) are a rate, not waited for, as after the baseline.
+	if err := b.settle(ctx, false, 15*time.Second); err != nil {
 		return run, err
 	}
 	after, err := b.snapshot(ctx)
@@ -681,6 +698,9 @@ func (b *bench) campaignRows(section string, f fleet, plain interval, plainTook 
 	b.add(row{section: section, name: "… by request: " + prefixes(iv.writes, n), value: sample{iv.apiWrites() / n}, unit: ""})
 	b.add(row{section: section, name: "API writes per Job, plain repave Jobs (the same count)", value: sample{plain.apiWrites() / p}, unit: ""})
 	b.add(row{section: section, name: "… by request: " + prefixes(plain.writes, p), value: sample{plain.apiWrites() / p}, unit: ""})
+	b.add(row{section: section, name: "API reads per Job, Campaign (GET and LIST, the controllers' own included; WATCH not counted): " + prefixesAbove(iv.reads, n, 0.005),
+		value: sample{sumValues(iv.reads) / n}, unit: "", ratio: sumValues(iv.reads) / n / (sumValues(plain.reads) / p), versus: "plain Jobs"})
+	b.add(row{section: section, name: "API reads per Job, plain repave Jobs: " + prefixesAbove(plain.reads, p, 0.005), value: sample{sumValues(plain.reads) / p}, unit: ""})
 	b.add(row{section: section, name: "Campaign status writes (PUT campaigns/status, create to settled)", value: sample{run.statusWrites}, unit: ""})
 	b.add(row{section: section, name: "… per second of the run (create to Complete; the controller writes at most one a second)",
 		value: sample{run.statusWrites / run.toEnd.Seconds()}, unit: "/s"})
