@@ -112,8 +112,9 @@ func (b *bench) etcdKeys(ctx context.Context) (map[string]keyVersion, error) {
 }
 
 // requestsByVerb is Stargate's apiserver_request_total (every response
-// code) by "VERB resource[/subresource]": of write verbs, and of GET and
-// LIST (its controllers' requests included: they go through its API).
+// code) by "VERB resource[/subresource]", " (code)" added when it is not
+// 2xx: of write verbs, and of GET and LIST (its controllers' requests
+// included: they go through its API).
 func (b *bench) requestsByVerb(ctx context.Context) (writes, reads map[string]float64, err error) {
 	raw, err := b.sg.Discovery().RESTClient().Get().AbsPath("/metrics").DoRaw(ctx)
 	if err != nil {
@@ -128,6 +129,9 @@ func (b *bench) requestsByVerb(ctx context.Context) (writes, reads map[string]fl
 		resource := m.label("resource")
 		if sub := m.label("subresource"); sub != "" {
 			resource += "/" + sub
+		}
+		if code := m.label("code"); !strings.HasPrefix(code, "2") {
+			resource += " (" + code + ")" // refused: conflicts, not found...
 		}
 		switch {
 		case writeVerbs[verb]:
