@@ -5,8 +5,8 @@
 // interleaved repetitions, min-max beside it, PASS/MISS against the targets)
 // and writes it to test/bench/RESULTS.md.
 //
-//	go run ./test/bench            # make bench: the full run (about 18 minutes)
-//	go run ./test/bench -quick     # make bench-quick: smaller counts (about 4 minutes)
+//	go run ./test/bench            # make bench: the full run (about 18 minutes, plus 6-8 for the campaign section)
+//	go run ./test/bench -quick     # make bench-quick: smaller counts (about 4 minutes, plus 1 for the campaign section)
 //	go run ./test/bench -scale     # only the million-server section
 //	go run ./test/bench -quick -sections campaign   # some sections only; prints, writes -out only if given
 package main
