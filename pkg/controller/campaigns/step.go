@@ -159,6 +159,10 @@ func (c *Controller) choose(spec *v1alpha1.CampaignSpec, d *driven, s *step, now
 			}
 			continue
 		}
+		if room <= 0 {
+			s.heldBy = "maxUnavailable.perDatacenter in " + dc + " (unavailable: members with a Job running, or in state error or unknown)"
+			continue
+		}
 		var q []*member
 		scanned := 0
 		p.pendingIn(dc, d.wave, func(m *member) bool {
