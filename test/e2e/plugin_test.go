@@ -171,9 +171,11 @@ func TestPluginLiveView(t *testing.T) {
 	if err != nil || name == "" {
 		t.Fatalf("the created Campaign's name: %q, %v", out, err)
 	}
-	term.run("clear; kubectl stargate status campaign/" + name + "; echo exit=$?")
-	s := term.waitFor("exit=", 5*time.Minute)
-	if !strings.Contains(s, "successfully completed") || !strings.Contains(s, "exit=0") {
+	// A marker of its own: the screen may still show the last command's
+	// "exit=" until the clear runs.
+	term.run("clear; kubectl stargate status campaign/" + name + "; echo status-exit=$?")
+	s := term.waitFor("status-exit=", 5*time.Minute)
+	if !strings.Contains(s, "successfully completed") || !strings.Contains(s, "status-exit=0") {
 		t.Fatalf("kubectl stargate status did not end on Complete:\n%s", s)
 	}
 	// Campaign names are generated: the fixture names it repave-XXXXX.
