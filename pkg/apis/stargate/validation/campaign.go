@@ -42,6 +42,8 @@ var (
 	// weekdays in the order an operator reads them.
 	weekdays = []string{"Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"}
 
+	failureActionSet, inFlightActionSet, weekdaySet = sets.New(failureActions...), sets.New(inFlightActions...), sets.New(weekdays...)
+
 	clockPattern = regexp.MustCompile(`^([01][0-9]|2[0-3]):[0-5][0-9]$`)
 )
 
@@ -272,13 +274,13 @@ func validateFailurePolicy(policy *stargate.CampaignFailurePolicy, fldPath *fiel
 	switch actionPath := fldPath.Child("action"); {
 	case policy.Action == "":
 		allErrs = append(allErrs, field.Required(actionPath, "one of Pause or Cancel"))
-	case !sets.New(failureActions...).Has(string(policy.Action)):
+	case !failureActionSet.Has(string(policy.Action)):
 		allErrs = append(allErrs, field.NotSupported(actionPath, policy.Action, failureActions))
 	}
 	switch inFlightPath := fldPath.Child("inFlight"); {
 	case policy.InFlight == "":
 		allErrs = append(allErrs, field.Required(inFlightPath, "one of Finish or Cancel"))
-	case !sets.New(inFlightActions...).Has(string(policy.InFlight)):
+	case !inFlightActionSet.Has(string(policy.InFlight)):
 		allErrs = append(allErrs, field.NotSupported(inFlightPath, policy.InFlight, inFlightActions))
 	}
 	return allErrs
@@ -290,7 +292,7 @@ func validateMaintenanceWindow(w *stargate.MaintenanceWindow, fldPath *field.Pat
 	for i, day := range w.Days {
 		dayPath := fldPath.Child("days").Index(i)
 		switch {
-		case !sets.New(weekdays...).Has(day):
+		case !weekdaySet.Has(day):
 			allErrs = append(allErrs, field.NotSupported(dayPath, day, weekdays))
 		case seen.Has(day):
 			allErrs = append(allErrs, field.Duplicate(dayPath, day))
