@@ -28,28 +28,50 @@ func TestDiscoveryThroughTheAggregator(t *testing.T) {
 func TestKubectlAsUsual(t *testing.T) {
 	applySamples(t)
 
-	// /repave through kubectl create --raw, then kubectl wait on the Job's condition.
+	// /repave through kubectl create --raw: the answer is the RepaveRequest,
+	// status.job names the Job; then kubectl wait on the Job's condition.
 	body := ok(t, "admin", "create", "--raw", "/apis/stargate.io/v1alpha1/namespaces/dc-west/hardwares/server-002/repave",
 		"-f", filepath.Join(env.Root, "artifacts/samples/repave-request.json"))
-	var job struct {
-		Kind     string `json:"kind"`
-		Metadata struct {
-			Name string `json:"name"`
-		} `json:"metadata"`
+	var answer struct {
+		Kind string `json:"kind"`
+		Spec struct {
+			TemplateRef struct {
+				Name string `json:"name"`
+			} `json:"templateRef"`
+			BackoffLimit *int32 `json:"backoffLimit"`
+		} `json:"spec"`
+		Status struct {
+			Job struct {
+				Name string `json:"name"`
+				UID  string `json:"uid"`
+			} `json:"job"`
+		} `json:"status"`
 	}
-	if err := json.Unmarshal([]byte(body), &job); err != nil || job.Kind != "Job" || job.Metadata.Name == "" {
-		t.Fatalf("/repave answered %v:\n%s", err, body)
+	if err := json.Unmarshal([]byte(body), &answer); err != nil || answer.Kind != "RepaveRequest" ||
+		answer.Spec.TemplateRef.Name != "os-2-0-0" || answer.Spec.BackoffLimit == nil || *answer.Spec.BackoffLimit != 3 ||
+		!strings.HasPrefix(answer.Status.Job.Name, "server-002-repave-") || answer.Status.Job.UID == "" {
+		t.Fatalf("/repave answered %v:\n%s\nwant the RepaveRequest with backoffLimit 3 and status.job", err, body)
 	}
-	ok(t, "admin", "wait", "-n", "dc-west", "--for=condition=Complete", "job.stargate.io/"+job.Metadata.Name, "--timeout=90s")
+	jobName := answer.Status.Job.Name
+	// The README shows this answer, whole.
+	readme := `{"kind":"RepaveRequest","apiVersion":"stargate.io/v1alpha1","metadata":{"namespace":"dc-west"},` +
+		`"spec":{"templateRef":{"name":"os-2-0-0"},"backoffLimit":3},"status":{"job":{"name":"` + jobName + `","uid":"` + answer.Status.Job.UID + `"}}}`
+	if strings.TrimSpace(body) != readme {
+		t.Errorf("/repave answered\n%s\nnot as the README shows:\n%s", body, readme)
+	}
+	if uid := ok(t, "admin", "get", "job.stargate.io", "-n", "dc-west", jobName, "-o", "jsonpath={.metadata.uid}"); strings.TrimSpace(uid) != answer.Status.Job.UID {
+		t.Errorf("Job %s has uid %q, the answer said %q", jobName, uid, answer.Status.Job.UID)
+	}
+	ok(t, "admin", "wait", "-n", "dc-west", "--for=condition=Complete", "job.stargate.io/"+jobName, "--timeout=90s")
 
 	// The Job controller's Events reach the hosting cluster.
 	eventually(t, 30*time.Second, "the Job's Events", func() (string, bool) {
-		out, _ := env.Kubectl("admin", "get", "events", "-n", "dc-west", "--field-selector", "involvedObject.name="+job.Metadata.Name)
+		out, _ := env.Kubectl("admin", "get", "events", "-n", "dc-west", "--field-selector", "involvedObject.name="+jobName)
 		return out, strings.Contains(out, "Submitted") && strings.Contains(out, "Completed")
 	})
 
-	describe := ok(t, "admin", "describe", "job.stargate.io", "-n", "dc-west", job.Metadata.Name)
-	for _, want := range []string{"Name:", job.Metadata.Name, "Operation:", "repave", "Phase:", "Succeeded", "Complete", "Events:"} {
+	describe := ok(t, "admin", "describe", "job.stargate.io", "-n", "dc-west", jobName)
+	for _, want := range []string{"Name:", jobName, "Operation:", "repave", "Phase:", "Succeeded", "Complete", "Events:"} {
 		if !strings.Contains(describe, want) {
 			t.Errorf("kubectl describe lacks %q:\n%s", want, describe)
 		}
@@ -83,7 +105,7 @@ spec:
 	}
 
 	all := ok(t, "admin", "get", "stargate", "-A")
-	for _, want := range []string{"hardware.stargate.io/server-001", "template.stargate.io/os-2-0-0", "datacenter.stargate.io/dc-west", "job.stargate.io/" + job.Metadata.Name} {
+	for _, want := range []string{"hardware.stargate.io/server-001", "template.stargate.io/os-2-0-0", "datacenter.stargate.io/dc-west", "job.stargate.io/" + jobName} {
 		if !strings.Contains(all, want) {
 			t.Errorf("kubectl get stargate -A lacks %s:\n%s", want, all)
 		}

@@ -3,6 +3,7 @@
 package e2e
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"strings"
@@ -84,8 +85,20 @@ spec: {hardwareRef: {name: rbac-001}, operation: reboot}
 	forbidden(t, "alice's Job create", out, err)
 
 	// bob may repave (create hardwares/repave), but not edit Hardware or its status.
-	if out := ok(t, "bob", repave...); !strings.Contains(out, `"kind":"Job"`) {
-		t.Errorf("bob's /repave did not create a Job:\n%s", out)
+	var answer struct {
+		Kind   string `json:"kind"`
+		Status struct {
+			Job struct {
+				Name string `json:"name"`
+			} `json:"job"`
+		} `json:"status"`
+	}
+	out = ok(t, "bob", repave...)
+	if err := json.Unmarshal([]byte(out), &answer); err != nil || answer.Kind != "RepaveRequest" || answer.Status.Job.Name == "" {
+		t.Errorf("bob's /repave answered %v:\n%s\nwant a RepaveRequest naming its Job", err, out)
+	} else if hw := ok(t, "admin", "get", "job.stargate.io", "-n", "dc-west", answer.Status.Job.Name,
+		"-o", "jsonpath={.spec.hardwareRef.name}"); strings.TrimSpace(hw) != "rbac-001" {
+		t.Errorf("bob's /repave made Job %s for %q, want rbac-001", answer.Status.Job.Name, hw)
 	}
 	out, err = env.Kubectl("bob", "label", "hardware", "-n", "dc-west", "rbac-001", "owner=bob")
 	forbidden(t, "bob's Hardware edit", out, err)

@@ -267,7 +267,7 @@ func condition(camp *v1alpha1.Campaign, typ string) *metav1.Condition {
 }
 
 func percent(s string) *intstr.IntOrString { v := intstr.FromString(s); return &v }
-func count(n int) *intstr.IntOrString     { v := intstr.FromInt32(int32(n)); return &v }
+func count(n int) *intstr.IntOrString      { v := intstr.FromInt32(int32(n)); return &v }
 
 // TestCampaignKeepsItsLimits: 1,008 Hardware over 4 datacenters with 3
 // racks each, repaved in waves (a canary wave by label first). At no

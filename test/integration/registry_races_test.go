@@ -188,7 +188,7 @@ func (p *jobPolicy) calls() []admitted {
 // stargate.io/v1alpha1 jobs, with the Job, the requesting user, dry-run and
 // field manager, exactly as a Job created directly: a policy that refuses it
 // refuses the /repave request with its own error and code, and a mutation
-// shows on the Job /repave returns and stores.
+// shows on the stored Job that /repave's answer names.
 func TestRepaveIsAdmittedLikeAJobCreate(t *testing.T) {
 	policy := &jobPolicy{}
 	ts := startServerWithAdmission(t, policy)
@@ -204,7 +204,7 @@ func TestRepaveIsAdmittedLikeAJobCreate(t *testing.T) {
 	}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	repave := func(template string, opts metav1.CreateOptions) (*v1alpha1.Job, error) {
+	repave := func(template string, opts metav1.CreateOptions) (*v1alpha1.RepaveRequest, error) {
 		return c.Hardwares(ns).Repave(ctx, "server-001", &v1alpha1.RepaveRequest{Spec: v1alpha1.RepaveRequestSpec{
 			TemplateRef: v1alpha1.LocalObjectReference{Name: template}}}, opts)
 	}
@@ -237,16 +237,16 @@ func TestRepaveIsAdmittedLikeAJobCreate(t *testing.T) {
 	dryCreate := policy.calls()
 
 	// Admitted and mutated.
-	job, err := repave("os-2-0-0", metav1.CreateOptions{FieldManager: "repaver"})
+	answer, err := repave("os-2-0-0", metav1.CreateOptions{FieldManager: "repaver"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	viaRepave := policy.calls()
-	if job.Labels[policyLabel] != "true" {
-		t.Errorf("/repave answered a Job without the mutating policy's label: %v", job.Labels)
+	if answer.Status.Job == nil {
+		t.Fatalf("/repave answered no status.job: %+v", answer)
 	}
-	if stored, err := c.Jobs(ns).Get(ctx, job.Name, metav1.GetOptions{}); err != nil || stored.Labels[policyLabel] != "true" {
-		t.Errorf("the stored /repave Job lacks the mutating policy's label: %v %v", err, stored.Labels)
+	if stored, err := c.Jobs(ns).Get(ctx, answer.Status.Job.Name, metav1.GetOptions{}); err != nil || stored.Labels[policyLabel] != "true" {
+		t.Errorf("the stored /repave Job lacks the mutating policy's label: %v %+v", err, stored)
 	}
 	if _, err := c.Jobs(ns).Create(ctx, repaveJobFor("direct", "server-002", "os-2-0-0"), metav1.CreateOptions{FieldManager: "repaver"}); err != nil {
 		t.Fatal(err)

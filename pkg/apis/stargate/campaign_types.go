@@ -359,8 +359,9 @@ type CampaignStatus struct {
 	// +listType=map
 	// +listMapKey=name
 	Datacenters []CampaignDatacenterStatus
-	// plan is each wave's size, per datacenter, with its first members. A
-	// server-side dry run of a create fills it, to show what would be done.
+	// plan is each wave's size, per datacenter, with its first members (the
+	// first 50 waves). A server-side dry run of a create fills it, to show
+	// what would be done.
 	// +optional
 	// +listType=atomic
 	Plan []CampaignWavePlan

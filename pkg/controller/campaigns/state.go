@@ -58,7 +58,7 @@ type progress struct {
 	started      int // members started and not final
 	startedInDC  map[string]int
 	inFlight     map[*member]struct{} // the started members
-	highestWave  int32 // the highest wave with a member not pending
+	highestWave  int32                // the highest wave with a member not pending
 	cancelledDCs map[string]bool
 }
 

@@ -22,6 +22,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"stargate.io/stargate/pkg/apis/stargate/v1alpha1"
+	"stargate.io/stargate/pkg/controller/campaigns"
 	"stargate.io/stargate/pkg/controller/datacenters"
 	"stargate.io/stargate/pkg/controller/dcclients"
 	hwcontroller "stargate.io/stargate/pkg/controller/hardware"
@@ -125,9 +126,15 @@ func runControllers(ctx context.Context, cfg Config, client clientset.Interface,
 		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.FieldSelector = jobs.UnfinishedJobs }))
 	defer jobsFactory.Shutdown()
 	unfinished := jobsFactory.Stargate().V1alpha1().Jobs()
-	// No Hardware informer: the controllers read Hardware when they need it.
+	// No informer of every Hardware: the controllers read Hardware when they
+	// need it. Campaigns watch the few in error or unknown state.
+	troubledFactory := informers.NewSharedInformerFactoryWithOptions(client, 10*time.Minute, informers.WithTransform(slimForControllers),
+		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.FieldSelector = campaigns.TroubledHardware }))
+	defer troubledFactory.Shutdown()
+	troubled := troubledFactory.Stargate().V1alpha1().Hardwares()
 	synced := []cache.InformerSynced{unfinished.Informer().HasSynced,
-		v1.Templates().Informer().HasSynced, v1.Datacenters().Informer().HasSynced}
+		v1.Templates().Informer().HasSynced, v1.Datacenters().Informer().HasSynced,
+		v1.Campaigns().Informer().HasSynced, troubled.Informer().HasSynced}
 	var d driver = newEveryDatacenter(synced)
 	if cfg.LeaderElect {
 		sharder, err := sharding.New(sharding.Config{
@@ -159,6 +166,11 @@ func runControllers(ctx context.Context, cfg Config, client clientset.Interface,
 	if err != nil {
 		return err
 	}
+	campaignController, err := campaigns.New(client, v1.Campaigns(), unfinished, troubled, v1.Datacenters(), v1.Templates(),
+		campaigns.Options{EtcdClient: cfg.EtcdClient, EtcdPrefix: cfg.EtcdPrefix, Leading: d.Leading, Want: d.Want})
+	if err != nil {
+		return err
+	}
 	// Every namespace with a Datacenter or an unfinished Job is driven by
 	// some replica.
 	want := func(obj interface{}) {
@@ -181,7 +193,9 @@ func runControllers(ctx context.Context, cfg Config, client clientset.Interface,
 	}
 	factory.Start(ctx.Done())
 	jobsFactory.Start(ctx.Done())
+	troubledFactory.Start(ctx.Done())
 	var wg sync.WaitGroup
+	wg.Go(func() { campaignController.Run(ctx) })
 	wg.Go(func() { jobController.Run(ctx) })
 	wg.Go(func() { prober.Run(ctx) })
 	wg.Go(func() { lookup.Run(ctx) })
@@ -190,6 +204,11 @@ func runControllers(ctx context.Context, cfg Config, client clientset.Interface,
 			return
 		}
 		d.Run(ctx, func(ctx context.Context, datacenter string) {
+			// Campaigns are elected like datacenters, under their own keys.
+			if name, ok := campaigns.FromDriverKey(datacenter); ok {
+				campaignController.Drive(ctx, name)
+				return
+			}
 			klog.FromContext(ctx).Info("Driving a datacenter", "datacenter", datacenter, "replica", identity)
 			prober.Enqueue(datacenter)
 			var pending sync.WaitGroup

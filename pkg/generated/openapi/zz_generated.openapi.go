@@ -3531,7 +3531,7 @@ func schema_pkg_apis_stargate_v1alpha1_CampaignStatus(ref common.ReferenceCallba
 							},
 						},
 						SchemaProps: spec.SchemaProps{
-							Description: "plan is each wave's size, per datacenter, with its first members. A server-side dry run of a create fills it, to show what would be done.",
+							Description: "plan is each wave's size, per datacenter, with its first members (the first 50 waves). A server-side dry run of a create fills it, to show what would be done.",
 							Type:        []string{"array"},
 							Items: &spec.SchemaOrArray{
 								Schema: &spec.Schema{

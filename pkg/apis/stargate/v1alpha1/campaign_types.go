@@ -261,6 +261,10 @@ const (
 // name: `kubectl get jobs.stargate.io -A -l stargate.io/campaign=os-2`.
 const CampaignLabel = "stargate.io/campaign"
 
+// DatacenterNameLabel is set by the server on every Datacenter, to its name,
+// so label selectors (a Campaign's datacenterSelector) can name Datacenters.
+const DatacenterNameLabel = "stargate.io/datacenter"
+
 // HardwareLabel is set on every Job made for a Hardware by /repave or a
 // Campaign: `kubectl get jobs.stargate.io -l stargate.io/hardware=server-001`
 // lists a server's history.
@@ -390,8 +394,9 @@ type CampaignStatus struct {
 	// +listType=map
 	// +listMapKey=name
 	Datacenters []CampaignDatacenterStatus `json:"datacenters,omitempty"`
-	// plan is each wave's size, per datacenter, with its first members. A
-	// server-side dry run of a create fills it, to show what would be done.
+	// plan is each wave's size, per datacenter, with its first members (the
+	// first 50 waves). A server-side dry run of a create fills it, to show
+	// what would be done.
 	// +optional
 	// +listType=atomic
 	Plan []CampaignWavePlan `json:"plan,omitempty"`

@@ -17,6 +17,7 @@ import (
 	"sigs.k8s.io/structured-merge-diff/v6/fieldpath"
 
 	"stargate.io/stargate/pkg/apis/stargate"
+	"stargate.io/stargate/pkg/apis/stargate/v1alpha1"
 	"stargate.io/stargate/pkg/apis/stargate/validation"
 	registry "stargate.io/stargate/pkg/registry/stargate"
 )
@@ -44,11 +45,24 @@ func (datacenterStrategy) PrepareForCreate(ctx context.Context, obj runtime.Obje
 	dc := obj.(*stargate.Datacenter)
 	dc.Status = stargate.DatacenterStatus{}
 	dc.Generation = 1
+	setNameLabel(dc)
+}
+
+// setNameLabel keeps v1alpha1.DatacenterNameLabel equal to the name, as
+// kube-apiserver keeps kubernetes.io/metadata.name on namespaces: a label
+// selector (a Campaign's datacenterSelector) can then pick Datacenters by
+// name. A namespace name is a DNS label, so it is a valid label value.
+func setNameLabel(dc *stargate.Datacenter) {
+	if dc.Labels == nil {
+		dc.Labels = map[string]string{}
+	}
+	dc.Labels[v1alpha1.DatacenterNameLabel] = dc.Name
 }
 
 func (datacenterStrategy) PrepareForUpdate(ctx context.Context, obj, old runtime.Object) {
 	dc, oldDC := obj.(*stargate.Datacenter), old.(*stargate.Datacenter)
 	dc.Status = oldDC.Status
+	setNameLabel(dc)
 	if !apiequality.Semantic.DeepEqual(dc.Spec, oldDC.Spec) {
 		dc.Generation = oldDC.Generation + 1
 	}

@@ -39,9 +39,12 @@ type JobStore interface {
 }
 
 // RepaveREST serves POST .../hardwares/NAME/repave: it turns a RepaveRequest
-// into the Hardware's repave Job and answers 201 with that Job. Because it is
-// its own subresource, RBAC can grant `create` on hardwares/repave without
-// `update` on hardwares.
+// into the Hardware's repave Job and answers 201 with the RepaveRequest, its
+// spec defaulted and status.job naming the Job made, as TokenRequest and
+// Scale answer with their own kind. Typed clients decode the answer into the
+// object they sent, so it must be that kind. Because it is its own
+// subresource, RBAC can grant `create` on hardwares/repave without `update`
+// on hardwares.
 //
 // Admission sees the request twice: the RepaveRequest, as a create of
 // hardwares/repave (the generic handler does that), and then the Job, as a
@@ -88,20 +91,28 @@ func (r *RepaveREST) GetSingularName() string { return "repaverequest" }
 // ProducesMIMETypes is the default.
 func (r *RepaveREST) ProducesMIMETypes(verb string) []string { return nil }
 
-// ProducesObject tells OpenAPI the answer is a Job, not a RepaveRequest.
-func (r *RepaveREST) ProducesObject(verb string) interface{} { return v1alpha1.Job{} }
+// ProducesObject tells OpenAPI the answer is a RepaveRequest.
+func (r *RepaveREST) ProducesObject(verb string) interface{} { return v1alpha1.RepaveRequest{} }
 
 // GroupVersionKind is the kind of the body, for discovery.
 func (r *RepaveREST) GroupVersionKind(schema.GroupVersion) schema.GroupVersionKind {
 	return v1alpha1.SchemeGroupVersion.WithKind("RepaveRequest")
 }
 
-// Create creates the repave Job of Hardware name.
+// Create creates the repave Job of Hardware name and answers with the
+// RepaveRequest: its spec as sent with defaults applied, and status.job the
+// Job's name and UID. On a dry run nothing is stored: status.job.name is the
+// name the store generated and status.job.uid is empty.
 func (r *RepaveREST) Create(ctx context.Context, name string, obj runtime.Object,
 	createValidation rest.ValidateObjectFunc, options *metav1.CreateOptions) (runtime.Object, error) {
 	req, ok := obj.(*stargate.RepaveRequest)
 	if !ok {
 		return nil, apierrors.NewBadRequest(fmt.Sprintf("the body of /repave must be a RepaveRequest, not %T", obj))
+	}
+	req = req.DeepCopy()
+	req.Status = stargate.RepaveRequestStatus{} // a caller does not choose what was made
+	if req.Spec.BackoffLimit == nil {
+		req.Spec.BackoffLimit = ptr.To(v1alpha1.DefaultBackoffLimit) // as a Job's spec.backoffLimit
 	}
 	if errs := validation.ValidateRepaveRequest(req, name); len(errs) > 0 {
 		return nil, apierrors.NewInvalid(stargate.Kind("RepaveRequest"), name, errs)
@@ -134,10 +145,22 @@ func (r *RepaveREST) Create(ctx context.Context, name string, obj runtime.Object
 		},
 		Spec: validation.RepaveJobSpec(req, name),
 	}
-	if job.Spec.BackoffLimit == nil {
-		job.Spec.BackoffLimit = ptr.To(v1alpha1.DefaultBackoffLimit)
+	created, err := r.createJob(ctx, job, options)
+	if err != nil {
+		return nil, err
 	}
-	return r.createJob(ctx, job, options)
+	made, ok := created.(*stargate.Job)
+	if !ok {
+		return nil, apierrors.NewInternalError(fmt.Errorf("the Job store answered %T, not a Job", created))
+	}
+	// The RepaveRequest is never stored: the managed fields the handler
+	// recorded on it describe nothing a caller could later change.
+	req.ManagedFields = nil
+	req.Status.Job = &stargate.JobReference{Name: made.Name, UID: made.UID}
+	if dryrun.IsDryRun(options.DryRun) {
+		req.Status.Job.UID = "" // the store filled one in, but no Job has it
+	}
+	return req, nil
 }
 
 // createJob creates job as the Job create handler would: mutating admission

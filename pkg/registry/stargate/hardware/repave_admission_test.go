@@ -70,11 +70,11 @@ func TestRepaveAdmitsTheJob(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if obj.(*stargate.Job).Labels["policy.example.com/admitted"] != "true" {
-		t.Errorf("the dry-run Job was not mutated: %v", obj.(*stargate.Job).Labels)
-	}
 	if len(policy.seen) != 2 {
 		t.Fatalf("admission ran %d times, want mutating then validating", len(policy.seen))
+	}
+	if j, _ := policy.seen[1].GetObject().(*stargate.Job); j == nil || j.Labels["policy.example.com/admitted"] != "true" {
+		t.Errorf("validating admission saw %+v, want the mutated dry-run Job", policy.seen[1].GetObject())
 	}
 	for _, a := range policy.seen {
 		opts, _ := a.GetOperationOptions().(*metav1.CreateOptions)
@@ -85,15 +85,15 @@ func TestRepaveAdmitsTheJob(t *testing.T) {
 				a.GetSubresource(), a.GetKind(), a.GetNamespace(), a.GetUserInfo().GetName(), a.IsDryRun(), opts)
 		}
 	}
-	if name := policy.seen[1].GetName(); !strings.HasPrefix(name, "server-001-repave-") {
-		t.Errorf("validating admission saw name %q, want the generated one", name)
+	if name := policy.seen[1].GetName(); !strings.HasPrefix(name, "server-001-repave-") || name != obj.(*stargate.RepaveRequest).Status.Job.Name {
+		t.Errorf("validating admission saw name %q, want the generated one, answered in status.job: %+v", name, obj)
 	}
 
 	obj, err = e.repave.Create(ctx, "server-001", repaveRequest("os-2-0-0"), nil, &metav1.CreateOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	stored, err := e.jobs.Job.Get(e.ctx, obj.(*stargate.Job).Name, &metav1.GetOptions{})
+	stored, err := e.jobs.Job.Get(e.ctx, obj.(*stargate.RepaveRequest).Status.Job.Name, &metav1.GetOptions{})
 	if err != nil || stored.(*stargate.Job).Labels["policy.example.com/admitted"] != "true" {
 		t.Errorf("the stored Job was not mutated: %v %+v", err, stored)
 	}

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -76,21 +77,83 @@ func (e *repaveEnv) jobCount(t *testing.T) int {
 	return len(list.(*stargate.JobList).Items)
 }
 
+// repaveAnswer is the RepaveRequest /repave answered with, after checking
+// that it is one and that its status names a Job.
+func repaveAnswer(t *testing.T, obj runtime.Object) *stargate.RepaveRequest {
+	t.Helper()
+	answer, ok := obj.(*stargate.RepaveRequest)
+	if !ok {
+		t.Fatalf("/repave answered %T, want the RepaveRequest", obj)
+	}
+	if answer.Status.Job == nil || !strings.HasPrefix(answer.Status.Job.Name, "server-001-repave-") {
+		t.Fatalf("status.job = %+v, want the generated name of server-001's Job", answer.Status.Job)
+	}
+	return answer
+}
+
 func TestRepaveCreatesTheJob(t *testing.T) {
 	e := newRepaveEnv(t)
-	obj, err := e.repave.Create(e.ctx, "server-001", repaveRequest("os-2-0-0"), nil, &metav1.CreateOptions{})
+	sent := repaveRequest("os-2-0-0")
+	obj, err := e.repave.Create(e.ctx, "server-001", sent, nil, &metav1.CreateOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	j := obj.(*stargate.Job)
-	if !strings.HasPrefix(j.Name, "server-001-repave-") || j.Labels[HardwareLabel] != "server-001" ||
+	answer := repaveAnswer(t, obj)
+	want := repaveRequest("os-2-0-0").Spec
+	want.BackoffLimit = ptr.To[int32](3) // defaulted, as the Job's
+	if !apiequality.Semantic.DeepEqual(answer.Spec, want) {
+		t.Errorf("answer's spec %+v, want %+v", answer.Spec, want)
+	}
+	if sent.Spec.BackoffLimit != nil || sent.Status.Job != nil {
+		t.Errorf("Create changed the body it was given: %+v", sent)
+	}
+
+	stored, err := e.jobs.Job.Get(e.ctx, answer.Status.Job.Name, &metav1.GetOptions{})
+	if err != nil {
+		t.Fatalf("the Job named in status.job: %v", err)
+	}
+	j := stored.(*stargate.Job)
+	if j.UID == "" || j.UID != answer.Status.Job.UID {
+		t.Errorf("status.job.uid %q, the Job's %q", answer.Status.Job.UID, j.UID)
+	}
+	if j.Labels[HardwareLabel] != "server-001" ||
 		j.Spec.Operation != stargate.OperationRepave || j.Spec.TemplateRef.Name != "os-2-0-0" ||
 		j.Spec.HardwareRef.Name != "server-001" || *j.Spec.BackoffLimit != 3 || *j.Spec.ActiveDeadlineSeconds != 3600 ||
 		j.Status.Phase != stargate.JobPending {
 		t.Errorf("job %+v", j)
 	}
-	if e.jobCount(t) != 1 {
-		t.Error("the job was not stored")
+	if n := e.jobCount(t); n != 1 {
+		t.Errorf("%d jobs stored, want 1", n)
+	}
+}
+
+// TestRepaveKeepsTheSpecSent: a backoffLimit sent is answered and passed on
+// as sent, a status sent is replaced by the Job made, and the managed fields
+// the handler recorded are not answered (the request is never stored).
+func TestRepaveKeepsTheSpecSent(t *testing.T) {
+	e := newRepaveEnv(t)
+	sent := repaveRequest("os-2-0-0")
+	sent.Spec.BackoffLimit = ptr.To[int32](0)
+	sent.Spec.TTLSecondsAfterFinished = ptr.To[int32](60)
+	sent.Status.Job = &stargate.JobReference{Name: "made-up", UID: "made-up"}
+	sent.ManagedFields = []metav1.ManagedFieldsEntry{{Manager: "kubectl", Operation: metav1.ManagedFieldsOperationUpdate, Subresource: "repave"}}
+	obj, err := e.repave.Create(e.ctx, "server-001", sent, nil, &metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	answer := repaveAnswer(t, obj)
+	if !apiequality.Semantic.DeepEqual(answer.Spec, sent.Spec) {
+		t.Errorf("answer's spec %+v, want %+v as sent", answer.Spec, sent.Spec)
+	}
+	if len(answer.ManagedFields) != 0 {
+		t.Errorf("answered managed fields %+v", answer.ManagedFields)
+	}
+	stored, err := e.jobs.Job.Get(e.ctx, answer.Status.Job.Name, &metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if j := stored.(*stargate.Job); *j.Spec.BackoffLimit != 0 || *j.Spec.TTLSecondsAfterFinished != 60 || j.UID != answer.Status.Job.UID {
+		t.Errorf("job %+v for answer %+v", j, answer.Status.Job)
 	}
 }
 
@@ -146,8 +209,15 @@ func TestRepaveDryRunCreatesNothing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if obj.(*stargate.Job).Spec.HardwareRef.Name != "server-001" {
-		t.Errorf("dry run answered %+v", obj)
+	answer := repaveAnswer(t, obj)
+	if answer.Spec.TemplateRef.Name != "os-2-0-0" || answer.Spec.BackoffLimit == nil || *answer.Spec.BackoffLimit != 3 {
+		t.Errorf("dry run answered spec %+v", answer.Spec)
+	}
+	if answer.Status.Job.UID != "" {
+		t.Errorf("dry run answered uid %q, want none: no Job has it", answer.Status.Job.UID)
+	}
+	if _, err := e.jobs.Job.Get(e.ctx, answer.Status.Job.Name, &metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Errorf("the dry run's Job %q: %v, want NotFound", answer.Status.Job.Name, err)
 	}
 	if n := e.jobCount(t); n != 0 {
 		t.Errorf("dry run stored %d jobs", n)

@@ -51,8 +51,9 @@ type CampaignStatusApplyConfiguration struct {
 	Counts *CampaignCountsApplyConfiguration `json:"counts,omitempty"`
 	// datacenters: counts and pause reason per datacenter.
 	Datacenters []CampaignDatacenterStatusApplyConfiguration `json:"datacenters,omitempty"`
-	// plan is each wave's size, per datacenter, with its first members. A
-	// server-side dry run of a create fills it, to show what would be done.
+	// plan is each wave's size, per datacenter, with its first members (the
+	// first 50 waves). A server-side dry run of a create fills it, to show
+	// what would be done.
 	Plan []CampaignWavePlanApplyConfiguration `json:"plan,omitempty"`
 	// failures lists failed members, the first 50.
 	Failures []CampaignFailureApplyConfiguration `json:"failures,omitempty"`

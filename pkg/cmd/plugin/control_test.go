@@ -1,0 +1,129 @@
+package plugin
+
+import (
+	"strings"
+	"testing"
+
+	clienttesting "k8s.io/client-go/testing"
+
+	"stargate.io/stargate/pkg/apis/stargate/v1alpha1"
+)
+
+func TestControl(t *testing.T) {
+	tripped := func(c *v1alpha1.Campaign) {
+		c.Spec.Paused = true
+		c.Status.Phase = v1alpha1.CampaignPaused
+		c.Status.Datacenters[0].PausedReason = v1alpha1.CampaignReasonFailureBudgetExceeded
+		c.Status.Datacenters[0].Counts.Failed = 3
+		condition(c, v1alpha1.CampaignConditionPaused, v1alpha1.CampaignReasonManualPause, "spec.paused")
+	}
+	for _, tc := range []struct {
+		name  string
+		edit  func(*v1alpha1.Campaign)
+		args  []string
+		patch string // "" for none
+		out   string
+		err   string
+	}{
+		{name: "pause", args: []string{"pause", "campaign/os-2"},
+			patch: `{"spec":{"paused":true}}`, out: "campaign.stargate.io/os-2 paused\n"},
+		{name: "pause paused", edit: func(c *v1alpha1.Campaign) { c.Spec.Paused = true }, args: []string{"pause", "os-2"},
+			out: "campaign.stargate.io/os-2 already paused\n"},
+		{name: "pause ended", edit: withPhase(v1alpha1.CampaignComplete), args: []string{"pause", "os-2"},
+			err: `campaign "os-2" has ended (Complete): there is nothing to pause`},
+		{name: "resume", edit: func(c *v1alpha1.Campaign) { c.Spec.Paused = true }, args: []string{"resume", "camp/os-2"},
+			patch: `{"spec":{"paused":false}}`, out: "campaign.stargate.io/os-2 resumed\n"},
+		{name: "resume not paused", args: []string{"resume", "os-2"}, out: "campaign.stargate.io/os-2 was not paused\n"},
+		{name: "resume awaiting approval", args: []string{"resume", "os-2"},
+			edit: func(c *v1alpha1.Campaign) {
+				c.Spec.Paused = true
+				condition(c, v1alpha1.CampaignConditionPaused, v1alpha1.CampaignReasonAwaitingApproval, "")
+			},
+			patch: `{"spec":{"paused":false}}`,
+			out:   "campaign.stargate.io/os-2 resumed\ncampaign \"os-2\" also awaits approval of its next wave: kubectl stargate approve campaign/os-2\n"},
+		{name: "resume with a datacenter's budget tripped", edit: tripped, args: []string{"resume", "os-2"},
+			patch: `{"spec":{"paused":false}}`, out: "campaign.stargate.io/os-2 resumed\n",
+			err: `campaign "os-2" stays paused: failure budget exceeded: datacenter dc-east (3 failed of 1250).
+Resuming does not clear a tripped budget: raise spec.failurePolicy.maxFailures (the perDatacenter budget, or the one the Paused condition names) to at least the failures so far, e.g.
+  kubectl patch campaign os-2 --type=merge -p '{"spec":{"failurePolicy":{"maxFailures":{"perDatacenter":3}}}}'`},
+		{name: "resume with the global budget tripped", args: []string{"resume", "os-2"},
+			edit: func(c *v1alpha1.Campaign) {
+				c.Status.Phase = v1alpha1.CampaignPaused
+				c.Status.Counts.Failed = 260
+				condition(c, v1alpha1.CampaignConditionPaused, v1alpha1.CampaignReasonFailureBudgetExceeded, "global: 260 failed, budget 250")
+			},
+			out: "campaign.stargate.io/os-2 was not paused\n",
+			err: `'{"spec":{"failurePolicy":{"maxFailures":{"global":260}}}}'`},
+		{name: "cancel", args: []string{"cancel", "campaigns/os-2"},
+			patch: `{"spec":{"cancel":true}}`, out: "campaign.stargate.io/os-2 cancelled\n"},
+		{name: "cancel cancelled", edit: func(c *v1alpha1.Campaign) { c.Spec.Cancel = true }, args: []string{"cancel", "os-2"},
+			out: "campaign.stargate.io/os-2 already cancelled\n"},
+		{name: "cancel ended", edit: withPhase(v1alpha1.CampaignFailed), args: []string{"cancel", "os-2"},
+			out: "campaign.stargate.io/os-2 has already ended (Failed)\n"},
+		{name: "approve the current wave", args: []string{"approve", "os-2"},
+			patch: `{"spec":{"approvedWaves":2}}`, out: "campaign.stargate.io/os-2 approved through wave 2\n"},
+		{name: "approve the held next wave",
+			edit: func(c *v1alpha1.Campaign) {
+				c.Spec.ApprovedWaves = 2
+				condition(c, v1alpha1.CampaignConditionPaused, v1alpha1.CampaignReasonAwaitingApproval, "wave 3 awaits approval")
+			},
+			args: []string{"approve", "os-2"}, patch: `{"spec":{"approvedWaves":3}}`, out: "campaign.stargate.io/os-2 approved through wave 3\n"},
+		{name: "approve a datacenter's held wave",
+			edit: func(c *v1alpha1.Campaign) {
+				c.Spec.ApprovedWaves = 2
+				c.Status.Datacenters[1].PausedReason = v1alpha1.CampaignReasonAwaitingApproval
+			},
+			args: []string{"approve", "os-2"}, patch: `{"spec":{"approvedWaves":3}}`, out: "campaign.stargate.io/os-2 approved through wave 3\n"},
+		{name: "approve, nothing held", edit: func(c *v1alpha1.Campaign) { c.Spec.ApprovedWaves = 2 }, args: []string{"approve", "os-2"},
+			out: "campaign.stargate.io/os-2 already approved through wave 2\n"},
+		{name: "approve before the start, nothing held", args: []string{"approve", "os-2"},
+			edit: func(c *v1alpha1.Campaign) { c.Status = v1alpha1.CampaignStatus{} },
+			out:  "campaign.stargate.io/os-2 has no wave awaiting approval (--wave N approves ahead)\n"},
+		{name: "approve the first wave, held before the start", args: []string{"approve", "os-2"},
+			edit: func(c *v1alpha1.Campaign) {
+				c.Status = v1alpha1.CampaignStatus{Phase: v1alpha1.CampaignPaused}
+				condition(c, v1alpha1.CampaignConditionPaused, v1alpha1.CampaignReasonAwaitingApproval, "wave 1 awaits approval")
+			},
+			patch: `{"spec":{"approvedWaves":1}}`, out: "campaign.stargate.io/os-2 approved through wave 1\n"},
+		{name: "approve --wave", args: []string{"approve", "os-2", "--wave", "3"},
+			patch: `{"spec":{"approvedWaves":3}}`, out: "campaign.stargate.io/os-2 approved through wave 3\n"},
+		{name: "approve --wave below", edit: func(c *v1alpha1.Campaign) { c.Spec.ApprovedWaves = 3 }, args: []string{"approve", "os-2", "--wave", "1"},
+			out: "campaign.stargate.io/os-2 already approved through wave 3\n"},
+		{name: "approve --wave past the plan", args: []string{"approve", "os-2", "--wave", "4"},
+			err: `campaign "os-2" has 3 waves: there is no wave 4`},
+		{name: "approve ended", edit: withPhase(v1alpha1.CampaignCancelled), args: []string{"approve", "os-2"},
+			err: "has ended (Cancelled): there is nothing to approve"},
+		{name: "not a campaign", args: []string{"pause", "job/os-2"}, err: "is not a Campaign"},
+		{name: "not found", args: []string{"cancel", "os-3"}, err: `campaigns.stargate.io "os-3" not found`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := campaign("os-2")
+			if tc.edit != nil {
+				tc.edit(c)
+			}
+			h := newHarness(t, false, c)
+			err := h.run(tc.args...)
+			switch {
+			case tc.err == "" && err != nil:
+				t.Fatalf("error: %v", err)
+			case tc.err != "" && (err == nil || !strings.Contains(err.Error(), tc.err)):
+				t.Fatalf("error %v, want one with\n%s", err, tc.err)
+			}
+			if got := h.out.String(); got != tc.out {
+				t.Errorf("printed %q, want %q", got, tc.out)
+			}
+			patches := h.actions("patch", "campaigns")
+			switch {
+			case tc.patch == "" && len(patches) > 0:
+				t.Errorf("sent %s, want no patch", patches[0].(clienttesting.PatchAction).GetPatch())
+			case tc.patch != "" && len(patches) != 1:
+				t.Errorf("sent %d patches, want %s", len(patches), tc.patch)
+			case tc.patch != "":
+				p := patches[0].(clienttesting.PatchAction)
+				if got := string(p.GetPatch()); got != tc.patch || p.GetPatchType() != "application/merge-patch+json" {
+					t.Errorf("sent %s %s, want %s", p.GetPatchType(), got, tc.patch)
+				}
+			}
+		})
+	}
+}
