@@ -54,8 +54,9 @@ type Options struct {
 	// Leading is asked, with a Campaign's DriverKey, right before each
 	// ledger write, Job create and Job cancel.
 	Leading func(ctx context.Context, key string) error
-	// Want is told of every Campaign's DriverKey, so some replica drives it.
-	Want func(key string)
+	// Want is told of every Campaign's DriverKey, so some replica drives it;
+	// Forget, of a Campaign gone, so its driver stops.
+	Want, Forget func(key string)
 	// StatusInterval is the least time between two status writes of one
 	// Campaign (default 1s): counts move with every Job, the status need not.
 	StatusInterval time.Duration
@@ -137,8 +138,13 @@ func New(client clientset.Interface, campaignInformer informers.CampaignInformer
 			c.enqueue(name)
 		}
 	}
+	gone := func(obj interface{}) {
+		if name, ok := objectName(obj); ok && opts.Forget != nil {
+			opts.Forget(DriverKey(name))
+		}
+	}
 	if _, err := campaignInformer.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc: onCampaign, UpdateFunc: func(_, obj interface{}) { onCampaign(obj) }, DeleteFunc: onCampaign,
+		AddFunc: onCampaign, UpdateFunc: func(_, obj interface{}) { onCampaign(obj) }, DeleteFunc: gone,
 	}); err != nil {
 		return nil, err
 	}

@@ -80,6 +80,7 @@ func (c *Controller) start(ctx context.Context, camp *v1alpha1.Campaign, d *driv
 	now := c.opts.Clock.Now()
 	status := camp.Status.DeepCopy()
 	status.Plan, status.Counts, status.Datacenters = plan.Status()
+	status.Waves = plan.Waves()
 	status.StartTime = metaTime(now)
 	status.Phase = v1alpha1.CampaignRunning
 	status.ObservedGeneration = camp.Generation
@@ -100,6 +101,10 @@ func (c *Controller) start(ctx context.Context, camp *v1alpha1.Campaign, d *driv
 
 // record writes the plan into the ledger, replacing a half-written one.
 func (c *Controller) record(ctx context.Context, camp *v1alpha1.Campaign, plan *campaign.Plan) error {
+	// Listing the Hardware took a while: this replica must still drive it.
+	if err := c.opts.Leading(ctx, DriverKey(camp.Name)); err != nil {
+		return err
+	}
 	if err := c.ledger.drop(ctx, camp.UID); err != nil {
 		return err
 	}
@@ -191,7 +196,7 @@ func (c *Controller) load(ctx context.Context, camp *v1alpha1.Campaign, d *drive
 		return fmt.Errorf("campaign %s started but its ledger is missing under %s: its members cannot be known; delete and recreate the Campaign", camp.Name, c.ledger.base(camp.UID))
 	}
 	p := newProgress(camp.UID, camp.Name, recs, s.Skipped)
-	d.progress = p
+	d.progress, d.recreate = p, nil
 	d.wave = max(camp.Status.CurrentWave, p.highestWave, min(p.waves, 1))
 	if camp.Status.CurrentWave == d.wave {
 		d.waveStart = timeOf(camp.Status.WaveStartTime)
@@ -233,6 +238,9 @@ func (c *Controller) finalize(ctx context.Context, camp *v1alpha1.Campaign, d *d
 		return nil
 	}
 	if err := c.releaseAll(ctx, camp); err != nil {
+		return err
+	}
+	if err := c.opts.Leading(ctx, DriverKey(camp.Name)); err != nil {
 		return err
 	}
 	if err := c.ledger.drop(ctx, camp.UID); err != nil {
