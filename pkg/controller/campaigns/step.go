@@ -185,7 +185,7 @@ func (c *Controller) choose(spec *v1alpha1.CampaignSpec, d *driven, s *step, now
 			for len(q) > 0 {
 				m := q[0]
 				q = q[1:]
-				if room := c.dcRoom(spec, p, u, m.Datacenter) - startedIn[m.Datacenter]; room <= 0 {
+				if room := c.dcRoom(spec, p, u, m.Datacenter, startedIn[m.Datacenter]); room <= 0 {
 					q = nil
 					break
 				}
@@ -228,20 +228,22 @@ func (c *Controller) room(spec *v1alpha1.CampaignSpec, p *progress, u *campaign.
 		}
 		return 0, v1alpha1.CampaignReasonOutsideWindow
 	}
-	return c.dcRoom(spec, p, u, dc), ""
+	return c.dcRoom(spec, p, u, dc, 0), ""
 }
 
 // dcRoom is how many more members of dc its limits would let start, before
 // the per-member checks: its maxUnavailable share and its Datacenter's
 // maxConcurrentJobs (this Campaign's Jobs there do not exceed it, so they
-// never queue behind one another holding their Hardware).
-func (c *Controller) dcRoom(spec *v1alpha1.CampaignSpec, p *progress, u *campaign.Unavailable, dc string) int {
+// never queue behind one another holding their Hardware). starting members
+// of dc were chosen earlier in this step: u counts them already,
+// p.startedInDC not yet.
+func (c *Controller) dcRoom(spec *v1alpha1.CampaignSpec, p *progress, u *campaign.Unavailable, dc string, starting int) int {
 	room := campaign.MaxUnavailable(spec.MaxUnavailable.PerDatacenter, p.scopes.DC[dc]) - u.DC[dc]
 	maxJobs := int(v1alpha1.DefaultMaxConcurrentJobs)
 	if datacenter, err := c.dcs.Get(dc); err == nil && datacenter.Spec.MaxConcurrentJobs != nil {
 		maxJobs = int(*datacenter.Spec.MaxConcurrentJobs)
 	}
-	return min(room, maxJobs-p.startedInDC[dc])
+	return min(room, maxJobs-p.startedInDC[dc]-starting)
 }
 
 // unavailable counts the members unavailable now: those with a Job of this
