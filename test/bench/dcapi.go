@@ -64,15 +64,33 @@ type sectionDC struct {
 // startSectionDC starts mock datacenter name and registers it as Datacenter
 // name, with its token where Stargate reads datacenter credentials.
 func (b *bench) startSectionDC(ctx context.Context, name string) (*sectionDC, error) {
-	d := &sectionDC{name: name, token: "token-of-" + name, clock: &offsetClock{}}
-	tokenFile := filepath.Join(b.c.CredsDir, name)
-	if err := os.WriteFile(tokenFile, []byte(d.token), 0o600); err != nil {
+	d, err := b.serveMockDC(mockdc.Options{Name: name, RepaveDuration: dcapiOperation,
+		RebootDuration: dcapiOperation, PowerDuration: dcapiOperation, MaxRunning: 1 << 20})
+	if err != nil {
+		return nil, err
+	}
+	if err := b.ensureNamespace(ctx, name); err != nil {
+		return d, err
+	}
+	_, err = b.sg.StargateV1alpha1().Datacenters().Create(ctx, &v1alpha1.Datacenter{
+		ObjectMeta: metav1.ObjectMeta{Name: name},
+		Spec:       v1alpha1.DatacenterSpec{Endpoint: d.url, MaxConcurrentJobs: ptr.To[int32](100000)},
+	}, metav1.CreateOptions{})
+	return d, err
+}
+
+// serveMockDC serves mock datacenter opts.Name from this process on
+// 127.0.0.1, on an offsetClock, with a token of its own written where
+// Stargate reads datacenter credentials (opts.Clock and opts.TokenFile are
+// set here). Stop it with stop.
+func (b *bench) serveMockDC(opts mockdc.Options) (*sectionDC, error) {
+	d := &sectionDC{name: opts.Name, token: "token-of-" + opts.Name, clock: &offsetClock{}}
+	opts.TokenFile, opts.Clock = filepath.Join(b.c.CredsDir, opts.Name), d.clock
+	if err := os.WriteFile(opts.TokenFile, []byte(d.token), 0o600); err != nil {
 		return nil, err
 	}
 	var err error
-	d.mock, err = mockdc.New(mockdc.Options{Name: name, TokenFile: tokenFile, RepaveDuration: dcapiOperation,
-		RebootDuration: dcapiOperation, PowerDuration: dcapiOperation, MaxRunning: 1 << 20, Clock: d.clock})
-	if err != nil {
+	if d.mock, err = mockdc.New(opts); err != nil {
 		return nil, err
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -82,14 +100,7 @@ func (b *bench) startSectionDC(ctx context.Context, name string) (*sectionDC, er
 	d.url = "http://" + ln.Addr().String()
 	d.srv = &http.Server{Handler: d.mock.Handler(), ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = d.srv.Serve(ln) }()
-	if err := b.ensureNamespace(ctx, name); err != nil {
-		return d, err
-	}
-	_, err = b.sg.StargateV1alpha1().Datacenters().Create(ctx, &v1alpha1.Datacenter{
-		ObjectMeta: metav1.ObjectMeta{Name: name},
-		Spec:       v1alpha1.DatacenterSpec{Endpoint: d.url, MaxConcurrentJobs: ptr.To[int32](100000)},
-	}, metav1.CreateOptions{})
-	return d, err
+	return d, nil
 }
 
 // requests is how many datacenter API requests (every /v1/ route and
@@ -299,7 +310,7 @@ func (b *bench) datacenterRequests(ctx context.Context) error {
 			dc.jobs++
 		}
 	}
-	section := fmt.Sprintf("7. Datacenter API load: %d reboot Jobs held in flight across %d mock datacenters", n, k)
+	section := fmt.Sprintf("8. Datacenter API load: %d reboot Jobs held in flight across %d mock datacenters", n, k)
 	start := time.Now()
 	for _, dc := range dcs {
 		if _, err := b.createMany(ctx, b.paths[0], dc.name, dc.jobs, 32, 512); err != nil {

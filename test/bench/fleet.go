@@ -27,19 +27,23 @@ import (
 	"stargate.io/stargate/test/framework"
 )
 
-// A fleet is what the scale section seeds: Hardware spread evenly over
-// datacenters (one namespace each), every tenth with a Job; the last
-// unfinished Jobs hold their Hardware, the others finished.
+// A fleet is what a section seeds: Hardware spread evenly over
+// datacenters (one namespace each, named prefix and a number), every tenth
+// with a Job; the last unfinished Jobs hold their Hardware, the others
+// finished. The i-th Hardware's MAC and IPv4 come from offset+i, so fleets
+// with offsets far apart never share a MAC (unique across namespaces).
 type fleet struct {
+	prefix                                  string
+	offset                                  int
 	datacenters, hardware, jobs, unfinished int
 }
 
 // fleet is the scale section's fleet of these sizes: a tenth of its Jobs unfinished.
 func (sz sizes) fleet() fleet {
-	return fleet{datacenters: sz.scaleDatacenters, hardware: sz.scaleHardware, jobs: sz.scaleJobs, unfinished: sz.scaleJobs / 10}
+	return fleet{prefix: "scale-dc-", datacenters: sz.scaleDatacenters, hardware: sz.scaleHardware, jobs: sz.scaleJobs, unfinished: sz.scaleJobs / 10}
 }
 
-func (f fleet) datacenter(d int) string { return fmt.Sprintf("scale-dc-%03d", d) }
+func (f fleet) datacenter(d int) string { return fmt.Sprintf("%s%03d", f.prefix, d) }
 
 // perDatacenter is how many Hardware each datacenter has.
 func (f fleet) perDatacenter() int { return f.hardware / f.datacenters }
@@ -67,7 +71,7 @@ func (f fleet) jobOf(i int) (name string, finished, ok bool) {
 // its storage codec (the scheme's JSON serializer, the v1alpha1 storage
 // version), its keys under its --etcd-prefix, and its identity-index entries
 // (hwindex.Entries). It learns the key layout and checks the byte-exactness
-// on an object the server itself created.
+// on objects the server itself created (learnStorage).
 type seeder struct {
 	etcd       *clientv3.Client
 	serializer runtime.Serializer
@@ -78,29 +82,37 @@ type seeder struct {
 	claimedAt  time.Time
 }
 
-// newSeeder creates one Hardware and one Job through the API in the fleet's
-// first datacenter, reads back what the server stored in etcd, and checks
-// that re-encoding them gives the very same bytes.
+// newSeeder makes the fleet's Datacenters and learns how the server stores
+// a Hardware and a Job in the fleet's first datacenter.
 func (b *bench) newSeeder(ctx context.Context, f fleet) (*seeder, error) {
-	scheme := runtime.NewScheme()
-	install.Install(scheme)
-	s := &seeder{etcd: b.etcd, serializer: kjson.NewSerializerWithOptions(kjson.DefaultMetaFactory, scheme, scheme, kjson.SerializerOptions{})}
 	if err := b.fleetDatacenters(ctx, f); err != nil {
 		return nil, err
 	}
-	ns := f.datacenter(0)
+	return b.learnStorage(ctx, f.datacenter(0), true)
+}
+
+// learnStorage creates one Hardware named template (and, withJob, one Job)
+// through the API in namespace ns, reads back what the server stored in
+// etcd, and checks that re-encoding them gives the very same bytes. Without
+// a Job, the seeder seeds no Jobs (a fleet with jobs 0).
+func (b *bench) learnStorage(ctx context.Context, ns string, withJob bool) (*seeder, error) {
+	scheme := runtime.NewScheme()
+	install.Install(scheme)
+	s := &seeder{etcd: b.etcd, serializer: kjson.NewSerializerWithOptions(kjson.DefaultMetaFactory, scheme, scheme, kjson.SerializerOptions{})}
 	hw := realisticHardware(ns, "template", 0)
 	hw.Spec.MAC, hw.Spec.IPv4 = "0a:ff:ff:ff:ff:ff", "10.255.255.254" // outside the fleet's ranges
 	created, err := b.sg.StargateV1alpha1().Hardwares(ns).Create(ctx, hw, metav1.CreateOptions{FieldManager: "stargate-bench"})
 	if err != nil {
 		return nil, err
 	}
-	_, err = b.sg.StargateV1alpha1().Jobs(ns).Create(ctx, &v1alpha1.Job{
-		ObjectMeta: metav1.ObjectMeta{Name: "template", Labels: map[string]string{"stargate.io/campaign": "os-2-rollout"}},
-		Spec:       v1alpha1.JobSpec{HardwareRef: v1alpha1.LocalObjectReference{Name: "template"}, Operation: v1alpha1.OperationReboot},
-	}, metav1.CreateOptions{FieldManager: "stargate-bench"})
-	if err != nil {
-		return nil, err
+	if withJob {
+		_, err = b.sg.StargateV1alpha1().Jobs(ns).Create(ctx, &v1alpha1.Job{
+			ObjectMeta: metav1.ObjectMeta{Name: "template", Labels: map[string]string{"stargate.io/campaign": "os-2-rollout"}},
+			Spec:       v1alpha1.JobSpec{HardwareRef: v1alpha1.LocalObjectReference{Name: "template"}, Operation: v1alpha1.OperationReboot},
+		}, metav1.CreateOptions{FieldManager: "stargate-bench"})
+		if err != nil {
+			return nil, err
+		}
 	}
 	prefix := server.DefaultEtcdPathPrefix + "/"
 	keys, err := b.etcd.Get(ctx, prefix, clientv3.WithPrefix(), clientv3.WithKeysOnly())
@@ -117,7 +129,7 @@ func (b *bench) newSeeder(ctx context.Context, f fleet) (*seeder, error) {
 			jobKey = k
 		}
 	}
-	if hwKey == "" || jobKey == "" {
+	if hwKey == "" || withJob && jobKey == "" {
 		return nil, fmt.Errorf("the server's keys for %s/template are not under %s", ns, prefix)
 	}
 	hwBase, jobBase := strings.TrimSuffix(hwKey, ns+"/template"), strings.TrimSuffix(jobKey, ns+"/template")
@@ -131,11 +143,14 @@ func (b *bench) newSeeder(ctx context.Context, f fleet) (*seeder, error) {
 	if err := s.readBack(ctx, hwKey, &storedHW); err != nil {
 		return nil, err
 	}
-	var storedJob v1alpha1.Job
-	if err := s.readBack(ctx, jobKey, &storedJob); err != nil {
-		return nil, err
+	s.hwTemplate = &storedHW
+	if withJob {
+		var storedJob v1alpha1.Job
+		if err := s.readBack(ctx, jobKey, &storedJob); err != nil {
+			return nil, err
+		}
+		s.jobTmpl = &storedJob
 	}
-	s.hwTemplate, s.jobTmpl = &storedHW, &storedJob
 
 	// Its identity-index entries are what hwindex.Entries says.
 	entries := hwindex.Entries(server.DefaultEtcdPathPrefix, ns, "template", created.UID, created.Spec.MAC, created.Spec.IPv4, time.Time{})
@@ -271,7 +286,7 @@ func (b *bench) fleetDatacenters(ctx context.Context, f fleet) error {
 // objects are the etcd writes of the i-th Hardware and its Job.
 func (s *seeder) objects(f fleet, i int) (hwOps, jobOps []clientv3.Op, err error) {
 	ns, name := f.hardwareAt(i)
-	hw := realisticHardware(ns, name, i)
+	hw := realisticHardware(ns, name, f.offset+i)
 	hw.TypeMeta = s.hwTemplate.TypeMeta
 	hw.UID = uuid.NewUUID()
 	hw.Generation, hw.CreationTimestamp, hw.ManagedFields = 1, s.hwTemplate.CreationTimestamp, s.hwTemplate.ManagedFields

@@ -8,6 +8,7 @@
 //	go run ./test/bench            # make bench: the full run (about 18 minutes)
 //	go run ./test/bench -quick     # make bench-quick: smaller counts (about 4 minutes)
 //	go run ./test/bench -scale     # only the million-server section
+//	go run ./test/bench -quick -sections campaign   # some sections only; prints, writes -out only if given
 package main
 
 import (
@@ -16,6 +17,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -38,11 +40,19 @@ type sizes struct {
 	scaleJobs        int
 	// inFlightJobs are held Running at once by the datacenter API section.
 	inFlightJobs int
+	// The campaign section: Hardware spread over mock datacenters, all of
+	// them repaved by one Campaign, after plainJobs repave Jobs created
+	// one by one (the baseline).
+	campaignDatacenters int
+	campaignHardware    int
+	campaignPlainJobs   int
 }
 
 var (
-	full  = sizes{reps: 3, creates: 400, concurrencies: []int{1, 8, 32}, listObjects: 10000, watchEvents: 50, controllerJobs: 2000, pacedJobs: 250, scaleDatacenters: 100, scaleHardware: 1000000, scaleJobs: 100000, inFlightJobs: 10000}
-	quick = sizes{reps: 3, creates: 150, concurrencies: []int{1, 32}, listObjects: 2000, watchEvents: 30, controllerJobs: 400, pacedJobs: 100, scaleDatacenters: 10, scaleHardware: 20000, scaleJobs: 2000, inFlightJobs: 400}
+	full = sizes{reps: 3, creates: 400, concurrencies: []int{1, 8, 32}, listObjects: 10000, watchEvents: 50, controllerJobs: 2000, pacedJobs: 250, scaleDatacenters: 100, scaleHardware: 1000000, scaleJobs: 100000, inFlightJobs: 10000,
+		campaignDatacenters: 10, campaignHardware: 20000, campaignPlainJobs: 500}
+	quick = sizes{reps: 3, creates: 150, concurrencies: []int{1, 32}, listObjects: 2000, watchEvents: 30, controllerJobs: 400, pacedJobs: 100, scaleDatacenters: 10, scaleHardware: 20000, scaleJobs: 2000, inFlightJobs: 400,
+		campaignDatacenters: 4, campaignHardware: 2000, campaignPlainJobs: 200}
 )
 
 func main() {
@@ -53,8 +63,14 @@ func main() {
 	scaleOnly := flag.Bool("scale", false, "only the scale section (the fleet of 1,000,000 Hardware; -quick: 20,000); prints, writes -out only if given")
 	heapProfile := flag.String("heap-profile", "", "only seed the scale section's fleet, restart stargate-apiserver on it and write its heap profile here")
 	heapCached := flag.Bool("heap-profile-cached", false, "with -heap-profile: keep the watch cache of Hardware")
+	sectionList := flag.String("sections", "", "only these sections, comma-separated, of "+strings.Join(sectionKeys, ",")+"; prints, writes -out only if given")
 	flag.Parse()
-	if *scaleOnly {
+	only, err := parseSections(*sectionList)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(2)
+	}
+	if *scaleOnly || only != nil {
 		outGiven := false
 		flag.Visit(func(f *flag.Flag) { outGiven = outGiven || f.Name == "out" })
 		if !outGiven {
@@ -65,8 +81,12 @@ func main() {
 	if *quickRun {
 		sz, mode = quick, "make bench-quick"
 	}
+	if only != nil {
+		mode = strings.Replace(strings.Replace(mode, "make bench-quick", "go run ./test/bench -quick", 1), "make bench", "go run ./test/bench", 1) +
+			" -sections " + *sectionList
+	}
 	start := time.Now()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Minute)
 	defer cancel()
 	cluster, err := framework.Start(".", framework.Options{
 		// Zero-time operations at the mock datacenters: the controller
@@ -103,7 +123,7 @@ func main() {
 		mode = strings.Replace(mode, "make bench", "go run ./test/bench -scale", 1)
 		err = b.scale(ctx)
 	} else if err == nil {
-		err = b.run(ctx)
+		err = b.run(ctx, only)
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
@@ -120,4 +140,19 @@ func main() {
 			os.Exit(1)
 		}
 	}
+}
+
+// parseSections reads -sections: nil (every section) when empty.
+func parseSections(list string) (map[string]bool, error) {
+	if list == "" {
+		return nil, nil
+	}
+	only := map[string]bool{}
+	for _, key := range strings.Split(list, ",") {
+		if !slices.Contains(sectionKeys, strings.TrimSpace(key)) {
+			return nil, fmt.Errorf("-sections: no section %q (the sections: %s)", key, strings.Join(sectionKeys, ", "))
+		}
+		only[strings.TrimSpace(key)] = true
+	}
+	return only, nil
 }

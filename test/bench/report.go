@@ -98,7 +98,7 @@ func (b *bench) report(mode string, took time.Duration) string {
 		"except latency percentiles, which are taken once over the latencies of every repetition pooled, the per-repetition range beside them. "+
 		"The paths run in a different order in every repetition (seed %d; `-seed %d` repeats the orders). "+
 		"All processes on 127.0.0.1: one real etcd (%s by its /version, built from go.etcd.io/etcd/server/v3 %s) shared by kube-apiserver (%s by its /version, built from k8s.io/kubernetes %s) "+
-		"and stargate-apiserver (k8s.io/apiserver %s, %s; aggregated mode, delegated auth), two mock datacenters. Versions are read from the binaries' Go build information and the servers' /version. "+
+		"and stargate-apiserver (k8s.io/apiserver %s, %s; aggregated mode, delegated auth), two mock datacenters (the campaign and datacenter API sections serve their own from the bench's process). Versions are read from the binaries' Go build information and the servers' /version. "+
 		"Clients: client-go, QPS unlimited, JSON. CPU and RSS from /proc.\n",
 		mode, time.Now().UTC().Format("2006-01-02"), framework.Machine(), runtime.Version(), took.Round(time.Second), b.sz.reps,
 		b.seed, b.seed, v.etcdServer, v.etcdModule, v.kubeServer, v.kubeModule, v.stargateApiserver, v.goVer)

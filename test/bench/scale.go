@@ -30,7 +30,7 @@ import (
 // datacenter, and a paged list of everything.
 func (b *bench) scale(ctx context.Context) error {
 	f := b.sz.fleet()
-	section := fmt.Sprintf("6. Scale: %d Hardware (~1.3 KB) in %d datacenters, %d Jobs (%d finished), two replicas",
+	section := fmt.Sprintf("7. Scale: %d Hardware (~1.3 KB) in %d datacenters, %d Jobs (%d finished), two replicas",
 		f.hardware, f.datacenters, f.jobs, f.jobs-f.unfinished)
 	// Stargate is down while etcd is filled (as after a crash during a
 	// bulk import): it then starts on the whole fleet at once.
