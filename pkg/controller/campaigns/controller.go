@@ -54,6 +54,10 @@ type Options struct {
 	// Leading is asked, with a Campaign's DriverKey, right before each
 	// ledger write, Job create and Job cancel.
 	Leading func(ctx context.Context, key string) error
+	// Fence, with a Campaign's DriverKey, is the condition every ledger
+	// write is made under (in its own etcd transaction): this replica still
+	// holds the Campaign's election key. Nil: no condition (one replica).
+	Fence func(key string) ([]clientv3.Cmp, error)
 	// Want is told of every Campaign's DriverKey, so some replica drives it;
 	// Forget, of a Campaign gone, so its driver stops.
 	Want, Forget func(key string)
@@ -125,7 +129,7 @@ func New(client clientset.Interface, campaignInformer informers.CampaignInformer
 	}
 	c := &Controller{
 		client: client, campaigns: campaignInformer.Lister(), jobs: unfinishedJobs.Lister(), troubled: troubled.Lister(),
-		dcs: dcInformer.Lister(), templates: tmplInformer.Lister(), ledger: newLedger(opts.EtcdClient, opts.EtcdPrefix),
+		dcs: dcInformer.Lister(), templates: tmplInformer.Lister(), ledger: newLedger(opts.EtcdClient, opts.EtcdPrefix, opts.Fence),
 		opts: opts, driven: map[string]*driven{},
 		synced: []cache.InformerSynced{campaignInformer.Informer().HasSynced, unfinishedJobs.Informer().HasSynced,
 			troubled.Informer().HasSynced, dcInformer.Informer().HasSynced, tmplInformer.Informer().HasSynced},

@@ -109,7 +109,7 @@ func (c *Controller) writeLedger(ctx context.Context, camp *v1alpha1.Campaign, d
 	}
 	err := c.opts.Leading(ctx, DriverKey(camp.Name))
 	if err == nil {
-		err = c.ledger.write(ctx, camp.UID, recs)
+		err = c.ledger.write(ctx, camp.Name, camp.UID, recs)
 	}
 	if err != nil {
 		// The progress in memory is ahead of the ledger: reload it, and

@@ -105,17 +105,17 @@ func (c *Controller) record(ctx context.Context, camp *v1alpha1.Campaign, plan *
 	if err := c.opts.Leading(ctx, DriverKey(camp.Name)); err != nil {
 		return err
 	}
-	if err := c.ledger.drop(ctx, camp.UID); err != nil {
+	if err := c.ledger.drop(ctx, camp.Name, camp.UID); err != nil {
 		return err
 	}
 	recs := make(map[string]record, len(plan.Members))
 	for i, m := range plan.Members {
 		recs[m.Datacenter+"/"+m.Name] = record{Wave: m.Wave, Domain: m.Domain, State: statePending, Order: i}
 	}
-	if err := c.ledger.write(ctx, camp.UID, recs); err != nil {
+	if err := c.ledger.write(ctx, camp.Name, camp.UID, recs); err != nil {
 		return err
 	}
-	return c.ledger.seal(ctx, camp.UID, seal{Members: len(recs), Skipped: plan.Skipped})
+	return c.ledger.seal(ctx, camp.Name, camp.UID, seal{Members: len(recs), Skipped: plan.Skipped})
 }
 
 // selectedDatacenters lists the Datacenters spec.datacenterSelector selects.
@@ -243,7 +243,7 @@ func (c *Controller) finalize(ctx context.Context, camp *v1alpha1.Campaign, d *d
 	if err := c.opts.Leading(ctx, DriverKey(camp.Name)); err != nil {
 		return err
 	}
-	if err := c.ledger.drop(ctx, camp.UID); err != nil {
+	if err := c.ledger.drop(ctx, camp.Name, camp.UID); err != nil {
 		return err
 	}
 	d.progress = nil

@@ -89,6 +89,7 @@ type driver interface {
 	Forget(datacenter string)
 	Owns(datacenter string) bool
 	Leading(ctx context.Context, datacenter string) error
+	Fence(datacenter string) ([]clientv3.Cmp, error)
 }
 
 // eventRecorder records Events through the hosting cluster's events API when
@@ -168,7 +169,7 @@ func runControllers(ctx context.Context, cfg Config, client clientset.Interface,
 		return err
 	}
 	campaignController, err := campaigns.New(client, v1.Campaigns(), unfinished, troubled, v1.Datacenters(), v1.Templates(),
-		campaigns.Options{EtcdClient: cfg.EtcdClient, EtcdPrefix: cfg.EtcdPrefix, Leading: d.Leading, Want: d.Want, Forget: d.Forget})
+		campaigns.Options{EtcdClient: cfg.EtcdClient, EtcdPrefix: cfg.EtcdPrefix, Leading: d.Leading, Fence: d.Fence, Want: d.Want, Forget: d.Forget})
 	if err != nil {
 		return err
 	}
@@ -321,6 +322,9 @@ func (e *everyDatacenter) Forget(datacenter string) {
 func (e *everyDatacenter) Owns(string) bool { return true }
 
 func (e *everyDatacenter) Leading(context.Context, string) error { return nil }
+
+// Fence is no condition: one replica alone drives everything.
+func (e *everyDatacenter) Fence(string) ([]clientv3.Cmp, error) { return nil, nil }
 
 // slimForControllers drops, before an object enters the controllers' caches
 // (unfinished Jobs, Templates, Datacenters; none holds Hardware), what no controller
