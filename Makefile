@@ -31,7 +31,7 @@ unit: ## Unit, registry and integration tests (no kube-apiserver needed).
 test-e2e: cluster-tools ## End-to-end behind a real kube-apiserver, etcd and kubectl on 127.0.0.1.
 	$(GO) test -tags e2e -count=1 -timeout 20m $(GOTESTFLAGS) ./test/e2e/
 
-test-faults: cluster-tools ## Fault suite: kill -9, replicas killed, paused and added, etcd down, DC faults, hostile input, steady load (under 20 min).
+test-faults: cluster-tools ## Fault suite: kill -9, Campaigns killed and handed over, replicas killed, paused and added, etcd down, DC faults, hostile input, steady load (under 20 min).
 	$(GO) test -tags faults -count=1 -timeout 20m -v $(GOTESTFLAGS) ./test/faults/
 
 bench: cluster-tools ## Stargate vs a CRD vs etcd, a Campaign of 20,000 servers, a million servers, datacenter API load, full counts (about 18 min, plus 6-8 for the campaign section); writes test/bench/RESULTS.md.

@@ -13,6 +13,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
@@ -27,6 +28,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
+	"stargate.io/stargate/mockdc"
 	"stargate.io/stargate/pkg/pki"
 )
 
@@ -234,18 +236,22 @@ func (p *process) kill(hard bool) {
 	}
 }
 
-// Stop stops every process, Stargate first.
+// Stop stops every process, Stargate first, then the mock datacenters.
 func (c *Cluster) Stop() {
 	// Stargate (and any replica) first, then what it depends on.
 	c.mu.Lock()
-	var replicas []string
+	var replicas, mocks []string
 	for name := range c.procs {
-		if strings.HasPrefix(name, "stargate-apiserver-") {
+		switch {
+		case strings.HasPrefix(name, "stargate-apiserver-"):
 			replicas = append(replicas, name)
+		case strings.HasPrefix(name, "mockdc-"):
+			mocks = append(mocks, name)
 		}
 	}
 	c.mu.Unlock()
-	for _, name := range append(replicas, "stargate-apiserver", "mockdc-dc-west", "mockdc-dc-east", "kube-apiserver", "etcd") {
+	order := append(append(replicas, "stargate-apiserver"), mocks...)
+	for _, name := range append(order, "kube-apiserver", "etcd") {
 		c.mu.Lock()
 		p := c.procs[name]
 		c.mu.Unlock()
@@ -408,33 +414,69 @@ func (c *Cluster) startMockDCs() error {
 		return err
 	}
 	for _, dc := range []string{"dc-west", "dc-east"} {
-		port, err := freePort()
-		if err != nil {
-			return err
-		}
-		token := filepath.Join(c.CredsDir, dc)
-		if err := os.WriteFile(token, []byte("token-of-"+dc), 0o600); err != nil {
-			return err
-		}
-		args := []string{"-v=1", "--name=" + dc, fmt.Sprintf("--listen=127.0.0.1:%d", port), "--token-file=" + token,
-			"--repave-duration=" + c.opts.RepaveDuration.String(),
-			"--reboot-duration=" + c.opts.RebootDuration.String(), "--power-duration=" + c.opts.PowerDuration.String(),
-			fmt.Sprintf("--max-running=%d", c.opts.MockDCMaxRunning)}
-		if !c.opts.MockDCInMemory {
-			args = append(args, "--state-file="+filepath.Join(c.Work, "mockdc-"+dc+".json"))
-		}
+		var extra []string
 		if dc == "dc-west" {
-			args = append(args, "--inventory="+filepath.Join(c.Root, "artifacts/samples/mockdc-inventory-dc-west.yaml"))
+			extra = append(extra, "--inventory="+filepath.Join(c.Root, "artifacts/samples/mockdc-inventory-dc-west.yaml"))
 		}
-		if _, err := c.start("mockdc-"+dc, c.Bin["mockdc"], args...); err != nil {
-			return err
-		}
-		c.MockDC[dc] = fmt.Sprintf("http://127.0.0.1:%d", port)
-		if err := waitFor(dc, 30*time.Second, func() error { return httpOK(http.DefaultClient, c.MockDC[dc]+"/healthz") }); err != nil {
+		if err := c.startMockDC(dc, extra...); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// StartMockDC starts one more mock datacenter, process mockdc-<dc>, with the
+// cluster's operation times, its token in the credentials directory under
+// dc (so a Datacenter named dc reaches it), knowing machines from the start
+// (a machine it does not know is looked up as state unknown, which a
+// Campaign counts unavailable), and waits until it is healthy. MockDC[dc]
+// is its URL; Stop stops it.
+func (c *Cluster) StartMockDC(dc string, machines []mockdc.InventoryMachine) error {
+	c.mu.Lock()
+	_, exists := c.procs["mockdc-"+dc]
+	c.mu.Unlock()
+	if exists {
+		return fmt.Errorf("mock datacenter %s was started already", dc)
+	}
+	var extra []string
+	if len(machines) > 0 {
+		data, err := json.Marshal(machines) // YAML, as --inventory reads it
+		if err != nil {
+			return err
+		}
+		inventory := filepath.Join(c.Work, "mockdc-"+dc+"-inventory.yaml")
+		if err := os.WriteFile(inventory, data, 0o600); err != nil {
+			return err
+		}
+		extra = append(extra, "--inventory="+inventory)
+	}
+	return c.startMockDC(dc, extra...)
+}
+
+func (c *Cluster) startMockDC(dc string, extra ...string) error {
+	port, err := freePort()
+	if err != nil {
+		return err
+	}
+	token := filepath.Join(c.CredsDir, dc)
+	if err := os.WriteFile(token, []byte("token-of-"+dc), 0o600); err != nil {
+		return err
+	}
+	args := []string{"-v=1", "--name=" + dc, fmt.Sprintf("--listen=127.0.0.1:%d", port), "--token-file=" + token,
+		"--repave-duration=" + c.opts.RepaveDuration.String(),
+		"--reboot-duration=" + c.opts.RebootDuration.String(), "--power-duration=" + c.opts.PowerDuration.String(),
+		fmt.Sprintf("--max-running=%d", c.opts.MockDCMaxRunning)}
+	if !c.opts.MockDCInMemory {
+		args = append(args, "--state-file="+filepath.Join(c.Work, "mockdc-"+dc+".json"))
+	}
+	if _, err := c.start("mockdc-"+dc, c.Bin["mockdc"], append(args, extra...)...); err != nil {
+		return err
+	}
+	url := fmt.Sprintf("http://127.0.0.1:%d", port)
+	c.mu.Lock()
+	c.MockDC[dc] = url
+	c.mu.Unlock()
+	return waitFor(dc, 30*time.Second, func() error { return httpOK(http.DefaultClient, url+"/healthz") })
 }
 
 // startStargate runs stargate-apiserver in aggregated mode: delegated
@@ -528,10 +570,15 @@ func (c *Cluster) WaitAvailable() error {
 // RestartStargate kills stargate-apiserver (SIGKILL: no goodbye) and starts it
 // again on the same port and etcd.
 func (c *Cluster) RestartStargate() error {
-	c.mu.Lock()
-	p := c.procs["stargate-apiserver"]
-	c.mu.Unlock()
-	p.kill(true)
+	c.Kill("stargate-apiserver", true)
+	return c.StartStargateAgain()
+}
+
+// StartStargateAgain starts stargate-apiserver, after Kill("stargate-apiserver"),
+// on its port, flags and etcd, and waits until it is ready and the APIService
+// Available: RestartStargate in two steps, so a test can look at what the
+// killed process left behind before another starts.
+func (c *Cluster) StartStargateAgain() error {
 	if err := c.startStargate(); err != nil {
 		return err
 	}

@@ -38,9 +38,18 @@ func startFleet(t *testing.T, dcs, racks, perRack int, mutate func(dc string, o 
 	f := &fleet{dcs: map[string]*mockDC{}, domainOf: map[string]string{}, creds: creds}
 	for d := range dcs {
 		name := fmt.Sprintf("dc-%d", d)
+		// The datacenter knows its machines: one it does not know is in state
+		// unknown, which a Campaign counts as unavailable.
+		var inventory []mockdc.InventoryMachine
+		for r := range racks {
+			for i := range perRack {
+				inventory = append(inventory, mockdc.InventoryMachine{MAC: fleetMAC(d, r, i), PowerState: "on", CurrentOS: "1.0.0"})
+			}
+		}
 		f.dcs[name] = startMockDC(t, name, creds, func(o *mockdc.Options) {
 			o.RepaveDuration, o.RebootDuration = 150*time.Millisecond, 50*time.Millisecond
 			o.MaxRunning = 100
+			o.Inventory = inventory
 			if mutate != nil {
 				mutate(name, o)
 			}
@@ -84,7 +93,7 @@ func startFleet(t *testing.T, dcs, racks, perRack int, mutate func(dc string, o 
 		}
 		for r := range racks {
 			for i := range perRack {
-				mac := fmt.Sprintf("02:%02x:%02x:%02x:00:01", d, r, i)
+				mac := fleetMAC(d, r, i)
 				hw := &v1alpha1.Hardware{
 					ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("server-%d-%03d", r, i), Namespace: name,
 						Labels: map[string]string{rackLabel: fmt.Sprintf("rack-%d", r), "pool": "gpu"}},
@@ -106,7 +115,22 @@ func startFleet(t *testing.T, dcs, racks, perRack int, mutate func(dc string, o 
 		t.Fatal(err)
 	default:
 	}
+	f.ready(t)
 	return f
+}
+
+func fleetMAC(dc, rack, i int) string { return fmt.Sprintf("02:%02x:%02x:%02x:00:01", dc, rack, i) }
+
+// ready waits until every Hardware was looked up at its datacenter (state ready).
+func (f *fleet) ready(t *testing.T) {
+	t.Helper()
+	err := wait.PollUntilContextTimeout(context.Background(), 100*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
+		list, err := f.ts.Client.StargateV1alpha1().Hardwares("").List(ctx, metav1.ListOptions{FieldSelector: "status.state=ready"})
+		return err == nil && len(list.Items) == f.members, nil
+	})
+	if err != nil {
+		t.Fatalf("the fleet's %d Hardware were not all looked up: %v", f.members, err)
+	}
 }
 
 func (f *fleet) create(t *testing.T, camp *v1alpha1.Campaign) *v1alpha1.Campaign {
@@ -131,10 +155,13 @@ func (f *fleet) get(t *testing.T, name string) *v1alpha1.Campaign {
 func (f *fleet) waitFor(t *testing.T, name, what string, timeout time.Duration, cond func(*v1alpha1.Campaign) bool) *v1alpha1.Campaign {
 	t.Helper()
 	var camp *v1alpha1.Campaign
-	err := wait.PollUntilContextTimeout(context.Background(), 50*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
-		var err error
-		camp, err = f.ts.Client.StargateV1alpha1().Campaigns().Get(ctx, name, metav1.GetOptions{})
-		return err == nil && cond(camp), nil
+	err := wait.PollUntilContextTimeout(context.Background(), 100*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
+		got, err := f.ts.Client.StargateV1alpha1().Campaigns().Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return false, nil
+		}
+		camp = got // the last one read, for the failure message
+		return cond(camp), nil
 	})
 	if err != nil {
 		t.Fatalf("campaign %s: %s did not happen within %s; status: %+v", name, what, timeout, camp.Status)
@@ -246,7 +273,7 @@ func (f *fleet) sample(t *testing.T, name string) *sampler {
 				}
 				s.mu.Unlock()
 			}
-			time.Sleep(5 * time.Millisecond)
+			time.Sleep(20 * time.Millisecond)
 		}
 	}()
 	t.Cleanup(func() { cancel() })
@@ -293,7 +320,7 @@ func TestCampaignKeepsItsLimits(t *testing.T) {
 		},
 	})
 	s := f.sample(t, "os-2")
-	camp := f.waitFor(t, "os-2", "Complete", 3*time.Minute, func(c *v1alpha1.Campaign) bool { return c.Status.Phase == v1alpha1.CampaignComplete })
+	camp := f.waitFor(t, "os-2", "Complete", 5*time.Minute, func(c *v1alpha1.Campaign) bool { return c.Status.Phase == v1alpha1.CampaignComplete })
 	s.stop()
 
 	if got := camp.Status.Counts; got.Targets != int32(f.members) || got.Succeeded != int32(f.members) || got.Pending+got.Running+got.Failed != 0 {

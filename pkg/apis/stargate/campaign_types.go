@@ -344,6 +344,9 @@ type CampaignStatus struct {
 	// currentWave is the wave under way (from 1); 0 before the first.
 	// +optional
 	CurrentWave int32
+	// waves is the number of waves the members were planned into.
+	// +optional
+	Waves int32
 	// waveStartTime is when the current wave started.
 	// +optional
 	WaveStartTime *metav1.Time

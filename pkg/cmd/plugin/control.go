@@ -223,7 +223,7 @@ func waveToApprove(c *v1alpha1.Campaign, wave int32) (int32, error) {
 		return 0, errors.New("--wave must be a wave number, from 1")
 	}
 	if wave > 0 {
-		if n := int32(len(c.Status.Plan)); n > 0 && wave > n {
+		if n := waves(c); n > 0 && wave > n {
 			return 0, fmt.Errorf("campaign %q has %d waves: there is no wave %d", c.Name, n, wave)
 		}
 		return wave, nil

@@ -234,7 +234,7 @@ func printPlan(w io.Writer, c *v1alpha1.Campaign) {
 		fmt.Fprintf(w, "The server answered no plan (status.plan is empty): %d servers selected.\n", counts.Targets)
 		return
 	}
-	fmt.Fprintf(w, "%d servers selected, %d skipped (already up to date), in %d waves:\n", counts.Targets, counts.Skipped, len(c.Status.Plan))
+	fmt.Fprintf(w, "%d servers selected, %d skipped (already up to date), in %d waves:\n", counts.Targets, counts.Skipped, waves(c))
 	tw := printers.GetNewTabWriter(w)
 	fmt.Fprintln(tw, "WAVE\tSERVERS\tDATACENTERS\tFIRST")
 	for _, wave := range c.Status.Plan {

@@ -63,17 +63,7 @@ func jobFailure(job *v1alpha1.Job) string {
 // waitJob returns the Job once it succeeded or failed.
 func waitJob(ctx context.Context, client versioned.Interface, ns, name string) (*v1alpha1.Job, error) {
 	jobs := client.StargateV1alpha1().Jobs(ns)
-	selector := fields.OneTermEqualSelector("metadata.name", name).String()
-	lw := &cache.ListWatch{
-		ListWithContextFunc: func(ctx context.Context, opts metav1.ListOptions) (runtime.Object, error) {
-			opts.FieldSelector = selector
-			return jobs.List(ctx, opts)
-		},
-		WatchFuncWithContext: func(ctx context.Context, opts metav1.ListOptions) (watch.Interface, error) {
-			opts.FieldSelector = selector
-			return jobs.Watch(ctx, opts)
-		},
-	}
+	lw := byName(name, jobs.List, jobs.Watch)
 	var last *v1alpha1.Job
 	_, err := watchtools.UntilWithSync(ctx, cache.ToListWatcherWithWatchListSemantics(lw, client), &v1alpha1.Job{}, nil,
 		func(e watch.Event) (bool, error) {
@@ -88,4 +78,20 @@ func waitJob(ctx context.Context, client versioned.Interface, ns, name string) (
 			return job.Status.Phase == v1alpha1.JobSucceeded || job.Status.Phase == v1alpha1.JobFailed, nil
 		})
 	return last, err
+}
+
+// byName lists and watches the one object named name.
+func byName[L runtime.Object](name string, list func(context.Context, metav1.ListOptions) (L, error),
+	watchFn func(context.Context, metav1.ListOptions) (watch.Interface, error)) *cache.ListWatch {
+	selector := fields.OneTermEqualSelector("metadata.name", name).String()
+	return &cache.ListWatch{
+		ListWithContextFunc: func(ctx context.Context, opts metav1.ListOptions) (runtime.Object, error) {
+			opts.FieldSelector = selector
+			return list(ctx, opts)
+		},
+		WatchFuncWithContext: func(ctx context.Context, opts metav1.ListOptions) (watch.Interface, error) {
+			opts.FieldSelector = selector
+			return watchFn(ctx, opts)
+		},
+	}
 }

@@ -9,7 +9,6 @@ import (
 
 	"github.com/spf13/cobra"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/tools/cache"
@@ -128,17 +127,7 @@ var errTimeout = errors.New("timed out")
 func watchCampaign(ctx context.Context, client versioned.Interface, name string, timeout time.Duration,
 	cond func(*v1alpha1.Campaign) (bool, error)) (*v1alpha1.Campaign, error) {
 	campaigns := client.StargateV1alpha1().Campaigns()
-	selector := fields.OneTermEqualSelector("metadata.name", name).String()
-	lw := &cache.ListWatch{
-		ListWithContextFunc: func(ctx context.Context, opts metav1.ListOptions) (runtime.Object, error) {
-			opts.FieldSelector = selector
-			return campaigns.List(ctx, opts)
-		},
-		WatchFuncWithContext: func(ctx context.Context, opts metav1.ListOptions) (watch.Interface, error) {
-			opts.FieldSelector = selector
-			return campaigns.Watch(ctx, opts)
-		},
-	}
+	lw := byName(name, campaigns.List, campaigns.Watch)
 	var last *v1alpha1.Campaign
 	err := untilWithSync(ctx, timeout, cache.ToListWatcherWithWatchListSemantics(lw, client), &v1alpha1.Campaign{},
 		func(e watch.Event) (bool, error) {

@@ -31,7 +31,7 @@ func waveText(c *v1alpha1.Campaign) string {
 	case len(c.Status.Plan) == 0:
 		return fmt.Sprintf("wave %d", c.Status.CurrentWave)
 	default:
-		return fmt.Sprintf("wave %d/%d", c.Status.CurrentWave, len(c.Status.Plan))
+		return fmt.Sprintf("wave %d/%d", c.Status.CurrentWave, waves(c))
 	}
 }
 
@@ -218,4 +218,10 @@ func finished(c *v1alpha1.Campaign) (bool, error) {
 // completedLine is what kubectl rollout status says at the end.
 func completedLine(c *v1alpha1.Campaign) string {
 	return fmt.Sprintf("campaign %q successfully completed", c.Name)
+}
+
+// waves is how many waves the Campaign has: status.waves, or the length of
+// status.plan from a server that does not report it (plan lists at most 50).
+func waves(c *v1alpha1.Campaign) int32 {
+	return max(c.Status.Waves, int32(len(c.Status.Plan)))
 }

@@ -54,8 +54,13 @@ type Options struct {
 	// Leading is asked, with a Campaign's DriverKey, right before each
 	// ledger write, Job create and Job cancel.
 	Leading func(ctx context.Context, key string) error
-	// Want is told of every Campaign's DriverKey, so some replica drives it.
-	Want func(key string)
+	// Fence, with a Campaign's DriverKey, is the condition every ledger
+	// write is made under (in its own etcd transaction): this replica still
+	// holds the Campaign's election key. Nil: no condition (one replica).
+	Fence func(key string) ([]clientv3.Cmp, error)
+	// Want is told of every Campaign's DriverKey, so some replica drives it;
+	// Forget, of a Campaign gone, so its driver stops.
+	Want, Forget func(key string)
 	// StatusInterval is the least time between two status writes of one
 	// Campaign (default 1s): counts move with every Job, the status need not.
 	StatusInterval time.Duration
@@ -124,7 +129,7 @@ func New(client clientset.Interface, campaignInformer informers.CampaignInformer
 	}
 	c := &Controller{
 		client: client, campaigns: campaignInformer.Lister(), jobs: unfinishedJobs.Lister(), troubled: troubled.Lister(),
-		dcs: dcInformer.Lister(), templates: tmplInformer.Lister(), ledger: newLedger(opts.EtcdClient, opts.EtcdPrefix),
+		dcs: dcInformer.Lister(), templates: tmplInformer.Lister(), ledger: newLedger(opts.EtcdClient, opts.EtcdPrefix, opts.Fence),
 		opts: opts, driven: map[string]*driven{},
 		synced: []cache.InformerSynced{campaignInformer.Informer().HasSynced, unfinishedJobs.Informer().HasSynced,
 			troubled.Informer().HasSynced, dcInformer.Informer().HasSynced, tmplInformer.Informer().HasSynced},
@@ -137,8 +142,13 @@ func New(client clientset.Interface, campaignInformer informers.CampaignInformer
 			c.enqueue(name)
 		}
 	}
+	gone := func(obj interface{}) {
+		if name, ok := objectName(obj); ok && opts.Forget != nil {
+			opts.Forget(DriverKey(name))
+		}
+	}
 	if _, err := campaignInformer.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc: onCampaign, UpdateFunc: func(_, obj interface{}) { onCampaign(obj) }, DeleteFunc: onCampaign,
+		AddFunc: onCampaign, UpdateFunc: func(_, obj interface{}) { onCampaign(obj) }, DeleteFunc: gone,
 	}); err != nil {
 		return nil, err
 	}

@@ -63,6 +63,9 @@ func (c *Controller) observe(ctx context.Context, camp *v1alpha1.Campaign, d *dr
 		case finished(job):
 			state, reason := outcome(job)
 			p.set(m, state, m.job, reason)
+			if state == stateFailed {
+				p.failedRecently[m] = c.opts.Clock.Now()
+			}
 			outcomes[key] = m.record()
 			release = append(release, job)
 		}
@@ -106,45 +109,80 @@ func (c *Controller) writeLedger(ctx context.Context, camp *v1alpha1.Campaign, d
 	}
 	err := c.opts.Leading(ctx, DriverKey(camp.Name))
 	if err == nil {
-		err = c.ledger.write(ctx, camp.UID, recs)
+		err = c.ledger.write(ctx, camp.Name, camp.UID, recs)
 	}
 	if err != nil {
-		d.progress = nil
+		// The progress in memory is ahead of the ledger: reload it, and
+		// forget what pointed into it.
+		d.progress, d.recreate = nil, nil
 	}
 	return err
 }
 
 // act carries a step out: members given up are recorded cancelled, members
 // to start are recorded started and then get their Job, and running Jobs
-// in a stopped scope are asked to cancel.
+// in a stopped scope are asked to cancel. Members recorded started whose
+// Job does not exist yet (a busy Hardware, an API error, a crash) get it
+// only when the step would let them start now.
 func (c *Controller) act(ctx context.Context, camp *v1alpha1.Campaign, d *driven, s *step) error {
 	p := d.progress
 	recs := map[string]record{}
-	if s.cancelAll || len(s.cancelDCs) > 0 {
-		reason := ReasonCampaignCancelled
-		if !camp.Spec.Cancel {
-			reason = v1alpha1.CampaignReasonFailureBudgetExceeded
-		}
-		for _, m := range p.members {
-			if m.state == statePending && (s.cancelAll || s.cancelDCs[m.Datacenter]) {
+	reason := ReasonCampaignCancelled
+	if !camp.Spec.Cancel {
+		reason = v1alpha1.CampaignReasonFailureBudgetExceeded
+	}
+	giveUp := func(members []*member) {
+		for _, m := range members {
+			if m.state == statePending {
 				p.set(m, stateCancelled, "", reason)
 				recs[m.key()] = m.record()
 			}
 		}
 	}
+	if s.cancelAll && !p.cancelledAll {
+		giveUp(p.members) // once: no member becomes pending again
+		p.cancelledAll = true
+	}
+	for dc := range s.cancelDCs {
+		if !p.cancelledDCs[dc] {
+			giveUp(p.byDC[dc])
+			p.cancelledDCs[dc] = true
+		}
+	}
+	var toCreate []*member
+	for _, m := range d.recreate {
+		switch {
+		case m.state != stateStarted:
+		case s.cancelAll || s.cancelDCs[m.Datacenter]:
+			p.set(m, stateCancelled, "", reason) // its Job was never created
+			recs[m.key()] = m.record()
+		case s.paused != "" || s.dcReason[m.Datacenter] != "":
+			d.retryLater(m) // it holds its place in the limits meanwhile
+		default:
+			toCreate = append(toCreate, m)
+		}
+	}
+	d.recreate = nil
 	for _, m := range s.start {
 		p.set(m, stateStarted, jobName(camp, m), "")
 		recs[m.key()] = m.record()
+		toCreate = append(toCreate, m)
 	}
 	if err := c.writeLedger(ctx, camp, d, recs); err != nil {
 		return err
 	}
-	toCreate := append(d.recreate, s.start...)
-	d.recreate = nil
 	if err := c.createJobs(ctx, camp, d, toCreate); err != nil {
 		return err
 	}
-	return c.stopRunning(ctx, camp, p, s)
+	return c.stopRunning(ctx, camp, d, s)
+}
+
+// retryLater looks at started member m again on a later sync.
+func (d *driven) retryLater(m *member) {
+	d.mu.Lock()
+	d.changed.Insert(m.key())
+	d.mu.Unlock()
+	d.retry = true
 }
 
 // createJobs creates the Jobs of members recorded started, a few at a time.
@@ -155,6 +193,9 @@ func (c *Controller) createJobs(ctx context.Context, camp *v1alpha1.Campaign, d 
 		return nil
 	}
 	if err := c.opts.Leading(ctx, DriverKey(camp.Name)); err != nil {
+		for _, m := range members {
+			d.retryLater(m)
+		}
 		return err
 	}
 	errs := make([]error, len(members))
@@ -179,10 +220,7 @@ func (c *Controller) createJobs(ctx context.Context, camp *v1alpha1.Campaign, d 
 		case err == nil, apierrors.IsAlreadyExists(err):
 		case apierrors.IsConflict(err), apierrors.IsServerTimeout(err), apierrors.IsTimeout(err), apierrors.IsTooManyRequests(err),
 			apierrors.IsServiceUnavailable(err), apierrors.IsInternalError(err), !isStatus(err):
-			d.mu.Lock()
-			d.changed.Insert(m.key())
-			d.mu.Unlock()
-			d.retry = true
+			d.retryLater(m)
 		default:
 			klog.FromContext(ctx).Info("A campaign member's Job was refused", "campaign", camp.Name, "hardware", klog.KRef(m.Datacenter, m.Name), "err", err)
 			p := d.progress
@@ -244,11 +282,15 @@ func jobName(camp *v1alpha1.Campaign, m *member) string {
 	return fmt.Sprintf("%s-%08x", base, h.Sum32())
 }
 
-// stopRunning asks the running Jobs of stopped scopes to cancel, once.
-func (c *Controller) stopRunning(ctx context.Context, camp *v1alpha1.Campaign, p *progress, s *step) error {
+// stopRunning asks the running Jobs of stopped scopes to cancel, once. A
+// member whose Job is not there was never created (the finalizer keeps
+// every created Job until counted): it is recorded cancelled.
+func (c *Controller) stopRunning(ctx context.Context, camp *v1alpha1.Campaign, d *driven, s *step) error {
 	if len(s.stopRunning) == 0 {
 		return nil
 	}
+	p := d.progress
+	never := map[string]record{}
 	for m := range p.inFlight {
 		if m.cancelSent || !(s.stopRunning[""] || s.stopRunning[m.Datacenter]) {
 			continue
@@ -258,12 +300,20 @@ func (c *Controller) stopRunning(ctx context.Context, camp *v1alpha1.Campaign, p
 		}
 		_, err := c.client.StargateV1alpha1().Jobs(m.Datacenter).Patch(ctx, m.job, types.MergePatchType,
 			[]byte(`{"spec":{"cancel":true}}`), metav1.PatchOptions{})
-		if err != nil && !apierrors.IsNotFound(err) {
+		switch {
+		case apierrors.IsNotFound(err):
+			never[m.key()] = record{}
+		case err != nil:
 			return err
 		}
 		m.cancelSent = true
 	}
-	return nil
+	for key := range never {
+		m := p.byKey[key]
+		p.set(m, stateCancelled, "", ReasonCampaignCancelled)
+		never[key] = m.record()
+	}
+	return c.writeLedger(ctx, camp, d, never)
 }
 
 // release removes the Campaign's finalizer from a Job whose outcome is in the ledger.

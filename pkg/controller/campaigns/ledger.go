@@ -3,6 +3,7 @@ package campaigns
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"path"
 	"strings"
@@ -30,7 +31,13 @@ import (
 type ledger struct {
 	client *clientv3.Client
 	prefix string
+	// fence is the condition of every write for a Campaign (see Options.Fence).
+	fence func(key string) ([]clientv3.Cmp, error)
 }
+
+// errFenced: a ledger write was refused because this replica no longer
+// holds the Campaign's election key.
+var errFenced = errors.New("the campaign ledger was not written: this replica no longer drives the campaign (its election key is gone or was recreated)")
 
 // Member states in the ledger.
 const (
@@ -61,8 +68,27 @@ type seal struct {
 // maxOpsPerTxn stays under etcd's default --max-txn-ops (128).
 const maxOpsPerTxn = 100
 
-func newLedger(client *clientv3.Client, etcdPrefix string) *ledger {
-	return &ledger{client: client, prefix: path.Join(etcdPrefix, "campaigns")}
+func newLedger(client *clientv3.Client, etcdPrefix string, fence func(string) ([]clientv3.Cmp, error)) *ledger {
+	if fence == nil {
+		fence = func(string) ([]clientv3.Cmp, error) { return nil, nil }
+	}
+	return &ledger{client: client, prefix: path.Join(etcdPrefix, "campaigns"), fence: fence}
+}
+
+// commit runs ops in one transaction under the Campaign's fence.
+func (l *ledger) commit(ctx context.Context, campaign string, ops ...clientv3.Op) error {
+	cmps, err := l.fence(DriverKey(campaign))
+	if err != nil {
+		return err
+	}
+	resp, err := l.client.Txn(ctx).If(cmps...).Then(ops...).Commit()
+	if err != nil {
+		return fmt.Errorf("writing the campaign ledger: %w", err)
+	}
+	if !resp.Succeeded {
+		return errFenced
+	}
+	return nil
 }
 
 func (l *ledger) base(uid types.UID) string { return path.Join(l.prefix, string(uid)) + "/" }
@@ -73,14 +99,14 @@ func (l *ledger) memberKey(uid types.UID, dc, name string) string {
 
 // write stores records (keyed datacenter/hardware) in transactions of at
 // most maxOpsPerTxn puts.
-func (l *ledger) write(ctx context.Context, uid types.UID, recs map[string]record) error {
+func (l *ledger) write(ctx context.Context, campaign string, uid types.UID, recs map[string]record) error {
 	ops := make([]clientv3.Op, 0, min(len(recs), maxOpsPerTxn))
 	flush := func() error {
 		if len(ops) == 0 {
 			return nil
 		}
-		if _, err := l.client.Txn(ctx).Then(ops...).Commit(); err != nil {
-			return fmt.Errorf("writing the campaign ledger: %w", err)
+		if err := l.commit(ctx, campaign, ops...); err != nil {
+			return err
 		}
 		ops = ops[:0]
 		return nil
@@ -102,13 +128,12 @@ func (l *ledger) write(ctx context.Context, uid types.UID, recs map[string]recor
 }
 
 // seal marks the plan complete.
-func (l *ledger) seal(ctx context.Context, uid types.UID, s seal) error {
+func (l *ledger) seal(ctx context.Context, campaign string, uid types.UID, s seal) error {
 	data, err := json.Marshal(s)
 	if err != nil {
 		return err
 	}
-	_, err = l.client.Put(ctx, l.base(uid)+"sealed", string(data))
-	return err
+	return l.commit(ctx, campaign, clientv3.OpPut(l.base(uid)+"sealed", string(data)))
 }
 
 // load reads a Campaign's ledger: its seal (nil when the plan was never
@@ -149,7 +174,6 @@ func (l *ledger) load(ctx context.Context, uid types.UID) (*seal, map[string]rec
 }
 
 // drop deletes a Campaign's ledger.
-func (l *ledger) drop(ctx context.Context, uid types.UID) error {
-	_, err := l.client.Delete(ctx, l.base(uid), clientv3.WithPrefix())
-	return err
+func (l *ledger) drop(ctx context.Context, campaign string, uid types.UID) error {
+	return l.commit(ctx, campaign, clientv3.OpDelete(l.base(uid), clientv3.WithPrefix()))
 }

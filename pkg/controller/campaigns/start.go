@@ -80,6 +80,7 @@ func (c *Controller) start(ctx context.Context, camp *v1alpha1.Campaign, d *driv
 	now := c.opts.Clock.Now()
 	status := camp.Status.DeepCopy()
 	status.Plan, status.Counts, status.Datacenters = plan.Status()
+	status.Waves = plan.Waves()
 	status.StartTime = metaTime(now)
 	status.Phase = v1alpha1.CampaignRunning
 	status.ObservedGeneration = camp.Generation
@@ -100,17 +101,21 @@ func (c *Controller) start(ctx context.Context, camp *v1alpha1.Campaign, d *driv
 
 // record writes the plan into the ledger, replacing a half-written one.
 func (c *Controller) record(ctx context.Context, camp *v1alpha1.Campaign, plan *campaign.Plan) error {
-	if err := c.ledger.drop(ctx, camp.UID); err != nil {
+	// Listing the Hardware took a while: this replica must still drive it.
+	if err := c.opts.Leading(ctx, DriverKey(camp.Name)); err != nil {
+		return err
+	}
+	if err := c.ledger.drop(ctx, camp.Name, camp.UID); err != nil {
 		return err
 	}
 	recs := make(map[string]record, len(plan.Members))
 	for i, m := range plan.Members {
 		recs[m.Datacenter+"/"+m.Name] = record{Wave: m.Wave, Domain: m.Domain, State: statePending, Order: i}
 	}
-	if err := c.ledger.write(ctx, camp.UID, recs); err != nil {
+	if err := c.ledger.write(ctx, camp.Name, camp.UID, recs); err != nil {
 		return err
 	}
-	return c.ledger.seal(ctx, camp.UID, seal{Members: len(recs), Skipped: plan.Skipped})
+	return c.ledger.seal(ctx, camp.Name, camp.UID, seal{Members: len(recs), Skipped: plan.Skipped})
 }
 
 // selectedDatacenters lists the Datacenters spec.datacenterSelector selects.
@@ -191,7 +196,7 @@ func (c *Controller) load(ctx context.Context, camp *v1alpha1.Campaign, d *drive
 		return fmt.Errorf("campaign %s started but its ledger is missing under %s: its members cannot be known; delete and recreate the Campaign", camp.Name, c.ledger.base(camp.UID))
 	}
 	p := newProgress(camp.UID, camp.Name, recs, s.Skipped)
-	d.progress = p
+	d.progress, d.recreate = p, nil
 	d.wave = max(camp.Status.CurrentWave, p.highestWave, min(p.waves, 1))
 	if camp.Status.CurrentWave == d.wave {
 		d.waveStart = timeOf(camp.Status.WaveStartTime)
@@ -235,7 +240,10 @@ func (c *Controller) finalize(ctx context.Context, camp *v1alpha1.Campaign, d *d
 	if err := c.releaseAll(ctx, camp); err != nil {
 		return err
 	}
-	if err := c.ledger.drop(ctx, camp.UID); err != nil {
+	if err := c.opts.Leading(ctx, DriverKey(camp.Name)); err != nil {
+		return err
+	}
+	if err := c.ledger.drop(ctx, camp.Name, camp.UID); err != nil {
 		return err
 	}
 	d.progress = nil

@@ -3,6 +3,7 @@ package campaigns
 import (
 	"cmp"
 	"slices"
+	"time"
 
 	"k8s.io/apimachinery/pkg/types"
 
@@ -51,15 +52,22 @@ type progress struct {
 	// open counts, per wave and datacenter, the members not final.
 	open map[int32]map[string]int
 	// failures per scope.
-	failed       int
-	failedDC     map[string]int
-	failedWave   map[int32]int
-	failures     []v1alpha1.CampaignFailure
-	started      int // members started and not final
-	startedInDC  map[string]int
-	inFlight     map[*member]struct{} // the started members
-	highestWave  int32                // the highest wave with a member not pending
+	failed      int
+	failedDC    map[string]int
+	failedWave  map[int32]int
+	failures    []v1alpha1.CampaignFailure
+	started     int // members started and not final
+	startedInDC map[string]int
+	inFlight    map[*member]struct{} // the started members
+	highestWave int32                // the highest wave with a member not pending
+	// cancelledAll and cancelledDCs: the pending members of everything, or
+	// of a datacenter, were given up already.
+	cancelledAll bool
 	cancelledDCs map[string]bool
+	// failedRecently are members whose Job just failed: their Hardware
+	// turns error in a write of its own, which the troubled-Hardware cache
+	// may not have yet, so they count as unavailable meanwhile.
+	failedRecently map[*member]time.Time
 }
 
 // maxFailuresListed caps status.failures.
@@ -68,7 +76,8 @@ const maxFailuresListed = 50
 func newProgress(uid types.UID, name string, recs map[string]record, skipped map[string]int32) *progress {
 	p := &progress{uid: uid, name: name, inFlight: map[*member]struct{}{}, byKey: make(map[string]*member, len(recs)), byDC: map[string][]*member{}, cursor: map[string]int{},
 		skipped: skipped, counts: map[string]*v1alpha1.CampaignCounts{}, open: map[int32]map[string]int{},
-		failedDC: map[string]int{}, failedWave: map[int32]int{}, startedInDC: map[string]int{}, cancelledDCs: map[string]bool{}}
+		failedDC: map[string]int{}, failedWave: map[int32]int{}, startedInDC: map[string]int{}, cancelledDCs: map[string]bool{},
+		failedRecently: map[*member]time.Time{}}
 	for key, rec := range recs {
 		dc, name, _ := cut(key)
 		m := &member{Member: campaign.Member{Datacenter: dc, Name: name, Domain: rec.Domain, Wave: rec.Wave},

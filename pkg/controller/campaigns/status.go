@@ -48,7 +48,7 @@ func (c *Controller) buildStatus(camp *v1alpha1.Campaign, d *driven, s *step, no
 	total := p.total()
 	status.Counts = total
 	status.ObservedGeneration = camp.Generation
-	status.CurrentWave = d.wave
+	status.CurrentWave, status.Waves = d.wave, p.waves
 	status.WaveStartTime, status.WaveFinishTime = metaTime(d.waveStart), metaTime(d.waveFinish)
 	status.Failures = slices.Clone(p.failures)
 	status.Datacenters = status.Datacenters[:0:0]

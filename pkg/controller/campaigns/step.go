@@ -2,9 +2,11 @@ package campaigns
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 
 	"stargate.io/stargate/pkg/apis/stargate/v1alpha1"
@@ -73,7 +75,7 @@ func (c *Controller) budgets(spec *v1alpha1.CampaignSpec, p *progress, s *step) 
 		s.tripped = append(s.tripped, fmt.Sprintf("global: %d failed, budget %s", p.failed, campaign.Describe(b, p.scopes.Total, campaign.Budget(b, p.scopes.Total))))
 		everything = true
 	}
-	for w := int32(1); w <= p.waves; w++ {
+	for _, w := range sortedWaves(p.failedWave) { // the waves with failures, not every wave
 		if b := policy.MaxFailures.PerWave; campaign.Exceeded(p.failedWave[w], b, p.scopes.Wave[w]) {
 			s.tripped = append(s.tripped, fmt.Sprintf("wave %d: %d failed, budget %s", w, p.failedWave[w], campaign.Describe(b, p.scopes.Wave[w], campaign.Budget(b, p.scopes.Wave[w]))))
 			everything = true
@@ -159,6 +161,10 @@ func (c *Controller) choose(spec *v1alpha1.CampaignSpec, d *driven, s *step, now
 			}
 			continue
 		}
+		if room <= 0 {
+			s.heldBy = c.fullBecause(spec, p, u, dc)
+			continue
+		}
 		var q []*member
 		scanned := 0
 		p.pendingIn(dc, d.wave, func(m *member) bool {
@@ -179,7 +185,7 @@ func (c *Controller) choose(spec *v1alpha1.CampaignSpec, d *driven, s *step, now
 			for len(q) > 0 {
 				m := q[0]
 				q = q[1:]
-				if room := c.dcRoom(spec, p, u, m.Datacenter) - startedIn[m.Datacenter]; room <= 0 {
+				if room := c.dcRoom(spec, p, u, m.Datacenter, startedIn[m.Datacenter]); room <= 0 {
 					q = nil
 					break
 				}
@@ -222,20 +228,22 @@ func (c *Controller) room(spec *v1alpha1.CampaignSpec, p *progress, u *campaign.
 		}
 		return 0, v1alpha1.CampaignReasonOutsideWindow
 	}
-	return c.dcRoom(spec, p, u, dc), ""
+	return c.dcRoom(spec, p, u, dc, 0), ""
 }
 
 // dcRoom is how many more members of dc its limits would let start, before
 // the per-member checks: its maxUnavailable share and its Datacenter's
 // maxConcurrentJobs (this Campaign's Jobs there do not exceed it, so they
-// never queue behind one another holding their Hardware).
-func (c *Controller) dcRoom(spec *v1alpha1.CampaignSpec, p *progress, u *campaign.Unavailable, dc string) int {
+// never queue behind one another holding their Hardware). starting members
+// of dc were chosen earlier in this step: u counts them already,
+// p.startedInDC not yet.
+func (c *Controller) dcRoom(spec *v1alpha1.CampaignSpec, p *progress, u *campaign.Unavailable, dc string, starting int) int {
 	room := campaign.MaxUnavailable(spec.MaxUnavailable.PerDatacenter, p.scopes.DC[dc]) - u.DC[dc]
 	maxJobs := int(v1alpha1.DefaultMaxConcurrentJobs)
 	if datacenter, err := c.dcs.Get(dc); err == nil && datacenter.Spec.MaxConcurrentJobs != nil {
 		maxJobs = int(*datacenter.Spec.MaxConcurrentJobs)
 	}
-	return min(room, maxJobs-p.startedInDC[dc])
+	return min(room, maxJobs-p.startedInDC[dc]-starting)
 }
 
 // unavailable counts the members unavailable now: those with a Job of this
@@ -253,10 +261,19 @@ func (c *Controller) unavailable(p *progress) *campaign.Unavailable {
 	for m := range p.inFlight {
 		add(m)
 	}
+	now := c.opts.Clock.Now()
+	for m, at := range p.failedRecently {
+		if now.Sub(at) > recentFailure {
+			delete(p.failedRecently, m)
+			continue
+		}
+		add(m)
+	}
+	owner := &metav1.ObjectMeta{UID: p.uid}
 	if jobs, err := c.jobs.List(labels.Everything()); err == nil {
 		for _, job := range jobs {
-			if job.Labels[v1alpha1.CampaignLabel] == p.name {
-				continue
+			if metav1.IsControlledBy(job, owner) {
+				continue // counted from the ledger (a predecessor's of the same name is not)
 			}
 			add(p.byKey[job.Namespace+"/"+job.Spec.HardwareRef.Name])
 		}
@@ -267,4 +284,28 @@ func (c *Controller) unavailable(p *progress) *campaign.Unavailable {
 		}
 	}
 	return u
+}
+
+// recentFailure is how long a member whose Job failed counts as unavailable
+// without the troubled-Hardware cache showing it: the cache catches up in
+// milliseconds; a Hardware repaired meanwhile is held a little longer.
+const recentFailure = 30 * time.Second
+
+func sortedWaves(m map[int32]int) []int32 {
+	waves := make([]int32, 0, len(m))
+	for w, n := range m {
+		if n > 0 {
+			waves = append(waves, w)
+		}
+	}
+	slices.Sort(waves)
+	return waves
+}
+
+// fullBecause names the limit that leaves datacenter dc no room.
+func (c *Controller) fullBecause(spec *v1alpha1.CampaignSpec, p *progress, u *campaign.Unavailable, dc string) string {
+	if campaign.MaxUnavailable(spec.MaxUnavailable.PerDatacenter, p.scopes.DC[dc])-u.DC[dc] <= 0 {
+		return "maxUnavailable.perDatacenter in " + dc + " (unavailable: members with a Job, or in state error or unknown)"
+	}
+	return "maxConcurrentJobs of Datacenter " + dc
 }

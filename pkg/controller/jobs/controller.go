@@ -456,7 +456,13 @@ func (c *Controller) step(ctx context.Context, job *v1alpha1.Job, dc *v1alpha1.D
 	switch {
 	case job.DeletionTimestamp != nil:
 		if !slices.Contains(job.Finalizers, v1alpha1.JobCancelFinalizer) {
-			return 0, nil // never sent anywhere: the deletion goes on by itself
+			if len(job.Finalizers) == 0 {
+				return 0, nil // never sent anywhere: the deletion goes on by itself
+			}
+			// Never sent, but another finalizer (its Campaign's, until it
+			// counted the Job) keeps it: end it, so that holder sees it ended
+			// and its Hardware is free.
+			return 0, c.fail(ctx, job, ReasonDeleted, "the Job was deleted before it was sent to its datacenter")
 		}
 		return c.stop(ctx, job, client, ReasonDeleted, "the Job was deleted before it finished")
 	case job.Spec.Cancel:

@@ -86,8 +86,10 @@ func Start(ctx context.Context, cfg Config) error {
 type driver interface {
 	Run(ctx context.Context, acquire sharding.Acquire)
 	Want(datacenter string)
+	Forget(datacenter string)
 	Owns(datacenter string) bool
 	Leading(ctx context.Context, datacenter string) error
+	Fence(datacenter string) ([]clientv3.Cmp, error)
 }
 
 // eventRecorder records Events through the hosting cluster's events API when
@@ -167,7 +169,7 @@ func runControllers(ctx context.Context, cfg Config, client clientset.Interface,
 		return err
 	}
 	campaignController, err := campaigns.New(client, v1.Campaigns(), unfinished, troubled, v1.Datacenters(), v1.Templates(),
-		campaigns.Options{EtcdClient: cfg.EtcdClient, EtcdPrefix: cfg.EtcdPrefix, Leading: d.Leading, Want: d.Want})
+		campaigns.Options{EtcdClient: cfg.EtcdClient, EtcdPrefix: cfg.EtcdPrefix, Leading: d.Leading, Fence: d.Fence, Want: d.Want, Forget: d.Forget})
 	if err != nil {
 		return err
 	}
@@ -251,14 +253,15 @@ type everyDatacenter struct {
 
 	mu      sync.Mutex
 	wanted  map[string]bool
-	ctx     context.Context // set once Run has the caches filled
+	cancels map[string]context.CancelFunc // of each datacenter driven
+	ctx     context.Context               // set once Run has the caches filled
 	acquire sharding.Acquire
 	stopped bool
 	wg      sync.WaitGroup
 }
 
 func newEveryDatacenter(synced []cache.InformerSynced) *everyDatacenter {
-	return &everyDatacenter{synced: synced, wanted: map[string]bool{}}
+	return &everyDatacenter{synced: synced, wanted: map[string]bool{}, cancels: map[string]context.CancelFunc{}}
 }
 
 func (e *everyDatacenter) Run(ctx context.Context, acquire sharding.Acquire) {
@@ -295,16 +298,33 @@ func (e *everyDatacenter) drive(datacenter string) {
 	if e.stopped {
 		return // Run is waiting for the others already
 	}
+	ctx, cancel := context.WithCancel(e.ctx)
+	e.cancels[datacenter] = cancel
 	e.wg.Go(func() {
+		defer cancel()
 		sharding.DatacenterDriven.WithLabelValues(datacenter).Set(1)
 		defer sharding.DatacenterDriven.DeleteLabelValues(datacenter)
-		e.acquire(e.ctx, datacenter)
+		e.acquire(ctx, datacenter)
 	})
+}
+
+// Forget stops driving datacenter (a Campaign deleted): Want starts it again.
+func (e *everyDatacenter) Forget(datacenter string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	delete(e.wanted, datacenter)
+	if cancel, ok := e.cancels[datacenter]; ok {
+		cancel()
+		delete(e.cancels, datacenter)
+	}
 }
 
 func (e *everyDatacenter) Owns(string) bool { return true }
 
 func (e *everyDatacenter) Leading(context.Context, string) error { return nil }
+
+// Fence is no condition: one replica alone drives everything.
+func (e *everyDatacenter) Fence(string) ([]clientv3.Cmp, error) { return nil, nil }
 
 // slimForControllers drops, before an object enters the controllers' caches
 // (unfinished Jobs, Templates, Datacenters; none holds Hardware), what no controller

@@ -251,6 +251,21 @@ func (s *Sharder) Leading(ctx context.Context, ns string) error {
 	return nil
 }
 
+// Fence returns the condition under which a write to etcd may be made on
+// behalf of ns's driver: this replica's election key for ns still exists,
+// as created when it won. Put into the write's own transaction (If), it
+// makes a write from a replica that lost the key between a Leading check
+// and the write fail instead of landing after its successor's.
+func (s *Sharder) Fence(ns string) ([]clientv3.Cmp, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	sh := s.shards[ns]
+	if sh == nil || !sh.driving || sh.ctx.Err() != nil {
+		return nil, fmt.Errorf("datacenter %s: %w", ns, ErrNotDriving)
+	}
+	return []clientv3.Cmp{clientv3.Compare(clientv3.CreateRevision(sh.key), "=", sh.rev)}, nil
+}
+
 // notify asks the running term, if any, to reconcile.
 func (s *Sharder) notify() {
 	select {

@@ -3484,6 +3484,13 @@ func schema_pkg_apis_stargate_v1alpha1_CampaignStatus(ref common.ReferenceCallba
 							Format:      "int32",
 						},
 					},
+					"waves": {
+						SchemaProps: spec.SchemaProps{
+							Description: "waves is the number of waves the members were planned into.",
+							Type:        []string{"integer"},
+							Format:      "int32",
+						},
+					},
 					"waveStartTime": {
 						SchemaProps: spec.SchemaProps{
 							Description: "waveStartTime is when the current wave started.",

@@ -2,11 +2,9 @@ package validation
 
 import (
 	"fmt"
-	"regexp"
-	"strconv"
-	"time"
 	// Time zones are read from the binary, not from the machine's zoneinfo,
-	// so that a Campaign valid on one replica is valid on every replica.
+	// so that a Campaign valid on one replica is valid on every replica
+	// (package campaign, which reads them, embeds them too).
 	_ "time/tzdata"
 
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
@@ -19,6 +17,8 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
 	"stargate.io/stargate/pkg/apis/stargate"
+	"stargate.io/stargate/pkg/apis/stargate/v1alpha1"
+	"stargate.io/stargate/pkg/campaign"
 )
 
 const (
@@ -39,10 +39,8 @@ var (
 		stargate.CampaignComplete, stargate.CampaignFailed, stargate.CampaignCancelled)
 	failureActions  = []string{string(stargate.CampaignFailurePause), string(stargate.CampaignFailureCancel)}
 	inFlightActions = []string{string(stargate.CampaignInFlightFinish), string(stargate.CampaignInFlightCancel)}
-	// weekdays in the order an operator reads them.
-	weekdays = []string{"Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"}
 
-	clockPattern = regexp.MustCompile(`^([01][0-9]|2[0-3]):[0-5][0-9]$`)
+	failureActionSet, inFlightActionSet, weekdaySet = sets.New(failureActions...), sets.New(inFlightActions...), sets.New(campaign.Weekdays...)
 )
 
 // ValidateCampaign validates a new Campaign.
@@ -272,13 +270,13 @@ func validateFailurePolicy(policy *stargate.CampaignFailurePolicy, fldPath *fiel
 	switch actionPath := fldPath.Child("action"); {
 	case policy.Action == "":
 		allErrs = append(allErrs, field.Required(actionPath, "one of Pause or Cancel"))
-	case !sets.New(failureActions...).Has(string(policy.Action)):
+	case !failureActionSet.Has(string(policy.Action)):
 		allErrs = append(allErrs, field.NotSupported(actionPath, policy.Action, failureActions))
 	}
 	switch inFlightPath := fldPath.Child("inFlight"); {
 	case policy.InFlight == "":
 		allErrs = append(allErrs, field.Required(inFlightPath, "one of Finish or Cancel"))
-	case !sets.New(inFlightActions...).Has(string(policy.InFlight)):
+	case !inFlightActionSet.Has(string(policy.InFlight)):
 		allErrs = append(allErrs, field.NotSupported(inFlightPath, policy.InFlight, inFlightActions))
 	}
 	return allErrs
@@ -290,64 +288,49 @@ func validateMaintenanceWindow(w *stargate.MaintenanceWindow, fldPath *field.Pat
 	for i, day := range w.Days {
 		dayPath := fldPath.Child("days").Index(i)
 		switch {
-		case !sets.New(weekdays...).Has(day):
-			allErrs = append(allErrs, field.NotSupported(dayPath, day, weekdays))
+		case !weekdaySet.Has(day):
+			allErrs = append(allErrs, field.NotSupported(dayPath, day, campaign.Weekdays))
 		case seen.Has(day):
 			allErrs = append(allErrs, field.Duplicate(dayPath, day))
 		}
 		seen.Insert(day)
 	}
-	start, startErrs := clockTime(w.Start, fldPath.Child("start"))
-	end, endErrs := clockTime(w.End, fldPath.Child("end"))
+	// The times and the time zone are read as the controller reads them.
+	startErrs := validateClock(w.Start, fldPath.Child("start"))
+	endErrs := validateClock(w.End, fldPath.Child("end"))
 	allErrs = append(append(allErrs, startErrs...), endErrs...)
-
 	tzPath := fldPath.Child("timeZone")
-	switch {
-	case w.TimeZone == "":
+	if w.TimeZone == "" {
 		allErrs = append(allErrs, field.Required(tzPath, "an IANA time zone name, e.g. Europe/Paris or UTC"))
-	case w.TimeZone == "Local":
-		allErrs = append(allErrs, field.Invalid(tzPath, w.TimeZone, "must name a time zone; Local would be each replica's own"))
-	default:
-		if _, err := time.LoadLocation(w.TimeZone); err != nil {
-			allErrs = append(allErrs, field.Invalid(tzPath, w.TimeZone, "must be an IANA time zone name, e.g. Europe/Paris or UTC"))
-		}
+	} else if _, err := campaign.ParseTimeZone(w.TimeZone); err != nil {
+		allErrs = append(allErrs, field.Invalid(tzPath, w.TimeZone, "must be an IANA time zone name, e.g. Europe/Paris or UTC (not Local: a window does not move with the machine)"))
 	}
 
 	if w.Cutoff != nil {
 		cutoffPath := fldPath.Child("cutoff")
-		length := WindowLength(start, end)
 		switch {
 		case w.Cutoff.Duration < 0:
 			allErrs = append(allErrs, field.Invalid(cutoffPath, w.Cutoff.Duration.String(), "must be 0 or more"))
-		case len(startErrs) == 0 && len(endErrs) == 0 && w.Cutoff.Duration >= length:
-			allErrs = append(allErrs, field.Invalid(cutoffPath, w.Cutoff.Duration.String(),
-				fmt.Sprintf("must be shorter than the window (%s from %s to %s): no Job could ever start in it", length, w.Start, w.End)))
+		case len(startErrs) == 0 && len(endErrs) == 0:
+			length, _ := campaign.Length(v1alpha1.MaintenanceWindow{Start: w.Start, End: w.End})
+			if w.Cutoff.Duration >= length {
+				allErrs = append(allErrs, field.Invalid(cutoffPath, w.Cutoff.Duration.String(),
+					fmt.Sprintf("must be shorter than the window (%s from %s to %s): no Job could ever start in it", length, w.Start, w.End)))
+			}
 		}
 	}
 	return allErrs
 }
 
-// clockTime parses HH:MM (00:00 to 23:59) as a time of day.
-func clockTime(s string, fldPath *field.Path) (time.Duration, field.ErrorList) {
+// validateClock checks a time of day, HH:MM from 00:00 to 23:59.
+func validateClock(s string, fldPath *field.Path) field.ErrorList {
 	if s == "" {
-		return 0, field.ErrorList{field.Required(fldPath, "a time of day, HH:MM")}
+		return field.ErrorList{field.Required(fldPath, "a time of day, HH:MM")}
 	}
-	if !clockPattern.MatchString(s) {
-		return 0, field.ErrorList{field.Invalid(fldPath, s, "must be a time of day HH:MM, from 00:00 to 23:59")}
+	if _, _, err := campaign.ParseClock(s); err != nil {
+		return field.ErrorList{field.Invalid(fldPath, s, "must be a time of day HH:MM, from 00:00 to 23:59")}
 	}
-	h, _ := strconv.Atoi(s[:2])
-	m, _ := strconv.Atoi(s[3:])
-	return time.Duration(h)*time.Hour + time.Duration(m)*time.Minute, nil
-}
-
-// WindowLength is how long a maintenance window opening at start and closing
-// at end (times of day) stays open: an end not after start closes on the
-// next day, so equal times make a window of 24 hours.
-func WindowLength(start, end time.Duration) time.Duration {
-	if end > start {
-		return end - start
-	}
-	return end + 24*time.Hour - start
+	return nil
 }
 
 // namedLimit is an optional int-or-percent field and its name in the API.

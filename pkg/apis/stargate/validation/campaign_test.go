@@ -257,25 +257,6 @@ func TestCampaignMessagesSayWhy(t *testing.T) {
 	}
 }
 
-func TestWindowLength(t *testing.T) {
-	for _, tc := range []struct {
-		start, end string
-		want       time.Duration
-	}{
-		{"09:00", "17:30", 8*time.Hour + 30*time.Minute},
-		{"22:00", "06:00", 8 * time.Hour},
-		{"08:00", "08:00", 24 * time.Hour},
-		{"00:00", "23:59", 23*time.Hour + 59*time.Minute},
-		{"23:59", "00:00", time.Minute},
-	} {
-		start, _ := clockTime(tc.start, field.NewPath("start"))
-		end, _ := clockTime(tc.end, field.NewPath("end"))
-		if got := WindowLength(start, end); got != tc.want {
-			t.Errorf("%s-%s: %s, want %s", tc.start, tc.end, got, tc.want)
-		}
-	}
-}
-
 func TestValidateCampaignUpdate(t *testing.T) {
 	spec := field.NewPath("spec")
 	immutable := func(name string) field.ErrorList {

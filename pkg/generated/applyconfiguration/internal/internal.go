@@ -496,6 +496,9 @@ var schemaYAML = typed.YAMLObject(`types:
     - name: waveStartTime
       type:
         namedType: io.k8s.apimachinery.pkg.apis.meta.v1.Time
+    - name: waves
+      type:
+        scalar: numeric
 - name: io.stargate.stargate.pkg.apis.stargate.v1alpha1.CampaignWave
   map:
     fields:

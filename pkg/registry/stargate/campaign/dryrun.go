@@ -102,7 +102,9 @@ func (r *PlanningREST) plan(ctx context.Context, c *stargate.Campaign) error {
 		return apierrors.NewInternalError(err)
 	}
 	var status v1alpha1.CampaignStatus
-	status.Plan, status.Counts, status.Datacenters = planning.NewPlan(&spec, candidates, osVersion).Status()
+	plan := planning.NewPlan(&spec, candidates, osVersion)
+	status.Plan, status.Counts, status.Datacenters = plan.Status()
+	status.Waves = plan.Waves()
 	status.Phase = v1alpha1.CampaignPending
 	status.ObservedGeneration = c.Generation
 	meta.SetStatusCondition(&status.Conditions, validated(c, status.Counts, len(dcs), missing))

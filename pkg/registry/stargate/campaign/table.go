@@ -54,5 +54,5 @@ func wave(c *stargate.Campaign) string {
 	if c.Status.StartTime == nil {
 		return "-"
 	}
-	return fmt.Sprintf("%d/%d", c.Status.CurrentWave, len(c.Status.Plan))
+	return fmt.Sprintf("%d/%d", c.Status.CurrentWave, max(c.Status.Waves, int32(len(c.Status.Plan))))
 }

@@ -42,6 +42,8 @@ type CampaignStatusApplyConfiguration struct {
 	CompletionTime *metav1.Time `json:"completionTime,omitempty"`
 	// currentWave is the wave under way (from 1); 0 before the first.
 	CurrentWave *int32 `json:"currentWave,omitempty"`
+	// waves is the number of waves the members were planned into.
+	Waves *int32 `json:"waves,omitempty"`
 	// waveStartTime is when the current wave started.
 	WaveStartTime *metav1.Time `json:"waveStartTime,omitempty"`
 	// waveFinishTime is when the current wave's last member finished; the
@@ -115,6 +117,14 @@ func (b *CampaignStatusApplyConfiguration) WithCompletionTime(value metav1.Time)
 // If called multiple times, the CurrentWave field is set to the value of the last call.
 func (b *CampaignStatusApplyConfiguration) WithCurrentWave(value int32) *CampaignStatusApplyConfiguration {
 	b.CurrentWave = &value
+	return b
+}
+
+// WithWaves sets the Waves field in the declarative configuration to the given value
+// and returns the receiver, so that objects can be built by chaining "With" function invocations.
+// If called multiple times, the Waves field is set to the value of the last call.
+func (b *CampaignStatusApplyConfiguration) WithWaves(value int32) *CampaignStatusApplyConfiguration {
+	b.Waves = &value
 	return b
 }
 
