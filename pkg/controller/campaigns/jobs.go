@@ -2,6 +2,7 @@ package campaigns
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"hash/fnv"
 	"slices"
@@ -20,7 +21,8 @@ import (
 	"stargate.io/stargate/pkg/apis/stargate/v1alpha1"
 )
 
-// createWorkers bounds the Job creates of one sync in flight at once.
+// createWorkers bounds the API calls of one sync in flight at once (Job
+// creates, reads of finished Jobs, finalizer releases).
 const createWorkers = 16
 
 // Reasons a member ends without its Job having run to its end.
@@ -43,9 +45,7 @@ func (c *Controller) observe(ctx context.Context, camp *v1alpha1.Campaign, d *dr
 	changed := d.changed
 	d.changed = sets.New[string]()
 	d.mu.Unlock()
-	outcomes := map[string]record{}
-	var release []*v1alpha1.Job
-	var retryLater []string
+	var look []*member
 	for key := range changed {
 		m := p.byKey[key]
 		if m == nil || m.state != stateStarted {
@@ -54,36 +54,58 @@ func (c *Controller) observe(ctx context.Context, camp *v1alpha1.Campaign, d *dr
 		if cached, err := c.jobs.Jobs(m.Datacenter).Get(m.job); err == nil && !finished(cached) {
 			continue // running
 		}
-		job, err := c.client.StargateV1alpha1().Jobs(m.Datacenter).Get(ctx, m.job, metav1.GetOptions{})
-		switch {
+		look = append(look, m)
+	}
+	// The reads, then the releases, a few at a time: a sync that found
+	// hundreds of Jobs finished must not read them one after another
+	// before it starts the next members.
+	jobs := make([]*v1alpha1.Job, len(look))
+	errs := make([]error, len(look))
+	inParallel(len(look), func(i int) {
+		jobs[i], errs[i] = c.client.StargateV1alpha1().Jobs(look[i].Datacenter).Get(ctx, look[i].job, metav1.GetOptions{})
+	})
+	outcomes := map[string]record{}
+	var release []*v1alpha1.Job
+	for i, m := range look {
+		switch job, err := jobs[i], errs[i]; {
 		case apierrors.IsNotFound(err):
 			d.recreate = append(d.recreate, m)
 		case err != nil:
-			retryLater = append(retryLater, key)
+			d.retryLater(m)
 		case finished(job):
 			state, reason := outcome(job)
 			p.set(m, state, m.job, reason)
 			if state == stateFailed {
 				p.failedRecently[m] = c.opts.Clock.Now()
 			}
-			outcomes[key] = m.record()
+			outcomes[m.key()] = m.record()
 			release = append(release, job)
 		}
-	}
-	if len(retryLater) > 0 {
-		d.mu.Lock()
-		d.changed.Insert(retryLater...)
-		d.mu.Unlock()
 	}
 	if err := c.writeLedger(ctx, camp, d, outcomes); err != nil {
 		return err
 	}
-	for _, job := range release {
-		if err := c.release(ctx, job); err != nil {
-			return err
-		}
+	errs = make([]error, len(release))
+	inParallel(len(release), func(i int) { errs[i] = c.release(ctx, release[i]) })
+	return errors.Join(errs...)
+}
+
+// inParallel runs f(0..n-1) on at most createWorkers goroutines.
+func inParallel(n int, f func(i int)) {
+	next := make(chan int)
+	var wg sync.WaitGroup
+	for range min(createWorkers, n) {
+		wg.Go(func() {
+			for i := range next {
+				f(i)
+			}
+		})
 	}
-	return nil
+	for i := range n {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
 }
 
 func finished(job *v1alpha1.Job) bool {
@@ -199,20 +221,7 @@ func (c *Controller) createJobs(ctx context.Context, camp *v1alpha1.Campaign, d 
 		return err
 	}
 	errs := make([]error, len(members))
-	var wg sync.WaitGroup
-	next := make(chan int)
-	for range min(createWorkers, len(members)) {
-		wg.Go(func() {
-			for i := range next {
-				errs[i] = c.createJob(ctx, camp, members[i])
-			}
-		})
-	}
-	for i := range members {
-		next <- i
-	}
-	close(next)
-	wg.Wait()
+	inParallel(len(members), func(i int) { errs[i] = c.createJob(ctx, camp, members[i]) })
 	refused := map[string]record{}
 	for i, err := range errs {
 		m := members[i]
