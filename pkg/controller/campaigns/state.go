@@ -3,6 +3,7 @@ package campaigns
 import (
 	"cmp"
 	"slices"
+	"strings"
 	"time"
 
 	"k8s.io/apimachinery/pkg/types"
@@ -48,7 +49,8 @@ type progress struct {
 	skipped map[string]int32
 	waves   int32
 
-	counts map[string]*v1alpha1.CampaignCounts // per datacenter
+	counts  map[string]*v1alpha1.CampaignCounts // per datacenter
+	dcNames []string                            // the keys of counts, sorted
 	// open counts, per wave and datacenter, the members not final.
 	open map[int32]map[string]int
 	// failures per scope.
@@ -79,7 +81,7 @@ func newProgress(uid types.UID, name string, recs map[string]record, skipped map
 		failedDC: map[string]int{}, failedWave: map[int32]int{}, startedInDC: map[string]int{}, cancelledDCs: map[string]bool{},
 		failedRecently: map[*member]time.Time{}}
 	for key, rec := range recs {
-		dc, name, _ := cut(key)
+		dc, name, _ := strings.Cut(key, "/")
 		m := &member{Member: campaign.Member{Datacenter: dc, Name: name, Domain: rec.Domain, Wave: rec.Wave},
 			order: rec.Order, state: rec.State, job: rec.Job, reason: rec.Reason}
 		p.members = append(p.members, m)
@@ -99,16 +101,11 @@ func newProgress(uid types.UID, name string, recs map[string]record, skipped map
 		c.Skipped += n
 	}
 	p.scopes = campaign.ScopesOf(plain)
-	return p
-}
-
-func cut(key string) (dc, name string, ok bool) {
-	for i := 0; i < len(key); i++ {
-		if key[i] == '/' {
-			return key[:i], key[i+1:], true
-		}
+	for dc := range p.counts {
+		p.dcNames = append(p.dcNames, dc)
 	}
-	return "", key, false
+	slices.Sort(p.dcNames)
+	return p
 }
 
 func (p *progress) dc(name string) *v1alpha1.CampaignCounts {
@@ -217,12 +214,5 @@ func (p *progress) pendingIn(dc string, wave int32, yield func(*member) bool) {
 	}
 }
 
-// datacenters lists the member datacenters, sorted.
-func (p *progress) datacenters() []string {
-	names := make([]string, 0, len(p.counts))
-	for dc := range p.counts {
-		names = append(names, dc)
-	}
-	slices.Sort(names)
-	return names
-}
+// datacenters lists the member datacenters, sorted (fixed with the members).
+func (p *progress) datacenters() []string { return p.dcNames }
