@@ -10,8 +10,6 @@ import (
 	"github.com/spf13/cobra"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/labels"
-	"k8s.io/apimachinery/pkg/selection"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/cli-runtime/pkg/printers"
 
@@ -297,8 +295,7 @@ func checkDatacenterLabel(ctx context.Context, client versioned.Interface, ns st
 	case err != nil:
 		return fmt.Errorf("reading Datacenter %q: %w", ns, err)
 	}
-	want, _ := labels.NewRequirement(DatacenterNameLabel, selection.Equals, []string{ns})
-	if !labels.NewSelector().Add(*want).Matches(labels.Set(dc.Labels)) {
+	if dc.Labels[DatacenterNameLabel] != ns {
 		return fmt.Errorf("datacenter.stargate.io/%s lacks the label %s=%s by which a Campaign selects it; label it (kubectl label datacenter %s %s=%s) or use --datacenters SEL or -A",
 			ns, DatacenterNameLabel, ns, ns, DatacenterNameLabel, ns)
 	}

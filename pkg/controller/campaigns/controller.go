@@ -12,6 +12,7 @@ package campaigns
 
 import (
 	"context"
+	"maps"
 	"strings"
 	"sync"
 	"time"
@@ -101,12 +102,11 @@ type driven struct {
 	// recreate are started members whose Job was not found: created again.
 	recreate []*member
 	// retry: a create is to be tried again soon.
-	retry       bool
-	wave        int32
-	waveStart   time.Time
-	waveFinish  time.Time
-	lastStatus  time.Time
-	cancelledAt map[string]bool // scopes whose running Jobs were asked to cancel
+	retry      bool
+	wave       int32
+	waveStart  time.Time
+	waveFinish time.Time
+	lastStatus time.Time
 }
 
 // New returns the controller over the given informers. unfinishedJobs must
@@ -165,10 +165,23 @@ func New(client clientset.Interface, campaignInformer informers.CampaignInformer
 		AddFunc: func(interface{}) { c.enqueueAll() }, UpdateFunc: func(_, _ interface{}) { c.enqueueAll() },
 		DeleteFunc: func(interface{}) { c.enqueueAll() },
 	}
-	for _, informer := range []cache.SharedIndexInformer{troubled.Informer(), dcInformer.Informer(), tmplInformer.Informer()} {
+	for _, informer := range []cache.SharedIndexInformer{troubled.Informer(), tmplInformer.Informer()} {
 		if _, err := informer.AddEventHandler(everything); err != nil {
 			return nil, err
 		}
+	}
+	// A Datacenter matters through its spec (paused, maxConcurrentJobs) and
+	// labels (selectors, windows), not its status, which probes rewrite.
+	if _, err := dcInformer.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc: everything.AddFunc, DeleteFunc: everything.DeleteFunc,
+		UpdateFunc: func(old, obj interface{}) {
+			o, n := old.(*v1alpha1.Datacenter), obj.(*v1alpha1.Datacenter)
+			if o.Generation != n.Generation || !maps.Equal(o.Labels, n.Labels) {
+				c.enqueueAll()
+			}
+		},
+	}); err != nil {
+		return nil, err
 	}
 	return c, nil
 }
@@ -322,7 +335,9 @@ func minPositive(a, b time.Duration) time.Duration {
 	return min(a, b)
 }
 
-// statusEqual compares two statuses but for condition transition times.
+// statusEqual compares two statuses. Condition transition times do not make
+// them differ: meta.SetStatusCondition keeps a condition's time when its
+// status holds.
 func statusEqual(a, b *v1alpha1.CampaignStatus) bool {
 	return equality.Semantic.DeepEqual(a, b)
 }

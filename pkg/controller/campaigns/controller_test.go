@@ -254,7 +254,7 @@ func TestJustFailedMemberCountsAsUnavailable(t *testing.T) {
 func BenchmarkDecideManyWaves(b *testing.B) {
 	for _, n := range []int{1000, 100000} {
 		b.Run(fmt.Sprint(n), func(b *testing.B) {
-			p := newProgress("uid", "c", ledgerOf(1, n, 1), nil)
+			p := newProgress("uid", ledgerOf(1, n, 1), nil)
 			spec := &v1alpha1.CampaignSpec{}
 			v1alpha1.SetDefaults_CampaignSpec(spec)
 			c := &Controller{}

@@ -7,7 +7,6 @@ import (
 	"hash/fnv"
 	"slices"
 	"strings"
-	"sync"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -15,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/sets"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/client-go/util/retry"
+	"k8s.io/client-go/util/workqueue"
 	"k8s.io/klog/v2"
 	"k8s.io/utils/ptr"
 
@@ -90,22 +90,10 @@ func (c *Controller) observe(ctx context.Context, camp *v1alpha1.Campaign, d *dr
 	return errors.Join(errs...)
 }
 
-// inParallel runs f(0..n-1) on at most createWorkers goroutines.
+// inParallel runs f(0..n-1) on at most createWorkers goroutines, every
+// piece of it (a background context: results are read after it returns).
 func inParallel(n int, f func(i int)) {
-	next := make(chan int)
-	var wg sync.WaitGroup
-	for range min(createWorkers, n) {
-		wg.Go(func() {
-			for i := range next {
-				f(i)
-			}
-		})
-	}
-	for i := range n {
-		next <- i
-	}
-	close(next)
-	wg.Wait()
+	workqueue.ParallelizeUntil(context.Background(), createWorkers, n, f)
 }
 
 func finished(job *v1alpha1.Job) bool {
@@ -300,13 +288,19 @@ func (c *Controller) stopRunning(ctx context.Context, camp *v1alpha1.Campaign, d
 	}
 	p := d.progress
 	never := map[string]record{}
+	var stop []*member
 	for m := range p.inFlight {
-		if m.cancelSent || !(s.stopRunning[""] || s.stopRunning[m.Datacenter]) {
-			continue
+		if !m.cancelSent && (s.stopRunning[""] || s.stopRunning[m.Datacenter]) {
+			stop = append(stop, m)
 		}
-		if err := c.opts.Leading(ctx, DriverKey(camp.Name)); err != nil {
-			return err
-		}
+	}
+	if len(stop) == 0 {
+		return nil
+	}
+	if err := c.opts.Leading(ctx, DriverKey(camp.Name)); err != nil {
+		return err
+	}
+	for _, m := range stop {
 		_, err := c.client.StargateV1alpha1().Jobs(m.Datacenter).Patch(ctx, m.job, types.MergePatchType,
 			[]byte(`{"spec":{"cancel":true}}`), metav1.PatchOptions{})
 		switch {

@@ -195,14 +195,13 @@ func (c *Controller) load(ctx context.Context, camp *v1alpha1.Campaign, d *drive
 	if s == nil {
 		return fmt.Errorf("campaign %s started but its ledger is missing under %s: its members cannot be known; delete and recreate the Campaign", camp.Name, c.ledger.base(camp.UID))
 	}
-	p := newProgress(camp.UID, camp.Name, recs, s.Skipped)
+	p := newProgress(camp.UID, recs, s.Skipped)
 	d.progress, d.recreate = p, nil
 	d.wave = max(camp.Status.CurrentWave, p.highestWave, min(p.waves, 1))
 	if camp.Status.CurrentWave == d.wave {
 		d.waveStart = timeOf(camp.Status.WaveStartTime)
 		d.waveFinish = timeOf(camp.Status.WaveFinishTime)
 	}
-	d.cancelledAt = map[string]bool{}
 	d.mu.Lock()
 	for _, m := range p.members {
 		if m.state == stateStarted {

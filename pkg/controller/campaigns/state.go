@@ -9,6 +9,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	"stargate.io/stargate/pkg/apis/stargate/v1alpha1"
+	"stargate.io/stargate/pkg/apis/stargate/validation"
 	"stargate.io/stargate/pkg/campaign"
 )
 
@@ -39,15 +40,13 @@ func (m *member) record() record {
 // finishing costs O(1), not a pass over the members.
 type progress struct {
 	uid     types.UID
-	name    string
 	members []*member // start order
 	byKey   map[string]*member
 	byDC    map[string][]*member // start order
 	// cursor is, per datacenter, the index in byDC before which no member is pending.
-	cursor  map[string]int
-	scopes  campaign.Scopes
-	skipped map[string]int32
-	waves   int32
+	cursor map[string]int
+	scopes campaign.Scopes
+	waves  int32
 
 	counts  map[string]*v1alpha1.CampaignCounts // per datacenter
 	dcNames []string                            // the keys of counts, sorted
@@ -73,11 +72,10 @@ type progress struct {
 }
 
 // maxFailuresListed caps status.failures.
-const maxFailuresListed = 50
+const maxFailuresListed = validation.MaxCampaignFailures
 
-func newProgress(uid types.UID, name string, recs map[string]record, skipped map[string]int32) *progress {
-	p := &progress{uid: uid, name: name, inFlight: map[*member]struct{}{}, byKey: make(map[string]*member, len(recs)), byDC: map[string][]*member{}, cursor: map[string]int{},
-		skipped: skipped, counts: map[string]*v1alpha1.CampaignCounts{}, open: map[int32]map[string]int{},
+func newProgress(uid types.UID, recs map[string]record, skipped map[string]int32) *progress {
+	p := &progress{uid: uid, inFlight: map[*member]struct{}{}, byKey: make(map[string]*member, len(recs)), byDC: map[string][]*member{}, cursor: map[string]int{}, counts: map[string]*v1alpha1.CampaignCounts{}, open: map[int32]map[string]int{},
 		failedDC: map[string]int{}, failedWave: map[int32]int{}, startedInDC: map[string]int{}, cancelledDCs: map[string]bool{},
 		failedRecently: map[*member]time.Time{}}
 	for key, rec := range recs {

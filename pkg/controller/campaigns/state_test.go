@@ -21,7 +21,7 @@ func ledgerOf(dcs, n, wave int) map[string]record {
 }
 
 func TestProgressCountsEveryMove(t *testing.T) {
-	p := newProgress("uid", "c", ledgerOf(2, 5, 4), map[string]int32{"dc-0": 2})
+	p := newProgress("uid", ledgerOf(2, 5, 4), map[string]int32{"dc-0": 2})
 	if p.waves != 3 || len(p.members) != 10 || p.scopes.Total != 10 || p.scopes.DC["dc-0"] != 5 {
 		t.Fatalf("waves %d, members %d, scopes %+v", p.waves, len(p.members), p.scopes)
 	}
@@ -46,7 +46,7 @@ func TestProgressCountsEveryMove(t *testing.T) {
 }
 
 func TestProgressWavesAndCursor(t *testing.T) {
-	p := newProgress("uid", "c", ledgerOf(2, 4, 4), nil) // waves of 4: 2 per datacenter
+	p := newProgress("uid", ledgerOf(2, 4, 4), nil) // waves of 4: 2 per datacenter
 	var first []string
 	p.pendingIn("dc-1", 1, func(m *member) bool { first = append(first, m.Name); return true })
 	if fmt.Sprint(first) != "[hw-000 hw-001]" {

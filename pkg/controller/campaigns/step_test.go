@@ -51,7 +51,7 @@ func perDatacenter(n int32) *v1alpha1.CampaignSpec {
 // the step were counted twice against it: of 5 allowed, 3 started, the
 // rest only at later syncs).
 func TestChooseFillsEachDatacenter(t *testing.T) {
-	d := &driven{progress: newProgress("uid", "c", ledgerOf(2, 20, 40), nil), wave: 1}
+	d := &driven{progress: newProgress("uid", ledgerOf(2, 20, 40), nil), wave: 1}
 	s := &step{dcReason: map[string]string{}, nextWindow: map[string]time.Time{}}
 	chooser(t).choose(perDatacenter(5), d, s, time.Now())
 	in := map[string]int{}
@@ -75,7 +75,7 @@ func TestChooseSaysWhatHoldsAFullDatacenter(t *testing.T) {
 			troubled = append(troubled, key)
 		}
 	}
-	d := &driven{progress: newProgress("uid", "c", recs, nil), wave: 1}
+	d := &driven{progress: newProgress("uid", recs, nil), wave: 1}
 	s := &step{dcReason: map[string]string{}, nextWindow: map[string]time.Time{}}
 	chooser(t, troubled...).choose(perDatacenter(2), d, s, time.Now())
 	for _, m := range s.start {
