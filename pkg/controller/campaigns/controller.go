@@ -101,6 +101,11 @@ type driven struct {
 	progress *progress
 	// recreate are started members whose Job was not found: created again.
 	recreate []*member
+	// unreleased are counted Jobs whose campaign finalizer a release failed
+	// to remove: released again on the next sync.
+	unreleased map[string]*v1alpha1.Job
+	// failedRecently is the progress's, kept across a reload.
+	failedRecently map[string]time.Time
 	// retry: a create is to be tried again soon.
 	retry      bool
 	wave       int32
@@ -256,7 +261,8 @@ func (c *Controller) Run(ctx context.Context) {
 // Drive drives Campaign name until ctx ends (this replica no longer holds
 // its election), with one worker, and returns once that worker stopped.
 func (c *Controller) Drive(ctx context.Context, name string) {
-	d := &driven{queue: controller.NewQueue("campaign-"+name, c.sync), changed: sets.New[string]()}
+	d := &driven{queue: controller.NewQueue("campaign-"+name, c.sync), changed: sets.New[string](),
+		unreleased: map[string]*v1alpha1.Job{}, failedRecently: map[string]time.Time{}}
 	c.mu.Lock()
 	c.driven[name] = d
 	c.mu.Unlock()

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"maps"
 	"slices"
 	"strings"
 
@@ -76,7 +77,7 @@ func (c *Controller) observe(ctx context.Context, camp *v1alpha1.Campaign, d *dr
 			state, reason := outcome(job)
 			p.set(m, state, m.job, reason)
 			if state == stateFailed {
-				p.failedRecently[m] = c.opts.Clock.Now()
+				p.failedRecently[m.key()] = c.opts.Clock.Now()
 			}
 			outcomes[m.key()] = m.record()
 			release = append(release, job)
@@ -85,8 +86,21 @@ func (c *Controller) observe(ctx context.Context, camp *v1alpha1.Campaign, d *dr
 	if err := c.writeLedger(ctx, camp, d, outcomes); err != nil {
 		return err
 	}
-	errs = make([]error, len(release))
-	inParallel(len(release), func(i int) { errs[i] = c.release(ctx, release[i]) })
+	// Counted: now released, with those a failed release left for this sync.
+	if d.unreleased == nil {
+		d.unreleased = map[string]*v1alpha1.Job{}
+	}
+	for _, job := range release {
+		d.unreleased[job.Namespace+"/"+job.Name] = job
+	}
+	pending := slices.Collect(maps.Values(d.unreleased))
+	errs = make([]error, len(pending))
+	inParallel(len(pending), func(i int) { errs[i] = c.release(ctx, pending[i]) })
+	for i, job := range pending {
+		if errs[i] == nil {
+			delete(d.unreleased, job.Namespace+"/"+job.Name)
+		}
+	}
 	return errors.Join(errs...)
 }
 

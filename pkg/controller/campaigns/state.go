@@ -65,10 +65,11 @@ type progress struct {
 	// of a datacenter, were given up already.
 	cancelledAll bool
 	cancelledDCs map[string]bool
-	// failedRecently are members whose Job just failed: their Hardware
-	// turns error in a write of its own, which the troubled-Hardware cache
-	// may not have yet, so they count as unavailable meanwhile.
-	failedRecently map[*member]time.Time
+	// failedRecently are members (datacenter/hardware) whose Job just
+	// failed: their Hardware turns error in a write of its own, which the
+	// troubled-Hardware cache may not have yet, so they count as
+	// unavailable meanwhile. Kept across a reload (see load).
+	failedRecently map[string]time.Time
 }
 
 // maxFailuresListed caps status.failures.
@@ -77,7 +78,7 @@ const maxFailuresListed = validation.MaxCampaignFailures
 func newProgress(uid types.UID, recs map[string]record, skipped map[string]int32) *progress {
 	p := &progress{uid: uid, inFlight: map[*member]struct{}{}, byKey: make(map[string]*member, len(recs)), byDC: map[string][]*member{}, cursor: map[string]int{}, counts: map[string]*v1alpha1.CampaignCounts{}, open: map[int32]map[string]int{},
 		failedDC: map[string]int{}, failedWave: map[int32]int{}, startedInDC: map[string]int{}, cancelledDCs: map[string]bool{},
-		failedRecently: map[*member]time.Time{}}
+		failedRecently: map[string]time.Time{}}
 	for key, rec := range recs {
 		dc, name, _ := strings.Cut(key, "/")
 		m := &member{Member: campaign.Member{Datacenter: dc, Name: name, Domain: rec.Domain, Wave: rec.Wave},

@@ -262,12 +262,12 @@ func (c *Controller) unavailable(p *progress) *campaign.Unavailable {
 		add(m)
 	}
 	now := c.opts.Clock.Now()
-	for m, at := range p.failedRecently {
+	for key, at := range p.failedRecently {
 		if now.Sub(at) > recentFailure {
-			delete(p.failedRecently, m)
+			delete(p.failedRecently, key)
 			continue
 		}
-		add(m)
+		add(p.byKey[key])
 	}
 	owner := &metav1.ObjectMeta{UID: p.uid}
 	if jobs, err := c.jobs.List(labels.Everything()); err == nil {

@@ -254,6 +254,7 @@ type everyDatacenter struct {
 	mu      sync.Mutex
 	wanted  map[string]bool
 	cancels map[string]context.CancelFunc // of each datacenter driven
+	done    map[string]chan struct{}      // closed when its latest driver returned
 	ctx     context.Context               // set once Run has the caches filled
 	acquire sharding.Acquire
 	stopped bool
@@ -261,7 +262,7 @@ type everyDatacenter struct {
 }
 
 func newEveryDatacenter(synced []cache.InformerSynced) *everyDatacenter {
-	return &everyDatacenter{synced: synced, wanted: map[string]bool{}, cancels: map[string]context.CancelFunc{}}
+	return &everyDatacenter{synced: synced, wanted: map[string]bool{}, cancels: map[string]context.CancelFunc{}, done: map[string]chan struct{}{}}
 }
 
 func (e *everyDatacenter) Run(ctx context.Context, acquire sharding.Acquire) {
@@ -300,8 +301,20 @@ func (e *everyDatacenter) drive(datacenter string) {
 	}
 	ctx, cancel := context.WithCancel(e.ctx)
 	e.cancels[datacenter] = cancel
+	// A key forgotten and wanted again starts only once its last driver
+	// returned: one driver per key at a time, as with the sharder.
+	previous, done := e.done[datacenter], make(chan struct{})
+	e.done[datacenter] = done
 	e.wg.Go(func() {
+		defer close(done)
 		defer cancel()
+		if previous != nil {
+			select {
+			case <-previous:
+			case <-ctx.Done():
+				return
+			}
+		}
 		sharding.DatacenterDriven.WithLabelValues(datacenter).Set(1)
 		defer sharding.DatacenterDriven.DeleteLabelValues(datacenter)
 		e.acquire(ctx, datacenter)
