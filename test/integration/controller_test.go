@@ -89,6 +89,21 @@ func waitForPhase(t *testing.T, ts *testServer, namespace, name string, phase v1
 	return job
 }
 
+// releasedHardware waits for the Hardware name to be released by job and
+// returns it. The release is the server's write that follows a Job's last
+// status write in the same request, so a reader polling the Job can see it
+// finished an instant before its Hardware is released.
+func releasedHardware(t *testing.T, ts *testServer, namespace, name, job string) (*v1alpha1.Hardware, error) {
+	t.Helper()
+	var hw *v1alpha1.Hardware
+	var err error
+	_ = wait.PollUntilContextTimeout(context.Background(), 20*time.Millisecond, 10*time.Second, true, func(ctx context.Context) (bool, error) {
+		hw, err = ts.Client.StargateV1alpha1().Hardwares(namespace).Get(ctx, name, metav1.GetOptions{})
+		return err == nil && hw.Status.ActiveJob != job, nil
+	})
+	return hw, err
+}
+
 // TestSeedWalkThrough: the seed's README — repave server-001 in dc-west, the
 // Job goes Pending -> Running -> Succeeded, the Hardware ends ready with 2.0.0,
 // and the datacenter ran it exactly once.
@@ -112,7 +127,7 @@ func TestSeedWalkThrough(t *testing.T) {
 	if done.Status.CompletionTime == nil || !hasCondition(done.Status.Conditions, jobs.ConditionComplete) {
 		t.Errorf("succeeded job status: %+v", done.Status)
 	}
-	hw, err := ts.Client.StargateV1alpha1().Hardwares(ns).Get(ctx, "server-001", metav1.GetOptions{})
+	hw, err := releasedHardware(t, ts, ns, "server-001", created.Name)
 	if err != nil {
 		t.Fatal(err)
 	}

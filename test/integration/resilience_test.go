@@ -112,7 +112,7 @@ func TestCrashAndRestartAtEachPointRunsOnce(t *testing.T) {
 			if n := executions(west, string(job.UID)); n != 1 {
 				t.Errorf("crash %s: %d executions in the ledger, want 1", point, n)
 			}
-			if hw, err := second.Client.StargateV1alpha1().Hardwares(ns).Get(context.Background(), "server-001", metav1.GetOptions{}); err != nil ||
+			if hw, err := releasedHardware(t, second, ns, "server-001", "crashy"); err != nil ||
 				hw.Status.State != v1alpha1.HardwareStateReady || hw.Status.CurrentOS != "2.0.0" || hw.Status.ActiveJob != "" {
 				t.Errorf("crash %s: Hardware after the Job: %+v %v", point, hw.Status, err)
 			}
