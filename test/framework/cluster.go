@@ -554,7 +554,29 @@ spec:
 	if out, err := c.KubectlIn("admin", manifest, "apply", "-f", "-"); err != nil {
 		return fmt.Errorf("%v: %s", err, out)
 	}
-	return c.WaitAvailable()
+	if err := c.WaitAvailable(); err != nil {
+		return err
+	}
+	return c.waitOpenAPI()
+}
+
+// waitOpenAPI waits until kube-apiserver serves stargate.io's OpenAPI v3
+// document, which it fetches from stargate-apiserver a moment after the
+// APIService turns Available: kubectl explain (and kubectl's client-side
+// field validation) read it from there.
+func (c *Cluster) waitOpenAPI() error {
+	var out string
+	var err error
+	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		out, err = c.Kubectl("admin", "get", "--raw", "/openapi/v3/apis/stargate.io/v1alpha1")
+		if err == nil && strings.Contains(out, "v1alpha1.Campaign") {
+			return nil
+		}
+	}
+	if len(out) > 300 {
+		out = out[:300]
+	}
+	return fmt.Errorf("kube-apiserver serves no OpenAPI v3 for stargate.io/v1alpha1 a minute after the APIService became Available: %v: %s", err, out)
 }
 
 // WaitAvailable waits for the APIService to be Available.
