@@ -188,9 +188,10 @@ func newApproveCommand(env *environment) *cobra.Command {
 		short: "Approve the Campaign's waves up to the current one (or --wave N)",
 		long: `Raise spec.approvedWaves so that a wave with requireApproval may start.
 
-Without --wave, approves up to the current wave (status.currentWave) or, when
-that one is approved and the Campaign awaits approval, the next one. With
---wave N, approves every wave up to N. approvedWaves never decreases.`,
+Without --wave, approves up to the current wave (status.currentWave: the wave
+held for approval, when one is). With --wave N, approves every wave up to N.
+approvedWaves never decreases. Approving twice approves nothing more: the next
+wave that asks for approval waits for its own.`,
 		example: `  kubectl stargate approve campaign/os-2
   kubectl stargate approve campaign/os-2 --wave 3`,
 		decide: func(c *v1alpha1.Campaign) (map[string]any, string, error) {
@@ -199,6 +200,9 @@ that one is approved and the Campaign awaits approval, the next one. With
 				return nil, "", err
 			}
 			switch {
+			case target <= c.Spec.ApprovedWaves && wave == 0 && awaitingApproval(c) && c.Status.ObservedGeneration < c.Generation:
+				// The held wave is approved; the controller has not read it yet.
+				return nil, fmt.Sprintf("approved through wave %d; waiting for the controller to start it", c.Spec.ApprovedWaves), nil
 			case target <= c.Spec.ApprovedWaves && c.Spec.ApprovedWaves == 0:
 				return nil, "has no wave awaiting approval (--wave N approves ahead)", nil
 			case target <= c.Spec.ApprovedWaves:
@@ -212,9 +216,10 @@ that one is approved and the Campaign awaits approval, the next one. With
 }
 
 // waveToApprove is the approvedWaves to set: --wave when given, else
-// max(spec.approvedWaves, status.currentWave), or the wave after the current
-// one when that is approved and the Campaign awaits approval (the held wave
-// is then the next).
+// max(spec.approvedWaves, status.currentWave). The controller makes the wave
+// it holds for approval the current one, so that is the one approved; a
+// status written before an approval the controller has not read yet still
+// shows it held, and must not approve the wave after it.
 func waveToApprove(c *v1alpha1.Campaign, wave int32) (int32, error) {
 	if p, ok := ended(c); ok {
 		return 0, fmt.Errorf("campaign %q has ended (%s): there is nothing to approve", c.Name, p)
@@ -228,11 +233,7 @@ func waveToApprove(c *v1alpha1.Campaign, wave int32) (int32, error) {
 		}
 		return wave, nil
 	}
-	target := max(c.Spec.ApprovedWaves, c.Status.CurrentWave)
-	if target == c.Spec.ApprovedWaves && awaitingApproval(c) {
-		target++
-	}
-	return target, nil
+	return max(c.Spec.ApprovedWaves, c.Status.CurrentWave), nil
 }
 
 // awaitingApproval says whether a wave is held for approval.

@@ -62,15 +62,21 @@ Resuming does not clear a tripped budget: raise spec.failurePolicy.maxFailures (
 			out: "campaign.stargate.io/os-2 has already ended (Failed)\n"},
 		{name: "approve the current wave", args: []string{"approve", "os-2"},
 			patch: `{"spec":{"approvedWaves":2}}`, out: "campaign.stargate.io/os-2 approved through wave 2\n"},
-		{name: "approve the held next wave",
+		{name: "approve the held wave",
 			edit: func(c *v1alpha1.Campaign) {
-				c.Spec.ApprovedWaves = 2
-				condition(c, v1alpha1.CampaignConditionPaused, v1alpha1.CampaignReasonAwaitingApproval, "wave 3 awaits approval")
+				c.Spec.ApprovedWaves, c.Status.CurrentWave = 2, 3 // the controller holds wave 3 as the current one
+				condition(c, v1alpha1.CampaignConditionPaused, v1alpha1.CampaignReasonAwaitingApproval, "wave 3 waits for approval")
 			},
 			args: []string{"approve", "os-2"}, patch: `{"spec":{"approvedWaves":3}}`, out: "campaign.stargate.io/os-2 approved through wave 3\n"},
+		{name: "approve twice before the controller read the first",
+			edit: func(c *v1alpha1.Campaign) {
+				c.Spec.ApprovedWaves, c.Status.CurrentWave, c.Generation = 3, 3, 2 // status still shows wave 3 held
+				condition(c, v1alpha1.CampaignConditionPaused, v1alpha1.CampaignReasonAwaitingApproval, "wave 3 waits for approval")
+			},
+			args: []string{"approve", "os-2"}, out: "campaign.stargate.io/os-2 approved through wave 3; waiting for the controller to start it\n"},
 		{name: "approve a datacenter's held wave",
 			edit: func(c *v1alpha1.Campaign) {
-				c.Spec.ApprovedWaves = 2
+				c.Spec.ApprovedWaves, c.Status.CurrentWave = 2, 3
 				c.Status.Datacenters[1].PausedReason = v1alpha1.CampaignReasonAwaitingApproval
 			},
 			args: []string{"approve", "os-2"}, patch: `{"spec":{"approvedWaves":3}}`, out: "campaign.stargate.io/os-2 approved through wave 3\n"},

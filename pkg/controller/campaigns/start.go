@@ -37,6 +37,9 @@ func (c *Controller) start(ctx context.Context, camp *v1alpha1.Campaign, d *driv
 		return 100 * time.Millisecond, nil // the cache catches up
 	}
 	camp = live
+	if camp.Spec.Cancel {
+		return 0, c.cancelUnstarted(ctx, camp)
+	}
 	dcs, err := c.selectedDatacenters(camp)
 	if err != nil {
 		return 0, c.invalid(ctx, camp, "InvalidSelector", err.Error())
@@ -97,6 +100,30 @@ func (c *Controller) start(ctx context.Context, camp *v1alpha1.Campaign, d *driv
 	logger.Info("Campaign started", "members", len(plan.Members), "waves", plan.Waves(), "skipped", status.Counts.Skipped)
 	d.progress = nil // loaded from the ledger on the next sync
 	return time.Millisecond, nil
+}
+
+// cancelUnstarted ends a Campaign cancelled before it started (one held by
+// a missing Template, say): no member was fixed and no Job created, so it
+// ends Cancelled at once; a plan half written by a driver that died is dropped.
+func (c *Controller) cancelUnstarted(ctx context.Context, camp *v1alpha1.Campaign) error {
+	if err := c.opts.Leading(ctx, DriverKey(camp.Name)); err != nil {
+		return err
+	}
+	if err := c.ledger.drop(ctx, camp.Name, camp.UID); err != nil {
+		return err
+	}
+	now := c.opts.Clock.Now()
+	updated := camp.DeepCopy()
+	updated.Status.Phase = v1alpha1.CampaignCancelled
+	updated.Status.CompletionTime = metaTime(now)
+	updated.Status.ObservedGeneration = camp.Generation
+	setCondition(&updated.Status, v1alpha1.CampaignConditionProgressing, false, "Cancelled",
+		"spec.cancel is true: cancelled before it started; no Job was created", camp.Generation, now)
+	_, err := c.client.StargateV1alpha1().Campaigns().UpdateStatus(ctx, updated, metav1.UpdateOptions{})
+	if err == nil {
+		klog.FromContext(ctx).Info("Campaign cancelled before it started", "campaign", camp.Name)
+	}
+	return err
 }
 
 // record writes the plan into the ledger, replacing a half-written one.

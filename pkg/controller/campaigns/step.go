@@ -52,6 +52,9 @@ func (c *Controller) decide(camp *v1alpha1.Campaign, d *driven) *step {
 		return s
 	}
 	switch {
+	case spec.Paused && s.paused != "":
+		// A tripped budget stays the reason: resuming does not clear it.
+		s.pausedMessage += "; spec.paused is true as well"
 	case spec.Paused:
 		s.paused, s.pausedMessage = v1alpha1.CampaignReasonManualPause, "spec.paused is true: no Job starts; running Jobs finish"
 	case s.paused == "":

@@ -87,3 +87,31 @@ func TestChooseSaysWhatHoldsAFullDatacenter(t *testing.T) {
 		t.Errorf("heldBy %q, want maxUnavailable.perDatacenter naming dc-0", s.heldBy)
 	}
 }
+
+// TestTrippedBudgetOutranksManualPause: a Campaign paused by hand whose
+// global budget tripped says so (resuming it does not clear the budget);
+// spec.paused once hid the trip behind ManualPause.
+func TestTrippedBudgetOutranksManualPause(t *testing.T) {
+	recs := ledgerOf(2, 5, 10)
+	for _, key := range []string{"dc-0/hw-000", "dc-1/hw-000"} {
+		rec := recs[key]
+		rec.State = stateFailed
+		recs[key] = rec
+	}
+	zero := intstr.FromInt32(0)
+	for _, paused := range []bool{false, true} {
+		spec := &v1alpha1.CampaignSpec{Operation: v1alpha1.OperationReboot, Paused: paused,
+			FailurePolicy: v1alpha1.CampaignFailurePolicy{MaxFailures: v1alpha1.CampaignFailureBudgets{Global: &zero}}}
+		d := &driven{progress: newProgress("uid", recs, nil), wave: 1}
+		s := chooser(t).decide(&v1alpha1.Campaign{Spec: *spec}, d)
+		if s.paused != v1alpha1.CampaignReasonFailureBudgetExceeded || !strings.Contains(s.pausedMessage, "global: 2 failed") {
+			t.Errorf("paused %v: reason %q (%s), want %s naming the global budget", paused, s.paused, s.pausedMessage, v1alpha1.CampaignReasonFailureBudgetExceeded)
+		}
+		if paused != strings.Contains(s.pausedMessage, "spec.paused is true") {
+			t.Errorf("paused %v: message %q", paused, s.pausedMessage)
+		}
+		if len(s.start) != 0 {
+			t.Errorf("paused %v: %d members started past a tripped budget", paused, len(s.start))
+		}
+	}
+}
