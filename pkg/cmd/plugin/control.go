@@ -233,7 +233,11 @@ func waveToApprove(c *v1alpha1.Campaign, wave int32) (int32, error) {
 		}
 		return wave, nil
 	}
-	return max(c.Spec.ApprovedWaves, c.Status.CurrentWave), nil
+	target := max(c.Spec.ApprovedWaves, c.Status.CurrentWave)
+	if awaitingApproval(c) {
+		target = max(target, 1) // the first wave, held from the start
+	}
+	return target, nil
 }
 
 // awaitingApproval says whether a wave is held for approval.

@@ -20,6 +20,8 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/sets"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/klog/v2"
@@ -86,7 +88,24 @@ type Controller struct {
 
 	mu     sync.Mutex
 	driven map[string]*driven
+	// ended are the Hardware (namespace/name) whose Job left the unfinished
+	// cache lately, with when and the UID controlling that Job: see
+	// endedGrace.
+	ended       map[string]endedJob
+	endedPruned time.Time
 }
+
+type endedJob struct {
+	at    time.Time
+	owner types.UID
+}
+
+// endedGrace is how long a Hardware whose Job just finished counts as
+// unavailable to the other Campaigns: the Job's last write is seen before
+// the write that turns its Hardware to error (the server makes it right
+// after, and it comes through the troubled-Hardware watch, not the Job
+// one). A Campaign's own members are held by its failedRecently instead.
+const endedGrace = 5 * time.Second
 
 // driven is a Campaign this replica drives now.
 type driven struct {
@@ -135,7 +154,7 @@ func New(client clientset.Interface, campaignInformer informers.CampaignInformer
 	c := &Controller{
 		client: client, campaigns: campaignInformer.Lister(), jobs: unfinishedJobs.Lister(), troubled: troubled.Lister(),
 		dcs: dcInformer.Lister(), templates: tmplInformer.Lister(), ledger: newLedger(opts.EtcdClient, opts.EtcdPrefix, opts.Fence),
-		opts: opts, driven: map[string]*driven{},
+		opts: opts, driven: map[string]*driven{}, ended: map[string]endedJob{},
 		synced: []cache.InformerSynced{campaignInformer.Informer().HasSynced, unfinishedJobs.Informer().HasSynced,
 			troubled.Informer().HasSynced, dcInformer.Informer().HasSynced, tmplInformer.Informer().HasSynced},
 	}
@@ -205,8 +224,8 @@ func objectName(obj interface{}) (string, bool) {
 }
 
 // onJob notes a Campaign's Job changing (finished: it left the unfinished
-// cache), and wakes every Campaign when any Job finishes, since a member
-// busy with another Job may now start.
+// cache), and wakes every Campaign when any Job finishes (its own
+// Campaign's included), since a member busy with another Job may now start.
 func (c *Controller) onJob(obj interface{}, gone bool) {
 	if tomb, ok := obj.(cache.DeletedFinalStateUnknown); ok {
 		obj = tomb.Obj
@@ -225,10 +244,36 @@ func (c *Controller) onJob(obj interface{}, gone bool) {
 			d.mu.Unlock()
 			d.queue.Add(name)
 		}
-		return
 	}
 	if gone {
-		c.enqueueAll()
+		var owner types.UID
+		if ref := metav1.GetControllerOf(job); ref != nil {
+			owner = ref.UID
+		}
+		now := c.opts.Clock.Now()
+		c.mu.Lock()
+		if len(c.driven) > 0 { // no Campaign driven here: nobody to hold it for
+			c.ended[job.Namespace+"/"+job.Spec.HardwareRef.Name] = endedJob{at: now, owner: owner}
+		}
+		if now.After(c.endedPruned.Add(endedGrace)) { // the map holds two graces' worth at most
+			maps.DeleteFunc(c.ended, func(_ string, e endedJob) bool { return now.Sub(e.at) > endedGrace })
+			c.endedPruned = now
+		}
+		c.mu.Unlock()
+		c.enqueueAll() // another Campaign's member may be free now, too
+	}
+}
+
+// recentlyEnded calls f with each Hardware whose Job, not controlled by
+// uid, finished within endedGrace.
+func (c *Controller) recentlyEnded(uid types.UID, f func(key string)) {
+	now := c.opts.Clock.Now()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for key, e := range c.ended {
+		if e.owner != uid && now.Sub(e.at) <= endedGrace {
+			f(key)
+		}
 	}
 }
 

@@ -9,12 +9,14 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/apimachinery/pkg/util/sets"
 	k8stesting "k8s.io/client-go/testing"
+	clocktesting "k8s.io/utils/clock/testing"
 	"k8s.io/utils/ptr"
 
 	"stargate.io/stargate/pkg/apis/stargate/v1alpha1"
@@ -242,7 +244,7 @@ func TestJustFailedMemberCountsAsUnavailable(t *testing.T) {
 	// Now the Hardware-in-error event arrives.
 	r.f.Stargate().V1alpha1().Hardwares().Informer().GetIndexer().Add(&v1alpha1.Hardware{
 		ObjectMeta: metav1.ObjectMeta{Name: job.Spec.HardwareRef.Name, Namespace: "dc-a"}, Status: v1alpha1.HardwareStatus{State: v1alpha1.HardwareStateError}})
-	u := r.c.unavailable(r.d.progress)
+	u, _ := r.c.unavailable(r.d.progress)
 	t.Logf("jobs %d, unavailable %d", len(r.jobs()), u.Total)
 	if u.Total > 1 {
 		t.Errorf("maxUnavailable.global=1 exceeded: %d unavailable", u.Total)
@@ -279,9 +281,207 @@ func TestPredecessorJobsCountAsUnavailable(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	u := r.c.unavailable(r.d.progress)
+	u, _ := r.c.unavailable(r.d.progress)
 	t.Logf("jobs created %d; unavailable as counted %d", len(r.jobs()), u.Total)
 	if len(r.jobs()) > 0 {
 		t.Errorf("hw-2 busy with the predecessor's Job, yet hw-1 started under maxUnavailable.global=1")
+	}
+}
+
+// TestOutcome: a Job stopped before it finished (spec.cancel, a delete) is
+// a cancelled member; one that failed first is a failure even when deleted
+// afterwards (a TTL of 0 deletes it at once), else no budget would trip.
+func TestOutcome(t *testing.T) {
+	deleted := metav1.Now()
+	for _, tc := range []struct {
+		name   string
+		job    v1alpha1.Job
+		want   string
+		reason string
+	}{
+		{"succeeded", v1alpha1.Job{Status: v1alpha1.JobStatus{Phase: v1alpha1.JobSucceeded}}, stateSucceeded, ""},
+		{"failed", v1alpha1.Job{Status: v1alpha1.JobStatus{Phase: v1alpha1.JobFailed, Reason: "DatacenterJobFailed"}}, stateFailed, "DatacenterJobFailed"},
+		{"failed, then deleted by its TTL", v1alpha1.Job{ObjectMeta: metav1.ObjectMeta{DeletionTimestamp: &deleted},
+			Status: v1alpha1.JobStatus{Phase: v1alpha1.JobFailed, Reason: "DatacenterJobFailed"}}, stateFailed, "DatacenterJobFailed"},
+		{"failed, then cancelled", v1alpha1.Job{Spec: v1alpha1.JobSpec{Cancel: true},
+			Status: v1alpha1.JobStatus{Phase: v1alpha1.JobFailed, Reason: "BackoffLimitExceeded"}}, stateFailed, "BackoffLimitExceeded"},
+		{"cancelled at the datacenter by itself", v1alpha1.Job{Status: v1alpha1.JobStatus{Phase: v1alpha1.JobFailed, Reason: "CancelledAtDatacenter"}}, stateFailed, "CancelledAtDatacenter"},
+		{"cancelled", v1alpha1.Job{Spec: v1alpha1.JobSpec{Cancel: true},
+			Status: v1alpha1.JobStatus{Phase: v1alpha1.JobFailed, Reason: v1alpha1.JobReasonCancelled}}, stateCancelled, v1alpha1.JobReasonCancelled},
+		{"deleted", v1alpha1.Job{ObjectMeta: metav1.ObjectMeta{DeletionTimestamp: &deleted},
+			Status: v1alpha1.JobStatus{Phase: v1alpha1.JobFailed, Reason: v1alpha1.JobReasonDeleted}}, stateCancelled, v1alpha1.JobReasonDeleted},
+	} {
+		if state, reason := outcome(&tc.job); state != tc.want || reason != tc.reason {
+			t.Errorf("%s: %s (%s), want %s (%s)", tc.name, state, reason, tc.want, tc.reason)
+		}
+	}
+}
+
+// TestFailedAndDeletedJobTripsTheBudget: with a Job TTL of 0 the Job
+// controller deletes a failed Job at once; the campaign finalizer keeps
+// it, with its deletionTimestamp, until counted — as a failure.
+func TestFailedAndDeletedJobTripsTheBudget(t *testing.T) {
+	zero := intstr.FromInt32(0)
+	r := newRig(t, v1alpha1.CampaignSpec{Operation: v1alpha1.OperationReboot,
+		FailurePolicy: v1alpha1.CampaignFailurePolicy{MaxFailures: v1alpha1.CampaignFailureBudgets{Global: &zero}}}, "hw-1", "hw-2")
+	for range 2 {
+		if err := r.sync(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := len(r.jobs()); n != 1 {
+		t.Fatalf("jobs %d, want 1 (maxUnavailable 10%% of 2 is 1)", n)
+	}
+	job := r.jobs()[0]
+	now := metav1.Now()
+	job.DeletionTimestamp = &now
+	job.Status.Phase, job.Status.Reason, job.Status.DCJobID = v1alpha1.JobFailed, "DatacenterJobFailed", "dc-1"
+	r.client.StargateV1alpha1().Jobs("dc-a").Update(context.TODO(), &job, metav1.UpdateOptions{})
+	r.c.onJob(&job, true)
+	for range 2 {
+		if err := r.sync(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	camp := r.refresh()
+	paused := apimeta.FindStatusCondition(camp.Status.Conditions, v1alpha1.CampaignConditionPaused)
+	if camp.Status.Counts.Failed != 1 || camp.Status.Counts.Cancelled != 0 || paused == nil || paused.Reason != v1alpha1.CampaignReasonFailureBudgetExceeded {
+		t.Errorf("counts %+v, Paused condition %+v: want the failure counted and the budget of 0 tripped", camp.Status.Counts, paused)
+	}
+	if n := len(r.jobs()); n != 1 {
+		t.Errorf("%d Jobs: a member started past a tripped budget", n)
+	}
+}
+
+// TestStrayJobIsCancelledAndCounted: a Job created for a member the ledger
+// says is done (a create that landed after its member was recorded
+// cancelled) is cancelled, counts as unavailable while it runs, and is
+// released once it finished.
+func TestStrayJobIsCancelledAndCounted(t *testing.T) {
+	r := newRig(t, v1alpha1.CampaignSpec{Operation: v1alpha1.OperationReboot,
+		MaxUnavailable: v1alpha1.CampaignMaxUnavailable{Global: ptr.To(intstr.FromInt32(2))}}, "hw-1", "hw-2", "hw-3", "hw-4")
+	for range 2 { // start, then two members get Jobs
+		if err := r.sync(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	jobs := r.jobs()
+	if len(jobs) != 2 {
+		t.Fatalf("%d Jobs, want 2", len(jobs))
+	}
+	camp := r.refresh()
+	p := r.d.progress
+	var pending []*member
+	for _, m := range p.members {
+		if m.state == statePending {
+			pending = append(pending, m)
+		}
+	}
+	// One pending member is recorded cancelled (as stopRunning records one
+	// whose Job it did not find), and then its late create lands.
+	m := pending[0]
+	p.set(m, stateCancelled, "", ReasonCampaignCancelled)
+	stray := &v1alpha1.Job{ObjectMeta: metav1.ObjectMeta{Name: jobName(camp, m), Namespace: "dc-a",
+		Labels:          map[string]string{v1alpha1.CampaignLabel: "camp"},
+		OwnerReferences: []metav1.OwnerReference{*metav1.NewControllerRef(camp, v1alpha1.SchemeGroupVersion.WithKind("Campaign"))},
+		Finalizers:      []string{v1alpha1.CampaignFinalizer}},
+		Spec: v1alpha1.JobSpec{HardwareRef: v1alpha1.LocalObjectReference{Name: m.Name}, Operation: v1alpha1.OperationReboot},
+		Status: v1alpha1.JobStatus{Phase: v1alpha1.JobRunning}}
+	if _, err := r.client.StargateV1alpha1().Jobs("dc-a").Create(context.TODO(), stray, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	r.f.Stargate().V1alpha1().Jobs().Informer().GetIndexer().Add(stray)
+	r.c.onJob(stray, false)
+	// One of the two started members' Job succeeds: a slot frees, but the
+	// stray runs, so the last pending member must still wait.
+	done := jobs[0]
+	done.Status.Phase = v1alpha1.JobSucceeded
+	r.client.StargateV1alpha1().Jobs("dc-a").UpdateStatus(context.TODO(), &done, metav1.UpdateOptions{})
+	r.c.onJob(&done, true)
+	if err := r.sync(); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := r.client.StargateV1alpha1().Jobs("dc-a").Get(context.TODO(), stray.Name, metav1.GetOptions{})
+	if !got.Spec.Cancel {
+		t.Errorf("the stray Job was not asked to cancel")
+	}
+	if n := len(r.jobs()); n != 3 {
+		t.Errorf("%d Jobs, want 3: the last member started while the stray runs under maxUnavailable.global=2", n)
+	}
+	// The stray ends (cancelled before it was sent) and leaves the cache.
+	got.Status.Phase, got.Status.Reason = v1alpha1.JobFailed, v1alpha1.JobReasonCancelled
+	r.client.StargateV1alpha1().Jobs("dc-a").Update(context.TODO(), got, metav1.UpdateOptions{})
+	r.f.Stargate().V1alpha1().Jobs().Informer().GetIndexer().Delete(stray)
+	r.c.onJob(got, true)
+	if err := r.sync(); err != nil {
+		t.Fatal(err)
+	}
+	got, _ = r.client.StargateV1alpha1().Jobs("dc-a").Get(context.TODO(), stray.Name, metav1.GetOptions{})
+	if len(got.Finalizers) != 0 {
+		t.Errorf("the finished stray keeps finalizers %v", got.Finalizers)
+	}
+	if m.state != stateCancelled || p.total().Cancelled != 1 {
+		t.Errorf("member %s, cancelled %d: the stray changed its member's record", m.state, p.total().Cancelled)
+	}
+	if n := len(r.jobs()); n != 4 {
+		t.Errorf("%d Jobs, want 4: the last member starts once the stray ended", n)
+	}
+}
+
+// TestOtherOriginJobJustEndedCountsAsUnavailable: another origin's Job
+// leaves the unfinished cache before its Hardware's error state arrives;
+// for endedGrace its Hardware still counts as unavailable.
+func TestOtherOriginJobJustEndedCountsAsUnavailable(t *testing.T) {
+	r := newRig(t, v1alpha1.CampaignSpec{Operation: v1alpha1.OperationReboot, Paused: true}, "hw-1", "hw-2")
+	for range 2 { // start, load
+		if err := r.sync(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if u, _ := r.c.unavailable(r.d.progress); u.Total != 0 {
+		t.Fatalf("unavailable %d in a paused Campaign, want 0", u.Total)
+	}
+	other := &v1alpha1.Job{ObjectMeta: metav1.ObjectMeta{Name: "by-hand", Namespace: "dc-a"},
+		Spec: v1alpha1.JobSpec{HardwareRef: v1alpha1.LocalObjectReference{Name: "hw-2"}}}
+	r.c.onJob(other, true)
+	if u, _ := r.c.unavailable(r.d.progress); u.Total != 1 {
+		t.Errorf("unavailable %d right after another origin's Job on hw-2 ended, want 1", u.Total)
+	}
+	r.c.opts.Clock = clocktesting.NewFakeClock(time.Now().Add(endedGrace + time.Second))
+	if u, _ := r.c.unavailable(r.d.progress); u.Total != 0 {
+		t.Errorf("unavailable %d after endedGrace, want 0", u.Total)
+	}
+}
+
+// TestCancelBeforeStartEndsCancelled: a Campaign held before its start (a
+// Template missing) and then cancelled ends Cancelled, with Failed=True
+// (reason Cancelled) for kubectl wait, and no Job.
+func TestCancelBeforeStartEndsCancelled(t *testing.T) {
+	r := newRig(t, v1alpha1.CampaignSpec{Operation: v1alpha1.OperationRepave,
+		TemplateRef: &v1alpha1.LocalObjectReference{Name: "missing"}}, "hw-1")
+	if err := r.sync(); err != nil {
+		t.Fatal(err)
+	}
+	camp := r.refresh()
+	if camp.Status.Phase == v1alpha1.CampaignCancelled || camp.Status.StartTime != nil {
+		t.Fatalf("phase %s, started %v before the cancel", camp.Status.Phase, camp.Status.StartTime)
+	}
+	camp.Spec.Cancel = true
+	if _, err := r.client.StargateV1alpha1().Campaigns().Update(context.TODO(), camp, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	r.refresh()
+	if err := r.sync(); err != nil {
+		t.Fatal(err)
+	}
+	camp = r.refresh()
+	failed := apimeta.FindStatusCondition(camp.Status.Conditions, v1alpha1.CampaignConditionFailed)
+	if camp.Status.Phase != v1alpha1.CampaignCancelled || camp.Status.CompletionTime == nil || failed == nil ||
+		failed.Status != metav1.ConditionTrue || failed.Reason != "Cancelled" {
+		t.Errorf("phase %s, completion %v, Failed condition %+v; want Cancelled, a completion time, Failed=True (Cancelled)",
+			camp.Status.Phase, camp.Status.CompletionTime, failed)
+	}
+	if n := len(r.jobs()); n != 0 {
+		t.Errorf("%d Jobs created for a Campaign cancelled before it started", n)
 	}
 }

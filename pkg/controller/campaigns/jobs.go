@@ -46,9 +46,12 @@ func (c *Controller) observe(ctx context.Context, camp *v1alpha1.Campaign, d *dr
 	changed := d.changed
 	d.changed = sets.New[string]()
 	d.mu.Unlock()
-	var look []*member
+	var look, strays []*member
 	for key := range changed {
 		m := p.byKey[key]
+		if m != nil && m.final() {
+			strays = append(strays, m)
+		}
 		if m == nil || m.state != stateStarted {
 			continue
 		}
@@ -76,7 +79,10 @@ func (c *Controller) observe(ctx context.Context, camp *v1alpha1.Campaign, d *dr
 		case finished(job):
 			state, reason := outcome(job)
 			p.set(m, state, m.job, reason)
-			if state == stateFailed {
+			if state == stateFailed || (state == stateCancelled && job.Status.DCJobID != "") {
+				// Its Hardware may be turning to error (a Job stopped at the
+				// datacenter leaves it so, too): unavailable until the
+				// troubled-Hardware cache can say.
 				p.failedRecently[m.key()] = c.opts.Clock.Now()
 			}
 			outcomes[m.key()] = m.record()
@@ -86,6 +92,7 @@ func (c *Controller) observe(ctx context.Context, camp *v1alpha1.Campaign, d *dr
 	if err := c.writeLedger(ctx, camp, d, outcomes); err != nil {
 		return err
 	}
+	release = append(release, c.stopStrays(ctx, camp, d, strays)...)
 	// Counted: now released, with those a failed release left for this sync.
 	if d.unreleased == nil {
 		d.unreleased = map[string]*v1alpha1.Job{}
@@ -104,6 +111,39 @@ func (c *Controller) observe(ctx context.Context, camp *v1alpha1.Campaign, d *dr
 	return errors.Join(errs...)
 }
 
+// stopStrays deals with Jobs of members the ledger says are done: a create
+// that landed after its member was recorded (an answer lost and the member
+// then cancelled, or a driver that stalled mid-create while its successor
+// went on) made a Job the Campaign never counted. Unfinished, it is asked
+// to cancel (the Job controller ends it without running it if it was not
+// sent yet); finished, it is returned for release. Its member's record
+// stays as it is. Rare: a final member's Job changes only then.
+func (c *Controller) stopStrays(ctx context.Context, camp *v1alpha1.Campaign, d *driven, strays []*member) []*v1alpha1.Job {
+	var done []*v1alpha1.Job
+	for _, m := range strays {
+		job, err := c.client.StargateV1alpha1().Jobs(m.Datacenter).Get(ctx, jobName(camp, m), metav1.GetOptions{})
+		switch {
+		case apierrors.IsNotFound(err):
+		case err != nil:
+			d.retryLater(m)
+		case !metav1.IsControlledBy(job, camp):
+		case finished(job):
+			done = append(done, job) // released if it still holds the finalizer
+		case !job.Spec.Cancel:
+			klog.FromContext(ctx).Info("Cancelling a Job created for a member already recorded done", "job", klog.KObj(job), "member", m.key(), "state", m.state)
+			if err := c.opts.Leading(ctx, DriverKey(camp.Name)); err != nil {
+				d.retryLater(m)
+				continue
+			}
+			if _, err := c.client.StargateV1alpha1().Jobs(m.Datacenter).Patch(ctx, job.Name, types.MergePatchType,
+				[]byte(`{"spec":{"cancel":true}}`), metav1.PatchOptions{}); err != nil && !apierrors.IsNotFound(err) {
+				d.retryLater(m)
+			}
+		}
+	}
+	return done
+}
+
 // inParallel runs f(0..n-1) on at most createWorkers goroutines, every
 // piece of it (a background context: results are read after it returns).
 func inParallel(n int, f func(i int)) {
@@ -114,12 +154,15 @@ func finished(job *v1alpha1.Job) bool {
 	return job.Status.Phase == v1alpha1.JobSucceeded || job.Status.Phase == v1alpha1.JobFailed
 }
 
-// outcome maps how a Job ended to a member state.
+// outcome maps how a Job ended to a member state. A Job stopped (spec.cancel
+// or a delete reached it before it finished) is cancelled; one that failed
+// first is a failure, even if it was cancelled or deleted afterwards (a TTL
+// of 0 deletes a failed Job at once): its failure counts against the budgets.
 func outcome(job *v1alpha1.Job) (state, reason string) {
 	switch {
 	case job.Status.Phase == v1alpha1.JobSucceeded:
 		return stateSucceeded, ""
-	case job.Spec.Cancel || job.DeletionTimestamp != nil:
+	case job.Status.Reason == v1alpha1.JobReasonCancelled || job.Status.Reason == v1alpha1.JobReasonDeleted:
 		return stateCancelled, job.Status.Reason
 	}
 	return stateFailed, job.Status.Reason

@@ -117,8 +117,9 @@ func (c *Controller) cancelUnstarted(ctx context.Context, camp *v1alpha1.Campaig
 	updated.Status.Phase = v1alpha1.CampaignCancelled
 	updated.Status.CompletionTime = metaTime(now)
 	updated.Status.ObservedGeneration = camp.Generation
-	setCondition(&updated.Status, v1alpha1.CampaignConditionProgressing, false, "Cancelled",
-		"spec.cancel is true: cancelled before it started; no Job was created", camp.Generation, now)
+	const message = "spec.cancel is true: cancelled before it started; no Job was created"
+	setCondition(&updated.Status, v1alpha1.CampaignConditionProgressing, false, "Cancelled", message, camp.Generation, now)
+	setCancelled(&updated.Status, message, camp.Generation, now)
 	_, err := c.client.StargateV1alpha1().Campaigns().UpdateStatus(ctx, updated, metav1.UpdateOptions{})
 	if err == nil {
 		klog.FromContext(ctx).Info("Campaign cancelled before it started", "campaign", camp.Name)

@@ -60,7 +60,7 @@ type progress struct {
 	started     int // members started and not final
 	startedInDC map[string]int
 	inFlight    map[*member]struct{} // the started members
-	highestWave int32                // the highest wave with a member not pending
+	highestWave int32                // the highest wave with a member that got a Job
 	// cancelledAll and cancelledDCs: the pending members of everything, or
 	// of a datacenter, were given up already.
 	cancelledAll bool
@@ -154,7 +154,10 @@ func (p *progress) countIn(m *member, sign int) {
 		}
 		p.open[m.Wave][m.Datacenter] += sign
 	}
-	if m.state != statePending {
+	if m.state != statePending && m.job != "" {
+		// A member that got a Job: its wave was reached. Members given up
+		// without one (a budget's Cancel gives up every wave of a
+		// datacenter) say nothing of how far the waves went.
 		p.highestWave = max(p.highestWave, m.Wave)
 	}
 	if sign > 0 && m.state == stateFailed && len(p.failures) < maxFailuresListed {

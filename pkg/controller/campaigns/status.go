@@ -126,8 +126,17 @@ func (c *Controller) buildStatus(camp *v1alpha1.Campaign, d *driven, s *step, no
 		setCondition(status, v1alpha1.CampaignConditionFailed, true, v1alpha1.CampaignReasonFailureBudgetExceeded, msg, gen, now)
 	case v1alpha1.CampaignCancelled:
 		setCondition(status, v1alpha1.CampaignConditionProgressing, false, "Cancelled", progressMsg, gen, now)
+		setCancelled(status, "spec.cancel is true: "+progressMsg, gen, now)
 	}
 	return status
+}
+
+// setCancelled sets Failed=True with reason Cancelled on a Campaign that
+// ended Cancelled: it will never be Complete, and `kubectl wait
+// --for=condition=Failed` (or a wait on Complete, which then times out)
+// must be able to tell.
+func setCancelled(status *v1alpha1.CampaignStatus, message string, generation int64, now time.Time) {
+	setCondition(status, v1alpha1.CampaignConditionFailed, true, "Cancelled", message, generation, now)
 }
 
 // firstReason is the pause reason of the first held datacenter, a

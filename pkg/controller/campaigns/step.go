@@ -6,7 +6,6 @@ import (
 	"strings"
 	"time"
 
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 
 	"stargate.io/stargate/pkg/apis/stargate/v1alpha1"
@@ -117,7 +116,13 @@ func (c *Controller) budgets(spec *v1alpha1.CampaignSpec, p *progress, s *step) 
 // own budget do not hold the waves back.
 func (c *Controller) advance(spec *v1alpha1.CampaignSpec, d *driven, s *step, now time.Time) {
 	p := d.progress
-	for d.wave < p.waves && p.waveDone(d.wave, s.exempt) {
+	// A wave held for approval is not passed because only datacenters
+	// paused by their own budget still have members in it: raising that
+	// budget later must not let them through an unapproved wave.
+	held := func(w int32) bool {
+		return waveEntry(spec, w).RequireApproval && spec.ApprovedWaves < w && !p.waveDone(w, nil)
+	}
+	for d.wave < p.waves && p.waveDone(d.wave, s.exempt) && !held(d.wave) {
 		if d.waveFinish.IsZero() {
 			d.waveFinish = now
 		}
@@ -132,7 +137,7 @@ func (c *Controller) advance(spec *v1alpha1.CampaignSpec, d *driven, s *step, no
 		d.wave++
 		d.waveStart, d.waveFinish = now, time.Time{}
 	}
-	if waveEntry(spec, d.wave).RequireApproval && spec.ApprovedWaves < d.wave && !p.waveDone(d.wave, nil) {
+	if held(d.wave) {
 		s.paused = v1alpha1.CampaignReasonAwaitingApproval
 		s.pausedMessage = fmt.Sprintf("wave %d waits for approval: set spec.approvedWaves to %d (kubectl stargate approve)", d.wave, d.wave)
 	}
@@ -151,7 +156,17 @@ func waveEntry(spec *v1alpha1.CampaignSpec, w int32) v1alpha1.CampaignWave {
 // over the datacenters so a global limit is shared.
 func (c *Controller) choose(spec *v1alpha1.CampaignSpec, d *driven, s *step, now time.Time) {
 	p := d.progress
-	u := c.unavailable(p)
+	u, broken := c.unavailable(p)
+	already := map[string][]*member{} // per datacenter, pending and in error
+	for m, isBroken := range broken {
+		if isBroken && m.state == statePending && m.Wave <= d.wave {
+			already[m.Datacenter] = append(already[m.Datacenter], m)
+		}
+	}
+	for _, ms := range already {
+		slices.SortFunc(ms, func(a, b *member) int { return a.order - b.order })
+	}
+	startedIn := map[string]int{}
 	var queues [][]*member
 	for _, dc := range p.datacenters() {
 		if s.dcReason[dc] != "" {
@@ -159,10 +174,22 @@ func (c *Controller) choose(spec *v1alpha1.CampaignSpec, d *driven, s *step, now
 		}
 		room, reason := c.room(spec, p, u, dc, now, s)
 		if reason != "" {
-			if p.counts[dc].Pending > 0 {
-				s.dcReason[dc] = reason
-			}
+			// Set with no member pending too: it holds the members whose
+			// Job is still to be created (act retries them only where no
+			// reason holds the datacenter), e.g. outside the window.
+			s.dcReason[dc] = reason
 			continue
+		}
+		// Members in state error are unavailable already and make
+		// nothing more so by starting: only maxConcurrentJobs holds them,
+		// not maxUnavailable (a broken machine is what a repave is for,
+		// even in a full rack). One busy with another Job waits for it
+		// like any member; one unknown counts as one more, as it did.
+		for _, m := range already[dc] {
+			if c.jobsRoom(p, dc, startedIn[dc]) > 0 {
+				startedIn[dc]++
+				s.start = append(s.start, m)
+			}
 		}
 		if room <= 0 {
 			s.heldBy = c.fullBecause(spec, p, u, dc)
@@ -171,6 +198,9 @@ func (c *Controller) choose(spec *v1alpha1.CampaignSpec, d *driven, s *step, now
 		var q []*member
 		scanned := 0
 		p.pendingIn(dc, d.wave, func(m *member) bool {
+			if broken[m] {
+				return true // taken above, or held by maxConcurrentJobs
+			}
 			q = append(q, m)
 			scanned++
 			// Members held by a full failure domain are skipped, so look a
@@ -181,7 +211,6 @@ func (c *Controller) choose(spec *v1alpha1.CampaignSpec, d *driven, s *step, now
 			queues = append(queues, q)
 		}
 	}
-	startedIn := map[string]int{}
 	for progress := true; progress; {
 		progress = false
 		for i, q := range queues {
@@ -242,17 +271,24 @@ func (c *Controller) room(spec *v1alpha1.CampaignSpec, p *progress, u *campaign.
 // p.startedInDC not yet.
 func (c *Controller) dcRoom(spec *v1alpha1.CampaignSpec, p *progress, u *campaign.Unavailable, dc string, starting int) int {
 	room := campaign.MaxUnavailable(spec.MaxUnavailable.PerDatacenter, p.scopes.DC[dc]) - u.DC[dc]
+	return min(room, c.jobsRoom(p, dc, starting))
+}
+
+// jobsRoom is how many more of this Campaign's Jobs datacenter dc's
+// maxConcurrentJobs leaves room for, with starting more chosen in this step.
+func (c *Controller) jobsRoom(p *progress, dc string, starting int) int {
 	maxJobs := int(v1alpha1.DefaultMaxConcurrentJobs)
 	if datacenter, err := c.dcs.Get(dc); err == nil && datacenter.Spec.MaxConcurrentJobs != nil {
 		maxJobs = int(*datacenter.Spec.MaxConcurrentJobs)
 	}
-	return min(room, maxJobs-p.startedInDC[dc]-starting)
+	return maxJobs - p.startedInDC[dc] - starting
 }
 
 // unavailable counts the members unavailable now: those with a Job of this
 // Campaign not final, those with another unfinished Job, and those in state
-// error or unknown. O(Jobs in flight + Hardware in trouble).
-func (c *Controller) unavailable(p *progress) *campaign.Unavailable {
+// error or unknown; and the set of those in error. O(Jobs in flight +
+// Hardware in trouble).
+func (c *Controller) unavailable(p *progress) (*campaign.Unavailable, map[*member]bool) {
 	u := campaign.NewUnavailable()
 	counted := map[*member]bool{}
 	add := func(m *member) {
@@ -272,21 +308,28 @@ func (c *Controller) unavailable(p *progress) *campaign.Unavailable {
 		}
 		add(p.byKey[key])
 	}
-	owner := &metav1.ObjectMeta{UID: p.uid}
+	// Every unfinished Job: another origin's, a predecessor's of the same
+	// name, and this Campaign's own — those of members in flight are
+	// counted already, and one whose member the ledger says is done (a
+	// create that landed late: see stopStrays) runs all the same.
 	if jobs, err := c.jobs.List(labels.Everything()); err == nil {
 		for _, job := range jobs {
-			if metav1.IsControlledBy(job, owner) {
-				continue // counted from the ledger (a predecessor's of the same name is not)
-			}
 			add(p.byKey[job.Namespace+"/"+job.Spec.HardwareRef.Name])
 		}
 	}
+	c.recentlyEnded(p.uid, func(key string) { add(p.byKey[key]) })
+	broken := map[*member]bool{}
 	if hws, err := c.troubled.List(labels.Everything()); err == nil {
 		for _, hw := range hws {
-			add(p.byKey[hw.Namespace+"/"+hw.Name])
+			if m := p.byKey[hw.Namespace+"/"+hw.Name]; m != nil {
+				add(m)
+				// unknown is no reason to act: a datacenter that cannot be
+				// reached turns all its machines unknown.
+				broken[m] = hw.Status.State == v1alpha1.HardwareStateError
+			}
 		}
 	}
-	return u
+	return u, broken
 }
 
 // recentFailure is how long a member whose Job failed counts as unavailable

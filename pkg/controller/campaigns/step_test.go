@@ -17,7 +17,7 @@ import (
 
 // chooser is a Controller with only the listers choose reads: Datacenters
 // dc-0 and dc-1 (maxConcurrentJobs 100), no unfinished Job, and troubled
-// (namespace/name) Hardware in state unknown.
+// (namespace/name, in state unknown, or namespace/name=state) Hardware.
 func chooser(t *testing.T, troubled ...string) *Controller {
 	t.Helper()
 	index := func() cache.Indexer {
@@ -31,9 +31,13 @@ func chooser(t *testing.T, troubled ...string) *Controller {
 		}
 	}
 	for _, key := range troubled {
+		key, state, found := strings.Cut(key, "=")
+		if !found {
+			state = string(v1alpha1.HardwareStateUnknown)
+		}
 		ns, name, _ := strings.Cut(key, "/")
 		if err := hws.Add(&v1alpha1.Hardware{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
-			Status: v1alpha1.HardwareStatus{State: v1alpha1.HardwareStateUnknown}}); err != nil {
+			Status: v1alpha1.HardwareStatus{State: v1alpha1.HardwareState(state)}}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -113,5 +117,51 @@ func TestTrippedBudgetOutranksManualPause(t *testing.T) {
 		if len(s.start) != 0 {
 			t.Errorf("paused %v: %d members started past a tripped budget", paused, len(s.start))
 		}
+	}
+}
+
+// TestBrokenMemberStartsInAFullDatacenter: a member in state error is
+// unavailable already; repaving it makes nothing more so, so a limit it
+// alone fills lets it start (it once counted twice, and a rack whose only
+// unavailable server was the broken one could never repave it). The
+// others still wait, and an unknown member (its datacenter may just be
+// unreachable) counts as one more as before.
+func TestBrokenMemberStartsInAFullDatacenter(t *testing.T) {
+	d := &driven{progress: newProgress("uid", ledgerOf(2, 4, 8), nil), wave: 1}
+	s := &step{dcReason: map[string]string{}, nextWindow: map[string]time.Time{}}
+	chooser(t, "dc-0/hw-002=error", "dc-1/hw-001").choose(perDatacenter(1), d, s, time.Now())
+	for _, m := range s.start {
+		if m.Datacenter == "dc-1" {
+			t.Errorf("started %s in dc-1, whose limit of 1 its unknown hw-001 fills", m.Name)
+		}
+	}
+	var inDC0 []string
+	for _, m := range s.start {
+		if m.Datacenter == "dc-0" {
+			inDC0 = append(inDC0, m.Name)
+		}
+	}
+	if len(inDC0) != 1 || inDC0[0] != "hw-002" {
+		t.Errorf("started %v in dc-0, want only the broken hw-002 (maxUnavailable.perDatacenter 1, which it fills)", inDC0)
+	}
+}
+
+// TestReloadIgnoresMembersGivenUp: a datacenter's budget with action
+// Cancel gives up its members in every wave; a reload then must not take
+// the highest of those waves for the current one (which once let the
+// other datacenters skip every wave in between).
+func TestReloadIgnoresMembersGivenUp(t *testing.T) {
+	recs := ledgerOf(2, 6, 2) // 6 waves of 2
+	for key, rec := range recs {
+		switch {
+		case rec.Wave == 1:
+			rec.State, rec.Job = stateFailed, "job-"+key
+		case strings.HasPrefix(key, "dc-1/"):
+			rec.State, rec.Reason = stateCancelled, v1alpha1.CampaignReasonFailureBudgetExceeded
+		}
+		recs[key] = rec
+	}
+	if p := newProgress("uid", recs, nil); p.highestWave != 1 {
+		t.Errorf("highest wave %d, want 1: only wave 1 got Jobs", p.highestWave)
 	}
 }

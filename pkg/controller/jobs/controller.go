@@ -65,9 +65,9 @@ const (
 	ReasonRejected             = "RejectedByDatacenter"
 	ReasonCancelled            = "CancelledAtDatacenter"
 	ReasonRetrying             = "RetryingSubmit"
-	ReasonCancelledByUser      = "Cancelled"
+	ReasonCancelledByUser      = v1alpha1.JobReasonCancelled
 	ReasonDeadlineExceeded     = "DeadlineExceeded"
-	ReasonDeleted              = "Deleted"
+	ReasonDeleted              = v1alpha1.JobReasonDeleted
 	// ReasonSubmitting: the request is fixed in status.submission and is being sent.
 	ReasonSubmitting = "Submitting"
 	// ReasonAdopted: an earlier submit, whose answer was lost, started the

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -13,7 +14,10 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/sets"
 	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/apimachinery/pkg/watch"
+	clienttesting "k8s.io/client-go/testing"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/component-base/metrics/testutil"
 	testingclock "k8s.io/utils/clock/testing"
@@ -84,6 +88,17 @@ func newHarness(t testing.TB, dcNames []string, objs ...runtime.Object) *harness
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	client := clientfake.NewClientset(objs...)
+	// The fake's watches start from "now": an event between an informer's
+	// list and its watch is lost for good. newHarness returns only once
+	// every informer watches.
+	var watchMu sync.Mutex
+	watching := sets.New[string]()
+	client.PrependWatchReactor("*", func(a clienttesting.Action) (bool, watch.Interface, error) {
+		watchMu.Lock()
+		watching.Insert(a.GetResource().Resource)
+		watchMu.Unlock()
+		return false, nil, nil
+	})
 	server := serveLikeStargate(client, objs)
 	factory := informers.NewSharedInformerFactory(client, 0)
 	v1 := factory.Stargate().V1alpha1()
@@ -122,7 +137,14 @@ func newHarness(t testing.TB, dcNames []string, objs ...runtime.Object) *harness
 		t.Fatal(err)
 	}
 	factory.Start(ctx.Done())
-	factory.WaitForCacheSync(ctx.Done())
+	started := factory.WaitForCacheSync(ctx.Done())
+	if err := wait.PollUntilContextTimeout(ctx, time.Millisecond, 10*time.Second, true, func(context.Context) (bool, error) {
+		watchMu.Lock()
+		defer watchMu.Unlock()
+		return watching.Len() >= len(started), nil
+	}); err != nil {
+		t.Fatalf("informers watching %v of %d", sets.List(watching), len(started))
+	}
 	h.c = c
 	return h
 }

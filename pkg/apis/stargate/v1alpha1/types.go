@@ -251,6 +251,15 @@ const JobAbandonLabel = "stargate.io/abandon"
 // JobReasonAbandoned is the reason of a Job ended through JobAbandonLabel.
 const JobReasonAbandoned = "Abandoned"
 
+// The reasons of a Job that failed because it was stopped, not because its
+// operation failed: spec.cancel, or a delete, reached it before it
+// finished. A Job that failed first and was deleted after keeps the
+// reason of its failure.
+const (
+	JobReasonCancelled = "Cancelled"
+	JobReasonDeleted   = "Deleted"
+)
+
 // HardwareConditionReserved is True on a Hardware while a Job holds it
 // (status.activeJob); its lastTransitionTime is when the Job took it.
 const HardwareConditionReserved = "Reserved"

@@ -108,6 +108,11 @@ func ValidateCampaignStatusUpdate(c, old *stargate.Campaign) field.ErrorList {
 	allErrs = append(allErrs, apimachineryvalidation.ValidateNonnegativeField(status.ObservedGeneration, fldPath.Child("observedGeneration"))...)
 	allErrs = append(allErrs, metav1validation.ValidateConditions(status.Conditions, fldPath.Child("conditions"))...)
 	allErrs = append(allErrs, apimachineryvalidation.ValidateNonnegativeField(int64(status.CurrentWave), fldPath.Child("currentWave"))...)
+	// startTime says the members are fixed (in the controller's ledger) and
+	// Jobs may exist: cleared or moved, the Campaign would plan and run again.
+	if old.Status.StartTime != nil && (status.StartTime == nil || !status.StartTime.Equal(old.Status.StartTime)) {
+		allErrs = append(allErrs, field.Invalid(fldPath.Child("startTime"), status.StartTime, "may not be changed once set"))
+	}
 	if status.StartTime != nil && status.CompletionTime != nil && status.CompletionTime.Before(status.StartTime) {
 		allErrs = append(allErrs, field.Invalid(fldPath.Child("completionTime"), status.CompletionTime, "must not be before startTime"))
 	}

@@ -373,4 +373,17 @@ func TestValidateCampaignStatusUpdate(t *testing.T) {
 			matcher.Test(t, tc.want, ValidateCampaignStatusUpdate(c, old))
 		})
 	}
+	// Once started, startTime stays: cleared, the controller would plan
+	// the Campaign again and run its members a second time.
+	started := validCampaign()
+	started.Status.StartTime = &before
+	for name, startTime := range map[string]*metav1.Time{"kept": &before, "cleared": nil, "moved": &now} {
+		c := started.DeepCopy()
+		c.Status.StartTime = startTime
+		var want field.ErrorList
+		if name != "kept" {
+			want = field.ErrorList{field.Invalid(status.Child("startTime"), nil, "")}
+		}
+		t.Run("startTime "+name, func(t *testing.T) { matcher.Test(t, want, ValidateCampaignStatusUpdate(c, started)) })
+	}
 }
