@@ -265,16 +265,19 @@ func (c *Controller) onJob(obj interface{}, gone bool) {
 }
 
 // recentlyEnded calls f with each Hardware whose Job, not controlled by
-// uid, finished within endedGrace.
-func (c *Controller) recentlyEnded(uid types.UID, f func(key string)) {
+// uid, finished within endedGrace, and returns how long until the first of
+// those it called f with is past its grace (0: none).
+func (c *Controller) recentlyEnded(uid types.UID, f func(key string) bool) time.Duration {
 	now := c.opts.Clock.Now()
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	var first time.Duration
 	for key, e := range c.ended {
-		if e.owner != uid && now.Sub(e.at) <= endedGrace {
-			f(key)
+		if left := endedGrace - now.Sub(e.at); e.owner != uid && left >= 0 && f(key) {
+			first = minPositive(first, left+time.Millisecond)
 		}
 	}
+	return first
 }
 
 func (c *Controller) enqueue(name string) {

@@ -156,7 +156,8 @@ func waveEntry(spec *v1alpha1.CampaignSpec, w int32) v1alpha1.CampaignWave {
 // over the datacenters so a global limit is shared.
 func (c *Controller) choose(spec *v1alpha1.CampaignSpec, d *driven, s *step, now time.Time) {
 	p := d.progress
-	u, broken := c.unavailable(p)
+	u, broken, held := c.unavailable(p)
+	s.requeue = minPositive(s.requeue, held)
 	already := map[string][]*member{} // per datacenter, pending and in error
 	for m, isBroken := range broken {
 		if isBroken && m.state == statePending && m.Wave <= d.wave {
@@ -286,9 +287,10 @@ func (c *Controller) jobsRoom(p *progress, dc string, starting int) int {
 
 // unavailable counts the members unavailable now: those with a Job of this
 // Campaign not final, those with another unfinished Job, and those in state
-// error or unknown; and the set of those in error. O(Jobs in flight +
-// Hardware in trouble).
-func (c *Controller) unavailable(p *progress) (*campaign.Unavailable, map[*member]bool) {
+// error or unknown; the set of those in error; and, when members are held
+// only for endedGrace, how soon the first is released (a sync is due then:
+// nothing else announces it). O(Jobs in flight + Hardware in trouble).
+func (c *Controller) unavailable(p *progress) (*campaign.Unavailable, map[*member]bool, time.Duration) {
 	u := campaign.NewUnavailable()
 	counted := map[*member]bool{}
 	add := func(m *member) {
@@ -317,7 +319,11 @@ func (c *Controller) unavailable(p *progress) (*campaign.Unavailable, map[*membe
 			add(p.byKey[job.Namespace+"/"+job.Spec.HardwareRef.Name])
 		}
 	}
-	c.recentlyEnded(p.uid, func(key string) { add(p.byKey[key]) })
+	held := c.recentlyEnded(p.uid, func(key string) bool {
+		m := p.byKey[key]
+		add(m)
+		return m != nil && !m.final()
+	})
 	broken := map[*member]bool{}
 	if hws, err := c.troubled.List(labels.Everything()); err == nil {
 		for _, hw := range hws {
@@ -329,7 +335,7 @@ func (c *Controller) unavailable(p *progress) (*campaign.Unavailable, map[*membe
 			}
 		}
 	}
-	return u, broken
+	return u, broken, held
 }
 
 // recentFailure is how long a member whose Job failed counts as unavailable
