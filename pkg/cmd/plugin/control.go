@@ -200,7 +200,7 @@ wave that asks for approval waits for its own.`,
 				return nil, "", err
 			}
 			switch {
-			case target <= c.Spec.ApprovedWaves && wave == 0 && awaitingApproval(c) && c.Status.ObservedGeneration < c.Generation:
+			case target <= c.Spec.ApprovedWaves && wave == 0 && awaitingApproval(c) && stale(c):
 				// The held wave is approved; the controller has not read it yet.
 				return nil, fmt.Sprintf("approved through wave %d; waiting for the controller to start it", c.Spec.ApprovedWaves), nil
 			case target <= c.Spec.ApprovedWaves && c.Spec.ApprovedWaves == 0:
@@ -219,7 +219,8 @@ wave that asks for approval waits for its own.`,
 // max(spec.approvedWaves, status.currentWave). The controller makes the wave
 // it holds for approval the current one, so that is the one approved; a
 // status written before an approval the controller has not read yet still
-// shows it held, and must not approve the wave after it.
+// shows it held, and must not approve the wave after it. A wave held while
+// status names no current wave yet is the first.
 func waveToApprove(c *v1alpha1.Campaign, wave int32) (int32, error) {
 	if p, ok := ended(c); ok {
 		return 0, fmt.Errorf("campaign %q has ended (%s): there is nothing to approve", c.Name, p)
@@ -233,7 +234,11 @@ func waveToApprove(c *v1alpha1.Campaign, wave int32) (int32, error) {
 		}
 		return wave, nil
 	}
-	return max(c.Spec.ApprovedWaves, c.Status.CurrentWave), nil
+	target := max(c.Spec.ApprovedWaves, c.Status.CurrentWave)
+	if target == 0 && awaitingApproval(c) {
+		target = 1
+	}
+	return target, nil
 }
 
 // awaitingApproval says whether a wave is held for approval.
