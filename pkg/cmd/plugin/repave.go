@@ -38,7 +38,8 @@ wave, 10% unavailable at once, 5% failures). Which datacenters it covers:
   -n DC (or the kubeconfig's namespace)  the Datacenter named DC, selected by
                                          its label stargate.io/datacenter=DC
   --datacenters SEL                      the Datacenters whose labels match SEL
-  -A                                     every Datacenter
+                                         (not with -n)
+  -A                                     every Datacenter (-n is ignored)
 
 For waves, limits, budgets and maintenance windows, write the Campaign's YAML
 and kubectl create it; --dry-run=server -o yaml prints a starting point.
@@ -264,6 +265,14 @@ func (o *repaveOptions) campaign(ctx context.Context, env *environment, client v
 	switch {
 	case o.allDCs:
 	case o.datacenters != "":
+		// -A wins over -n, as in kubectl; --datacenters and -n both
+		// choose datacenters, and silently dropping one would repave
+		// elsewhere than asked.
+		if _, explicit, err := env.namespace(); err != nil {
+			return nil, err
+		} else if explicit {
+			return nil, errors.New("-n/--namespace and --datacenters cannot be used together: -n names one datacenter, --datacenters SEL selects them by label")
+		}
 		if c.Spec.DatacenterSelector, err = labelSelector(o.datacenters); err != nil {
 			return nil, fmt.Errorf("--datacenters %q: %w", o.datacenters, err)
 		}

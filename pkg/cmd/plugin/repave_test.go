@@ -251,6 +251,50 @@ func TestRepaveSelectorDatacenterCheck(t *testing.T) {
 	}
 }
 
+func TestRepaveSelectorNamespaceAndDatacenters(t *testing.T) {
+	west := datacenter("dc-west", map[string]string{DatacenterNameLabel: "dc-west", "region": "eu"})
+	for _, tc := range []struct {
+		name string
+		args []string
+		dcs  *metav1.LabelSelector
+		err  string
+	}{
+		{name: "-n with --datacenters", args: []string{"-n", "dc-west", "--datacenters", "region=eu"},
+			err: "-n/--namespace and --datacenters cannot be used together"},
+		{name: "--namespace with --datacenters", args: []string{"--namespace=dc-west", "--datacenters", "region=eu"},
+			err: "-n/--namespace and --datacenters cannot be used together"},
+		{name: "-A wins over -n", args: []string{"-n", "dc-west", "-A"}},
+		{name: "--datacenters with the kubeconfig's namespace", args: []string{"--datacenters", "region=eu"},
+			dcs: &metav1.LabelSelector{MatchLabels: map[string]string{"region": "eu"}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, false, west)
+			h.nameCampaigns(nil)
+			err := h.run(append([]string{"repave", "-l", "stargate.io/pool=training-a", "--template", "os-2"}, tc.args...)...)
+			creates := h.actions("create", "campaigns")
+			if tc.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.err) {
+					t.Fatalf("error %v, want one with %q", err, tc.err)
+				}
+				if n := len(h.client.Actions()); n != 0 {
+					t.Errorf("%d requests sent, want none", n)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(creates) != 1 {
+				t.Fatalf("%d Campaigns created", len(creates))
+			}
+			c := creates[0].(clienttesting.CreateActionImpl).GetObject().(*v1alpha1.Campaign)
+			if !apiequality.Semantic.DeepEqual(c.Spec.DatacenterSelector, tc.dcs) {
+				t.Errorf("created with datacenterSelector %+v, want %+v", c.Spec.DatacenterSelector, tc.dcs)
+			}
+		})
+	}
+}
+
 func TestRepaveSelectorDryRunPlan(t *testing.T) {
 	c := campaign("plan")
 	plan := &v1alpha1.CampaignStatus{Counts: v1alpha1.CampaignCounts{Targets: 5000, Skipped: 120}, Plan: c.Status.Plan}
