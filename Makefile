@@ -4,10 +4,13 @@ GO ?= go
 BIN := $(CURDIR)/bin
 PORT ?= 8443
 GOTESTFLAGS ?=
+# make krew: the release's version, and where its archives will be uploaded.
+VERSION ?= $(shell git describe --tags --always)
+RELEASE_URL ?=
 
 COMMANDS := $(notdir $(wildcard cmd/*))
 
-.PHONY: all build run test unit test-e2e test-faults cluster-tools bench bench-quick bench-micro vet generate verify fuzz clean help
+.PHONY: all build krew run test unit test-e2e test-faults cluster-tools bench bench-quick bench-micro vet generate verify fuzz clean help
 
 FUZZTIME ?= 20s
 
@@ -19,6 +22,9 @@ help: ## List the targets.
 build: ## Build every command into bin/.
 	@mkdir -p $(BIN)
 	$(GO) build -o $(BIN)/ $(addprefix ./cmd/,$(COMMANDS))
+
+krew: ## Cross-build kubectl-stargate for krew into bin/krew/: an archive per os/arch and stargate.yaml, uri RELEASE_URL/VERSION/... (unset: file://).
+	GO=$(GO) VERSION=$(VERSION) RELEASE_URL=$(RELEASE_URL) OUT=$(BIN)/krew hack/krew-release.sh
 
 run: build ## Run Stargate standalone on the embedded defaults (Ctrl-C stops it).
 	PORT=$(PORT) hack/run-local.sh

@@ -91,7 +91,9 @@ type CampaignSpec struct {
 	// +optional
 	Cancel bool
 	// ttlSecondsAfterFinished deletes the Campaign this many seconds after it
-	// ended (its Jobs remain until their own TTL).
+	// ended. Its Jobs have an owner reference to it: behind kube-apiserver,
+	// the garbage collector deletes them with it; standalone (no garbage
+	// collector), they remain until their own ttlSecondsAfterFinished.
 	// +optional
 	TTLSecondsAfterFinished *int32
 }

@@ -115,7 +115,8 @@ func newResumeCommand(env *environment) *cobra.Command {
 Resuming does not clear a tripped failure budget: a Campaign (or a datacenter)
 paused because its failures exceeded spec.failurePolicy.maxFailures stays
 paused until the budget is raised above the failures so far. resume then says
-so, prints the kubectl patch command that raises it, and exits 1.`,
+which budgets tripped (global, a datacenter's, a wave's), prints one kubectl
+patch command that raises each of them, and exits 1.`,
 		example: `  kubectl stargate resume campaign/os-2`,
 		decide: func(c *v1alpha1.Campaign) (map[string]any, string, error) {
 			if p, ok := ended(c); ok {
@@ -138,28 +139,34 @@ so, prints the kubectl patch command that raises it, and exits 1.`,
 	}.command(env, nil)
 }
 
-// budgetStillTripped explains, for a Campaign whose failure budget tripped,
-// that resuming does not clear it, and how to raise the budget: the
-// per-datacenter one when only some datacenters tripped, else the global one,
-// to the failures so far (the least that is no longer exceeded).
+// budgetStillTripped explains, for a Campaign the controller holds back by
+// a tripped failure budget, that resuming does not clear it: which budgets
+// the failures exceed (exceededBudgets) and one patch that raises each of
+// them just enough (raisedBudgets).
 func budgetStillTripped(c *v1alpha1.Campaign) error {
-	scope, ok := trippedBudget(c)
-	if !ok {
+	if !heldByBudget(c) {
 		return nil
 	}
-	key, failures := "global", c.Status.Counts.Failed
-	if cond := pausedCondition(c); cond == nil || cond.Reason != v1alpha1.CampaignReasonFailureBudgetExceeded {
-		key, failures = "perDatacenter", 0
-		for _, dc := range c.Status.Datacenters {
-			if dc.PausedReason == v1alpha1.CampaignReasonFailureBudgetExceeded {
-				failures = max(failures, dc.Counts.Failed)
-			}
+	trips := exceededBudgets(c)
+	if len(trips) == 0 {
+		if stale(c) {
+			// The budget was likely raised already: the status is older
+			// than the spec.
+			return nil
 		}
+		return fmt.Errorf(`campaign %q stays paused: failure budget exceeded, but none of spec.failurePolicy.maxFailures is exceeded by the failures in status.
+Resuming does not clear a tripped budget: raise the one the Paused condition names (kubectl stargate status campaign/%s)`, c.Name, c.Name)
 	}
-	return fmt.Errorf(`campaign %q stays paused: failure budget exceeded: %s.
-Resuming does not clear a tripped budget: raise spec.failurePolicy.maxFailures (the %s budget, or the one the Paused condition names) to at least the failures so far, e.g.
-  kubectl patch campaign %s --type=merge -p '{"spec":{"failurePolicy":{"maxFailures":{"%s":%d}}}}'`,
-		c.Name, scope, key, c.Name, key, failures)
+	patch, err := budgetPatch(c.Name, raisedBudgets(c, trips))
+	if err != nil {
+		return err
+	}
+	msg := fmt.Sprintf("campaign %q stays paused: failure budget exceeded: %s.\n", c.Name, tripsText(trips))
+	msg += "Resuming does not clear a tripped budget: raise spec.failurePolicy.maxFailures to at least the failures so far"
+	if trips[len(trips)-1].key == budgetPerWave {
+		msg += " (perWave's value below is an upper bound: the Campaign's failures in all)"
+	}
+	return errors.New(msg + ", e.g.\n  " + patch)
 }
 
 func newCancelCommand(env *environment) *cobra.Command {
@@ -200,7 +207,7 @@ wave that asks for approval waits for its own.`,
 				return nil, "", err
 			}
 			switch {
-			case target <= c.Spec.ApprovedWaves && wave == 0 && awaitingApproval(c) && c.Status.ObservedGeneration < c.Generation:
+			case target <= c.Spec.ApprovedWaves && wave == 0 && awaitingApproval(c) && stale(c):
 				// The held wave is approved; the controller has not read it yet.
 				return nil, fmt.Sprintf("approved through wave %d; waiting for the controller to start it", c.Spec.ApprovedWaves), nil
 			case target <= c.Spec.ApprovedWaves && c.Spec.ApprovedWaves == 0:
@@ -219,7 +226,8 @@ wave that asks for approval waits for its own.`,
 // max(spec.approvedWaves, status.currentWave). The controller makes the wave
 // it holds for approval the current one, so that is the one approved; a
 // status written before an approval the controller has not read yet still
-// shows it held, and must not approve the wave after it.
+// shows it held, and must not approve the wave after it. A wave held while
+// status names no current wave yet is the first.
 func waveToApprove(c *v1alpha1.Campaign, wave int32) (int32, error) {
 	if p, ok := ended(c); ok {
 		return 0, fmt.Errorf("campaign %q has ended (%s): there is nothing to approve", c.Name, p)
@@ -234,8 +242,8 @@ func waveToApprove(c *v1alpha1.Campaign, wave int32) (int32, error) {
 		return wave, nil
 	}
 	target := max(c.Spec.ApprovedWaves, c.Status.CurrentWave)
-	if awaitingApproval(c) {
-		target = max(target, 1) // the first wave, held from the start
+	if target == 0 && awaitingApproval(c) {
+		target = 1
 	}
 	return target, nil
 }

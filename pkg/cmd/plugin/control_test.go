@@ -10,13 +10,6 @@ import (
 )
 
 func TestControl(t *testing.T) {
-	tripped := func(c *v1alpha1.Campaign) {
-		c.Spec.Paused = true
-		c.Status.Phase = v1alpha1.CampaignPaused
-		c.Status.Datacenters[0].PausedReason = v1alpha1.CampaignReasonFailureBudgetExceeded
-		c.Status.Datacenters[0].Counts.Failed = 3
-		condition(c, v1alpha1.CampaignConditionPaused, v1alpha1.CampaignReasonManualPause, "spec.paused")
-	}
 	for _, tc := range []struct {
 		name  string
 		edit  func(*v1alpha1.Campaign)
@@ -41,19 +34,6 @@ func TestControl(t *testing.T) {
 			},
 			patch: `{"spec":{"paused":false}}`,
 			out:   "campaign.stargate.io/os-2 resumed\ncampaign \"os-2\" also awaits approval of its next wave: kubectl stargate approve campaign/os-2\n"},
-		{name: "resume with a datacenter's budget tripped", edit: tripped, args: []string{"resume", "os-2"},
-			patch: `{"spec":{"paused":false}}`, out: "campaign.stargate.io/os-2 resumed\n",
-			err: `campaign "os-2" stays paused: failure budget exceeded: datacenter dc-east (3 failed of 1250).
-Resuming does not clear a tripped budget: raise spec.failurePolicy.maxFailures (the perDatacenter budget, or the one the Paused condition names) to at least the failures so far, e.g.
-  kubectl patch campaign os-2 --type=merge -p '{"spec":{"failurePolicy":{"maxFailures":{"perDatacenter":3}}}}'`},
-		{name: "resume with the global budget tripped", args: []string{"resume", "os-2"},
-			edit: func(c *v1alpha1.Campaign) {
-				c.Status.Phase = v1alpha1.CampaignPaused
-				c.Status.Counts.Failed = 260
-				condition(c, v1alpha1.CampaignConditionPaused, v1alpha1.CampaignReasonFailureBudgetExceeded, "global: 260 failed, budget 250")
-			},
-			out: "campaign.stargate.io/os-2 was not paused\n",
-			err: `'{"spec":{"failurePolicy":{"maxFailures":{"global":260}}}}'`},
 		{name: "cancel", args: []string{"cancel", "campaigns/os-2"},
 			patch: `{"spec":{"cancel":true}}`, out: "campaign.stargate.io/os-2 cancelled\n"},
 		{name: "cancel cancelled", edit: func(c *v1alpha1.Campaign) { c.Spec.Cancel = true }, args: []string{"cancel", "os-2"},

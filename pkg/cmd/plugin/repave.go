@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -38,7 +39,11 @@ wave, 10% unavailable at once, 5% failures). Which datacenters it covers:
   -n DC (or the kubeconfig's namespace)  the Datacenter named DC, selected by
                                          its label stargate.io/datacenter=DC
   --datacenters SEL                      the Datacenters whose labels match SEL
-  -A                                     every Datacenter
+                                         (not with -n)
+  -A                                     every Datacenter (-n is ignored)
+
+A selector that matches no Hardware there is refused, as the Campaign would
+have no server to repave.
 
 For waves, limits, budgets and maintenance windows, write the Campaign's YAML
 and kubectl create it; --dry-run=server -o yaml prints a starting point.
@@ -221,6 +226,9 @@ func (o *repaveOptions) runCampaign(ctx context.Context, env *environment, clien
 	if err != nil {
 		return err
 	}
+	if err := o.checkSelectsHardware(ctx, env, client, c); err != nil {
+		return err
+	}
 	created, err := client.StargateV1alpha1().Campaigns().Create(ctx, c, metav1.CreateOptions{DryRun: o.dryRunAll()})
 	if err != nil {
 		return fmt.Errorf("creating the Campaign: %w", err)
@@ -264,6 +272,14 @@ func (o *repaveOptions) campaign(ctx context.Context, env *environment, client v
 	switch {
 	case o.allDCs:
 	case o.datacenters != "":
+		// -A wins over -n, as in kubectl; --datacenters and -n both
+		// choose datacenters, and silently dropping one would repave
+		// elsewhere than asked.
+		if _, explicit, err := env.namespace(); err != nil {
+			return nil, err
+		} else if explicit {
+			return nil, errors.New("-n/--namespace and --datacenters cannot be used together: -n names one datacenter, --datacenters SEL selects them by label")
+		}
 		if c.Spec.DatacenterSelector, err = labelSelector(o.datacenters); err != nil {
 			return nil, fmt.Errorf("--datacenters %q: %w", o.datacenters, err)
 		}
@@ -280,6 +296,67 @@ func (o *repaveOptions) campaign(ctx context.Context, env *environment, client v
 		}}}
 	}
 	return c, nil
+}
+
+// checkSelectsHardware makes sure that -l selects some Hardware where the
+// Campaign c looks (the namespace -n, every namespace with -A, those of the
+// Datacenters --datacenters selects), so that a mistyped selector is not a
+// Campaign of no member that completes at once. A caller not allowed to
+// list Hardware or Datacenters is warned and trusted.
+func (o *repaveOptions) checkSelectsHardware(ctx context.Context, env *environment, client versioned.Interface, c *v1alpha1.Campaign) error {
+	hw, err := metav1.LabelSelectorAsSelector(c.Spec.HardwareSelector)
+	if err != nil {
+		return fmt.Errorf("-l %q: %w", o.selector, err)
+	}
+	opts := metav1.ListOptions{LabelSelector: hw.String(), Limit: 1}
+	var namespaces []string
+	var where, getFlags string
+	switch {
+	case o.allDCs:
+		namespaces, where, getFlags = []string{metav1.NamespaceAll}, "any namespace (-A)", "-A"
+	case o.datacenters != "":
+		dcs, err := metav1.LabelSelectorAsSelector(c.Spec.DatacenterSelector)
+		if err != nil {
+			return fmt.Errorf("--datacenters %q: %w", o.datacenters, err)
+		}
+		list, err := client.StargateV1alpha1().Datacenters().List(ctx, metav1.ListOptions{LabelSelector: dcs.String()})
+		switch {
+		case apierrors.IsForbidden(err):
+			fmt.Fprintf(env.streams.ErrOut, "Warning: not allowed to list Datacenters, so not checking that -l %q selects any Hardware\n", o.selector)
+			return nil
+		case err != nil:
+			return fmt.Errorf("listing the Datacenters --datacenters %q selects: %w", o.datacenters, err)
+		case len(list.Items) == 0:
+			return fmt.Errorf("--datacenters %q selects no Datacenter: the Campaign would have no server to repave (kubectl get datacenters -l %q lists what it selects)", o.datacenters, o.datacenters)
+		}
+		names := make([]string, len(list.Items))
+		for i, dc := range list.Items {
+			names[i] = dc.Name
+		}
+		namespaces = names
+		where = fmt.Sprintf("the datacenters --datacenters %q selects (%s)", o.datacenters, strings.Join(names, ", "))
+		getFlags = "-n DATACENTER"
+	default:
+		ns, _, err := env.namespace()
+		if err != nil {
+			return err
+		}
+		namespaces, where, getFlags = []string{ns}, "datacenter "+ns+" (namespace "+ns+")", "-n "+ns
+	}
+	for _, ns := range namespaces {
+		list, err := client.StargateV1alpha1().Hardwares(ns).List(ctx, opts)
+		switch {
+		case apierrors.IsForbidden(err):
+			fmt.Fprintf(env.streams.ErrOut, "Warning: not allowed to list Hardware, so not checking that -l %q selects any\n", o.selector)
+			return nil
+		case err != nil:
+			return fmt.Errorf("listing the Hardware -l %q selects: %w", o.selector, err)
+		case len(list.Items) > 0:
+			return nil
+		}
+	}
+	return fmt.Errorf("-l %q selects no Hardware in %s: the Campaign would have no server to repave, so none was created (kubectl get hardware %s -l %q lists what it selects)",
+		o.selector, where, getFlags, o.selector)
 }
 
 // checkDatacenterLabel makes sure the Datacenter named ns exists and carries

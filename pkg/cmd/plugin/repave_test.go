@@ -181,8 +181,15 @@ func datacenter(name string, labels map[string]string) *v1alpha1.Datacenter {
 	return &v1alpha1.Datacenter{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels}}
 }
 
+func hardware(ns, name string, labels map[string]string) *v1alpha1.Hardware {
+	return &v1alpha1.Hardware{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: labels}}
+}
+
+// pool is the Hardware server-001 in dc-west, in pool training-a.
+var pool = hardware("dc-west", "server-001", map[string]string{"stargate.io/pool": "training-a", "a": "b"})
+
 func TestRepaveSelectorCreatesCampaign(t *testing.T) {
-	labelled := datacenter("dc-west", map[string]string{DatacenterNameLabel: "dc-west"})
+	labelled := datacenter("dc-west", map[string]string{DatacenterNameLabel: "dc-west", "region": "eu"})
 	hw := &metav1.LabelSelector{MatchLabels: map[string]string{"stargate.io/pool": "training-a"}}
 	for _, tc := range []struct {
 		name string
@@ -201,7 +208,7 @@ func TestRepaveSelectorCreatesCampaign(t *testing.T) {
 				{Key: "region", Operator: metav1.LabelSelectorOpIn, Values: []string{"eu", "us"}}}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			h := newHarness(t, false, labelled)
+			h := newHarness(t, false, labelled, pool)
 			h.nameCampaigns(nil)
 			args := append([]string{"repave", "-l", "stargate.io/pool=training-a", "--template", "os-2"}, tc.args...)
 			if err := h.run(args...); err != nil {
@@ -251,10 +258,117 @@ func TestRepaveSelectorDatacenterCheck(t *testing.T) {
 	}
 }
 
+func TestRepaveSelectorSelectsNoHardware(t *testing.T) {
+	west := datacenter("dc-west", map[string]string{DatacenterNameLabel: "dc-west", "region": "eu"})
+	east := datacenter("dc-east", map[string]string{DatacenterNameLabel: "dc-east", "region": "us"})
+	inEast := hardware("dc-east", "server-101", map[string]string{"stargate.io/pool": "training-b"})
+	forbidden := func(h *harness) {
+		h.client.PrependReactor("list", "hardwares", func(clienttesting.Action) (bool, runtime.Object, error) {
+			return true, nil, apierrors.NewForbidden(v1alpha1.Resource("hardwares"), "", fmt.Errorf("no"))
+		})
+	}
+	for _, tc := range []struct {
+		name    string
+		args    []string
+		react   func(*harness)
+		err     string // "" when the Campaign is created
+		warning string
+	}{
+		{name: "a typo, in -n's datacenter", args: []string{"-l", "stargate.io/pool=trainng-a", "-n", "dc-west"},
+			err: `-l "stargate.io/pool=trainng-a" selects no Hardware in datacenter dc-west (namespace dc-west): the Campaign would have no server to repave, so none was created (kubectl get hardware -n dc-west -l "stargate.io/pool=trainng-a" lists what it selects)`},
+		{name: "a typo, in a server dry run", args: []string{"-l", "stargate.io/pool=trainng-a", "-n", "dc-west", "--dry-run=server"},
+			err: `-l "stargate.io/pool=trainng-a" selects no Hardware in datacenter dc-west`},
+		{name: "servers in another datacenter than -n's", args: []string{"-l", "stargate.io/pool=training-b", "-n", "dc-west"},
+			err: `-l "stargate.io/pool=training-b" selects no Hardware in datacenter dc-west`},
+		{name: "a typo, everywhere", args: []string{"-l", "stargate.io/pool=trainng-a", "-A"},
+			err: `-l "stargate.io/pool=trainng-a" selects no Hardware in any namespace (-A)`},
+		{name: "servers in a datacenter --datacenters does not select", args: []string{"-l", "stargate.io/pool=training-b", "--datacenters", "region=eu"},
+			err: `-l "stargate.io/pool=training-b" selects no Hardware in the datacenters --datacenters "region=eu" selects (dc-west)`},
+		{name: "--datacenters selects none", args: []string{"-l", "stargate.io/pool=training-a", "--datacenters", "region=mars"},
+			err: `--datacenters "region=mars" selects no Datacenter: the Campaign would have no server to repave`},
+		{name: "servers in one of the selected datacenters", args: []string{"-l", "stargate.io/pool=training-b", "--datacenters", "region in (eu,us)"}},
+		{name: "servers everywhere", args: []string{"-l", "stargate.io/pool", "-A"}},
+		{name: "not allowed to list Hardware", args: []string{"-l", "stargate.io/pool=trainng-a", "-n", "dc-west"}, react: forbidden,
+			warning: `Warning: not allowed to list Hardware, so not checking that -l "stargate.io/pool=trainng-a" selects any` + "\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, false, west, east, pool, inEast)
+			h.nameCampaigns(&v1alpha1.CampaignStatus{})
+			if tc.react != nil {
+				tc.react(h)
+			}
+			err := h.run(append([]string{"repave", "--template", "os-2"}, tc.args...)...)
+			creates := len(h.actions("create", "campaigns"))
+			switch {
+			case tc.err == "" && err != nil:
+				t.Fatalf("error: %v", err)
+			case tc.err == "" && creates != 1:
+				t.Fatalf("%d Campaigns created, want 1", creates)
+			case tc.err != "" && (err == nil || !strings.Contains(err.Error(), tc.err)):
+				t.Fatalf("error %v, want one with\n%s", err, tc.err)
+			case tc.err != "" && creates != 0:
+				t.Fatalf("%d Campaigns created, want none", creates)
+			}
+			if got := h.err.String(); got != tc.warning {
+				t.Errorf("warned %q, want %q", got, tc.warning)
+			}
+			for _, a := range h.actions("list", "hardwares") {
+				if l := a.(clienttesting.ListActionImpl).GetListOptions(); l.Limit != 1 {
+					t.Errorf("listed Hardware with limit %d, want 1 (one is enough)", l.Limit)
+				}
+			}
+		})
+	}
+}
+
+func TestRepaveSelectorNamespaceAndDatacenters(t *testing.T) {
+	west := datacenter("dc-west", map[string]string{DatacenterNameLabel: "dc-west", "region": "eu"})
+	for _, tc := range []struct {
+		name string
+		args []string
+		dcs  *metav1.LabelSelector
+		err  string
+	}{
+		{name: "-n with --datacenters", args: []string{"-n", "dc-west", "--datacenters", "region=eu"},
+			err: "-n/--namespace and --datacenters cannot be used together"},
+		{name: "--namespace with --datacenters", args: []string{"--namespace=dc-west", "--datacenters", "region=eu"},
+			err: "-n/--namespace and --datacenters cannot be used together"},
+		{name: "-A wins over -n", args: []string{"-n", "dc-west", "-A"}},
+		{name: "--datacenters with the kubeconfig's namespace", args: []string{"--datacenters", "region=eu"},
+			dcs: &metav1.LabelSelector{MatchLabels: map[string]string{"region": "eu"}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, false, west, pool)
+			h.nameCampaigns(nil)
+			err := h.run(append([]string{"repave", "-l", "stargate.io/pool=training-a", "--template", "os-2"}, tc.args...)...)
+			creates := h.actions("create", "campaigns")
+			if tc.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.err) {
+					t.Fatalf("error %v, want one with %q", err, tc.err)
+				}
+				if n := len(h.client.Actions()); n != 0 {
+					t.Errorf("%d requests sent, want none", n)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(creates) != 1 {
+				t.Fatalf("%d Campaigns created", len(creates))
+			}
+			c := creates[0].(clienttesting.CreateActionImpl).GetObject().(*v1alpha1.Campaign)
+			if !apiequality.Semantic.DeepEqual(c.Spec.DatacenterSelector, tc.dcs) {
+				t.Errorf("created with datacenterSelector %+v, want %+v", c.Spec.DatacenterSelector, tc.dcs)
+			}
+		})
+	}
+}
+
 func TestRepaveSelectorDryRunPlan(t *testing.T) {
 	c := campaign("plan")
 	plan := &v1alpha1.CampaignStatus{Counts: v1alpha1.CampaignCounts{Targets: 5000, Skipped: 120}, Plan: c.Status.Plan}
-	h := newHarness(t, false)
+	h := newHarness(t, false, pool)
 	h.nameCampaigns(plan)
 	if err := h.run("repave", "-l", "stargate.io/pool=training-a", "-A", "--template", "os-2", "--dry-run=server"); err != nil {
 		t.Fatal(err)
@@ -267,7 +381,7 @@ func TestRepaveSelectorDryRunPlan(t *testing.T) {
 }
 
 func TestRepaveSelectorWait(t *testing.T) {
-	h := newHarness(t, false)
+	h := newHarness(t, false, pool)
 	h.nameCampaigns(nil)
 	done := progressed("11", 1, 4998, 2, withPhase(v1alpha1.CampaignComplete))
 	done.Name = "repave-x7k2p"

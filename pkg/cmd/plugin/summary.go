@@ -167,11 +167,19 @@ func stale(c *v1alpha1.Campaign) bool {
 	return c.Status.ObservedGeneration > 0 && c.Status.ObservedGeneration < c.Generation
 }
 
-// trippedBudget says whether a failure budget is exceeded, and where: the
-// Paused condition's message when its reason says so (it names the scope),
-// else the datacenters whose own budget paused them.
+// trippedBudget says whether the controller holds the Campaign back by a
+// tripped failure budget (heldByBudget), and where: the budgets its spec
+// and status show exceeded (exceededBudgets), else the Paused condition's
+// message when its reason says so, else the datacenters whose own budget
+// paused them.
 func trippedBudget(c *v1alpha1.Campaign) (scope string, tripped bool) {
-	if cond := pausedCondition(c); cond != nil && cond.Reason == v1alpha1.CampaignReasonFailureBudgetExceeded {
+	if !heldByBudget(c) {
+		return "", false
+	}
+	if trips := exceededBudgets(c); len(trips) > 0 {
+		return tripsText(trips), true
+	}
+	if cond := pausedCondition(c); pausedByBudget(c) {
 		if cond.Message != "" {
 			return cond.Message, true
 		}
@@ -182,9 +190,6 @@ func trippedBudget(c *v1alpha1.Campaign) (scope string, tripped bool) {
 		if dc.PausedReason == v1alpha1.CampaignReasonFailureBudgetExceeded {
 			dcs = append(dcs, fmt.Sprintf("datacenter %s (%d failed of %d)", dc.Name, dc.Counts.Failed, dc.Counts.Targets))
 		}
-	}
-	if len(dcs) == 0 {
-		return "", false
 	}
 	return strings.Join(dcs, ", "), true
 }

@@ -3409,7 +3409,7 @@ func schema_pkg_apis_stargate_v1alpha1_CampaignSpec(ref common.ReferenceCallback
 					},
 					"ttlSecondsAfterFinished": {
 						SchemaProps: spec.SchemaProps{
-							Description: "ttlSecondsAfterFinished deletes the Campaign this many seconds after it ended (its Jobs remain until their own TTL).",
+							Description: "ttlSecondsAfterFinished deletes the Campaign this many seconds after it ended. Its Jobs have an owner reference to it: behind kube-apiserver, the garbage collector deletes them with it; standalone (no garbage collector), they remain until their own ttlSecondsAfterFinished.",
 							Type:        []string{"integer"},
 							Format:      "int32",
 						},

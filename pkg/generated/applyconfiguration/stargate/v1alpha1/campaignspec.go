@@ -79,7 +79,9 @@ type CampaignSpecApplyConfiguration struct {
 	// the Campaign Cancelled. It cannot be unset.
 	Cancel *bool `json:"cancel,omitempty"`
 	// ttlSecondsAfterFinished deletes the Campaign this many seconds after it
-	// ended (its Jobs remain until their own TTL).
+	// ended. Its Jobs have an owner reference to it: behind kube-apiserver,
+	// the garbage collector deletes them with it; standalone (no garbage
+	// collector), they remain until their own ttlSecondsAfterFinished.
 	TTLSecondsAfterFinished *int32 `json:"ttlSecondsAfterFinished,omitempty"`
 }
 
