@@ -244,7 +244,7 @@ func TestJustFailedMemberCountsAsUnavailable(t *testing.T) {
 	// Now the Hardware-in-error event arrives.
 	r.f.Stargate().V1alpha1().Hardwares().Informer().GetIndexer().Add(&v1alpha1.Hardware{
 		ObjectMeta: metav1.ObjectMeta{Name: job.Spec.HardwareRef.Name, Namespace: "dc-a"}, Status: v1alpha1.HardwareStatus{State: v1alpha1.HardwareStateError}})
-	u, _, _ := r.c.unavailable(r.d.progress)
+	u := r.c.unavailable(r.d.progress).u
 	t.Logf("jobs %d, unavailable %d", len(r.jobs()), u.Total)
 	if u.Total > 1 {
 		t.Errorf("maxUnavailable.global=1 exceeded: %d unavailable", u.Total)
@@ -281,7 +281,7 @@ func TestPredecessorJobsCountAsUnavailable(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	u, _, _ := r.c.unavailable(r.d.progress)
+	u := r.c.unavailable(r.d.progress).u
 	t.Logf("jobs created %d; unavailable as counted %d", len(r.jobs()), u.Total)
 	if len(r.jobs()) > 0 {
 		t.Errorf("hw-2 busy with the predecessor's Job, yet hw-1 started under maxUnavailable.global=1")
@@ -438,17 +438,17 @@ func TestOtherOriginJobJustEndedCountsAsUnavailable(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if u, _, _ := r.c.unavailable(r.d.progress); u.Total != 0 {
+	if u := r.c.unavailable(r.d.progress).u; u.Total != 0 {
 		t.Fatalf("unavailable %d in a paused Campaign, want 0", u.Total)
 	}
 	other := &v1alpha1.Job{ObjectMeta: metav1.ObjectMeta{Name: "by-hand", Namespace: "dc-a"},
 		Spec: v1alpha1.JobSpec{HardwareRef: v1alpha1.LocalObjectReference{Name: "hw-2"}}}
 	r.c.onJob(other, true)
-	if u, _, _ := r.c.unavailable(r.d.progress); u.Total != 1 {
+	if u := r.c.unavailable(r.d.progress).u; u.Total != 1 {
 		t.Errorf("unavailable %d right after another origin's Job on hw-2 ended, want 1", u.Total)
 	}
 	r.c.opts.Clock = clocktesting.NewFakeClock(time.Now().Add(endedGrace + time.Second))
-	if u, _, _ := r.c.unavailable(r.d.progress); u.Total != 0 {
+	if u := r.c.unavailable(r.d.progress).u; u.Total != 0 {
 		t.Errorf("unavailable %d after endedGrace, want 0", u.Total)
 	}
 }

@@ -102,7 +102,7 @@ func failedRecentlyCase(t *testing.T, control bool) {
 	// The Hardware-in-error event arrives now.
 	r.f.Stargate().V1alpha1().Hardwares().Informer().GetIndexer().Add(&v1alpha1.Hardware{
 		ObjectMeta: metav1.ObjectMeta{Name: failedHW, Namespace: "dc-a"}, Status: v1alpha1.HardwareStatus{State: v1alpha1.HardwareStateError}})
-	u, _, _ := r.c.unavailable(r.d.progress)
+	u := r.c.unavailable(r.d.progress).u
 	t.Logf("jobs %d, unavailable %d", len(r.jobs()), u.Total)
 	if u.Total > 2 {
 		t.Errorf("maxUnavailable.global=2 exceeded: %d unavailable (%s in error + %d running)", u.Total, failedHW, r.d.progress.started)

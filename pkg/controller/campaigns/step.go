@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 
 	"stargate.io/stargate/pkg/apis/stargate/v1alpha1"
@@ -156,8 +157,9 @@ func waveEntry(spec *v1alpha1.CampaignSpec, w int32) v1alpha1.CampaignWave {
 // over the datacenters so a global limit is shared.
 func (c *Controller) choose(spec *v1alpha1.CampaignSpec, d *driven, s *step, now time.Time) {
 	p := d.progress
-	u, broken, held := c.unavailable(p)
-	s.requeue = minPositive(s.requeue, held)
+	cs := c.unavailable(p)
+	u, broken, others := cs.u, cs.broken, cs.otherJobs
+	s.requeue = minPositive(s.requeue, cs.held)
 	already := map[string][]*member{} // per datacenter, pending and in error
 	for m, isBroken := range broken {
 		if isBroken && m.state == statePending && m.Wave <= d.wave {
@@ -173,7 +175,7 @@ func (c *Controller) choose(spec *v1alpha1.CampaignSpec, d *driven, s *step, now
 		if s.dcReason[dc] != "" {
 			continue
 		}
-		room, reason := c.room(spec, p, u, dc, now, s)
+		room, reason := c.room(spec, p, u, dc, others[dc], now, s)
 		if reason != "" {
 			// Set with no member pending too: it holds the members whose
 			// Job is still to be created (act retries them only where no
@@ -187,7 +189,7 @@ func (c *Controller) choose(spec *v1alpha1.CampaignSpec, d *driven, s *step, now
 		// even in a full rack). One busy with another Job waits for it
 		// like any member; one unknown counts as one more, as it did.
 		for _, m := range already[dc] {
-			if c.jobsRoom(p, dc, startedIn[dc]) > 0 {
+			if c.jobsRoom(p, dc, startedIn[dc]+others[dc]) > 0 {
 				startedIn[dc]++
 				s.start = append(s.start, m)
 			}
@@ -218,7 +220,7 @@ func (c *Controller) choose(spec *v1alpha1.CampaignSpec, d *driven, s *step, now
 			for len(q) > 0 {
 				m := q[0]
 				q = q[1:]
-				if room := c.dcRoom(spec, p, u, m.Datacenter, startedIn[m.Datacenter]); room <= 0 {
+				if room := c.dcRoom(spec, p, u, m.Datacenter, startedIn[m.Datacenter]+others[m.Datacenter]); room <= 0 {
 					q = nil
 					break
 				}
@@ -245,8 +247,9 @@ func (c *Controller) choose(spec *v1alpha1.CampaignSpec, d *driven, s *step, now
 	}
 }
 
-// room is how many more Jobs datacenter dc may start now, or why none.
-func (c *Controller) room(spec *v1alpha1.CampaignSpec, p *progress, u *campaign.Unavailable, dc string, now time.Time, s *step) (int, string) {
+// room is how many more Jobs datacenter dc, where others unfinished Jobs
+// of other origins are, may start now, or why none.
+func (c *Controller) room(spec *v1alpha1.CampaignSpec, p *progress, u *campaign.Unavailable, dc string, others int, now time.Time, s *step) (int, string) {
 	datacenter, err := c.dcs.Get(dc)
 	if err != nil {
 		return 0, "DatacenterNotFound"
@@ -261,22 +264,24 @@ func (c *Controller) room(spec *v1alpha1.CampaignSpec, p *progress, u *campaign.
 		}
 		return 0, v1alpha1.CampaignReasonOutsideWindow
 	}
-	return c.dcRoom(spec, p, u, dc, 0), ""
+	return c.dcRoom(spec, p, u, dc, others), ""
 }
 
 // dcRoom is how many more members of dc its limits would let start, before
 // the per-member checks: its maxUnavailable share and its Datacenter's
-// maxConcurrentJobs (this Campaign's Jobs there do not exceed it, so they
-// never queue behind one another holding their Hardware). starting members
-// of dc were chosen earlier in this step: u counts them already,
-// p.startedInDC not yet.
+// maxConcurrentJobs (its Jobs of every origin do not exceed it, so this
+// Campaign's never wait in the Job controller's queue holding their
+// Hardware, to be sent after their window closed). starting counts the
+// members of dc chosen earlier in this step (u counts them already,
+// p.startedInDC not yet) and the other origins' unfinished Jobs there.
 func (c *Controller) dcRoom(spec *v1alpha1.CampaignSpec, p *progress, u *campaign.Unavailable, dc string, starting int) int {
 	room := campaign.MaxUnavailable(spec.MaxUnavailable.PerDatacenter, p.scopes.DC[dc]) - u.DC[dc]
 	return min(room, c.jobsRoom(p, dc, starting))
 }
 
 // jobsRoom is how many more of this Campaign's Jobs datacenter dc's
-// maxConcurrentJobs leaves room for, with starting more chosen in this step.
+// maxConcurrentJobs leaves room for, with starting more (chosen in this
+// step, or other origins').
 func (c *Controller) jobsRoom(p *progress, dc string, starting int) int {
 	maxJobs := int(v1alpha1.DefaultMaxConcurrentJobs)
 	if datacenter, err := c.dcs.Get(dc); err == nil && datacenter.Spec.MaxConcurrentJobs != nil {
@@ -290,8 +295,9 @@ func (c *Controller) jobsRoom(p *progress, dc string, starting int) int {
 // error or unknown; the set of those in error; and, when members are held
 // only for endedGrace, how soon the first is released (a sync is due then:
 // nothing else announces it). O(Jobs in flight + Hardware in trouble).
-func (c *Controller) unavailable(p *progress) (*campaign.Unavailable, map[*member]bool, time.Duration) {
+func (c *Controller) unavailable(p *progress) census {
 	u := campaign.NewUnavailable()
+	others := map[string]int{}
 	counted := map[*member]bool{}
 	add := func(m *member) {
 		if m != nil && !counted[m] {
@@ -314,9 +320,13 @@ func (c *Controller) unavailable(p *progress) (*campaign.Unavailable, map[*membe
 	// name, and this Campaign's own — those of members in flight are
 	// counted already, and one whose member the ledger says is done (a
 	// create that landed late: see stopStrays) runs all the same.
+	owner := &metav1.ObjectMeta{UID: p.uid}
 	if jobs, err := c.jobs.List(labels.Everything()); err == nil {
 		for _, job := range jobs {
 			add(p.byKey[job.Namespace+"/"+job.Spec.HardwareRef.Name])
+			if !metav1.IsControlledBy(job, owner) {
+				others[job.Namespace]++
+			}
 		}
 	}
 	held := c.recentlyEnded(p.uid, func(key string) bool {
@@ -335,7 +345,19 @@ func (c *Controller) unavailable(p *progress) (*campaign.Unavailable, map[*membe
 			}
 		}
 	}
-	return u, broken, held
+	return census{u: u, broken: broken, held: held, otherJobs: others}
+}
+
+// census is what unavailable counted.
+type census struct {
+	u      *campaign.Unavailable
+	broken map[*member]bool // members in state error
+	// held is how soon the first member held only for endedGrace is
+	// released (0: none).
+	held time.Duration
+	// otherJobs are the unfinished Jobs per datacenter that are not this
+	// Campaign's: they take slots of its maxConcurrentJobs too.
+	otherJobs map[string]int
 }
 
 // recentFailure is how long a member whose Job failed counts as unavailable

@@ -1,6 +1,7 @@
 package campaigns
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -163,5 +164,33 @@ func TestReloadIgnoresMembersGivenUp(t *testing.T) {
 	}
 	if p := newProgress("uid", recs, nil); p.highestWave != 1 {
 		t.Errorf("highest wave %d, want 1: only wave 1 got Jobs", p.highestWave)
+	}
+}
+
+// TestOtherOriginsJobsTakeMaxConcurrentJobs: a datacenter's
+// maxConcurrentJobs counts Jobs of every origin; the Campaign creates no
+// Job that would wait in the Job controller's queue behind them (to be
+// sent, maybe, after its window closed).
+func TestOtherOriginsJobsTakeMaxConcurrentJobs(t *testing.T) {
+	c := chooser(t)
+	dcs := cache.NewIndexer(cache.MetaNamespaceKeyFunc, cache.Indexers{})
+	jobs := cache.NewIndexer(cache.MetaNamespaceKeyFunc, cache.Indexers{cache.NamespaceIndex: cache.MetaNamespaceIndexFunc})
+	for _, name := range []string{"dc-0", "dc-1"} {
+		dcs.Add(&v1alpha1.Datacenter{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: v1alpha1.DatacenterSpec{MaxConcurrentJobs: ptr.To[int32](3)}})
+	}
+	for i := range 2 { // two Jobs by hand in dc-0, on machines outside the Campaign
+		jobs.Add(&v1alpha1.Job{ObjectMeta: metav1.ObjectMeta{Namespace: "dc-0", Name: fmt.Sprintf("by-hand-%d", i)},
+			Spec: v1alpha1.JobSpec{HardwareRef: v1alpha1.LocalObjectReference{Name: fmt.Sprintf("other-%d", i)}}})
+	}
+	c.dcs, c.jobs = listers.NewDatacenterLister(dcs), listers.NewJobLister(jobs)
+	d := &driven{progress: newProgress("uid", ledgerOf(2, 10, 20), nil), wave: 1}
+	s := &step{dcReason: map[string]string{}, nextWindow: map[string]time.Time{}}
+	c.choose(perDatacenter(10), d, s, time.Now())
+	in := map[string]int{}
+	for _, m := range s.start {
+		in[m.Datacenter]++
+	}
+	if in["dc-0"] != 1 || in["dc-1"] != 3 {
+		t.Errorf("started %v, want dc-0 1 (3 slots, 2 taken by hand) and dc-1 3", in)
 	}
 }
