@@ -120,6 +120,9 @@ type driven struct {
 	progress *progress
 	// recreate are started members whose Job was not found: created again.
 	recreate []*member
+	// strays are final members a Job was created for after they were
+	// recorded (see stopStrays).
+	strays sets.Set[string]
 	// unreleased are counted Jobs whose campaign finalizer a release failed
 	// to remove: released again on the next sync.
 	unreleased map[string]*v1alpha1.Job
@@ -309,7 +312,7 @@ func (c *Controller) Run(ctx context.Context) {
 // Drive drives Campaign name until ctx ends (this replica no longer holds
 // its election), with one worker, and returns once that worker stopped.
 func (c *Controller) Drive(ctx context.Context, name string) {
-	d := &driven{queue: controller.NewQueue("campaign-"+name, c.sync), changed: sets.New[string](),
+	d := &driven{queue: controller.NewQueue("campaign-"+name, c.sync), changed: sets.New[string](), strays: sets.New[string](),
 		unreleased: map[string]*v1alpha1.Job{}, failedRecently: map[string]time.Time{}}
 	c.mu.Lock()
 	c.driven[name] = d

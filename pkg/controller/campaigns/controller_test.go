@@ -74,7 +74,7 @@ func newRig(t *testing.T, spec v1alpha1.CampaignSpec, hws ...string) *rig {
 	}
 	r.c = c
 	v.Datacenters().Informer().GetIndexer().Add(objs[0])
-	r.d = &driven{queue: controller.NewQueue("x", c.sync), changed: sets.New[string]()}
+	r.d = &driven{queue: controller.NewQueue("x", c.sync), changed: sets.New[string](), strays: sets.New[string]()}
 	c.driven["camp"] = r.d
 	r.refresh()
 	return r

@@ -49,7 +49,7 @@ func (c *Controller) observe(ctx context.Context, camp *v1alpha1.Campaign, d *dr
 	var look, strays []*member
 	for key := range changed {
 		m := p.byKey[key]
-		if m != nil && m.final() {
+		if m != nil && m.final() && c.straying(camp, d, m) {
 			strays = append(strays, m)
 		}
 		if m == nil || m.state != stateStarted {
@@ -142,6 +142,19 @@ func (c *Controller) stopStrays(ctx context.Context, camp *v1alpha1.Campaign, d 
 		}
 	}
 	return done
+}
+
+// straying says whether final member m has a stray Job to deal with: one
+// unfinished in the cache (a stray runs before it ends, so the cache sees
+// it), or one seen so before (finished since, to be released). A final
+// member's own Job changing again (events that raced its count) costs no
+// read. A stray the cache never saw unfinished keeps its finalizer until a
+// takeover's releaseCounted.
+func (c *Controller) straying(camp *v1alpha1.Campaign, d *driven, m *member) bool {
+	if cached, err := c.jobs.Jobs(m.Datacenter).Get(jobName(camp, m)); err == nil && metav1.IsControlledBy(cached, camp) {
+		d.strays.Insert(m.key())
+	}
+	return d.strays.Has(m.key())
 }
 
 // inParallel runs f(0..n-1) on at most createWorkers goroutines, every
@@ -420,16 +433,27 @@ func (c *Controller) eachJob(ctx context.Context, camp *v1alpha1.Campaign, f fun
 }
 
 // releaseCounted releases the finished Jobs whose outcome the ledger has,
-// and those of another Campaign of the same name (a predecessor).
-func (c *Controller) releaseCounted(ctx context.Context, camp *v1alpha1.Campaign, p *progress) error {
+// and those of another Campaign of the same name (a predecessor); a Job of
+// a member the ledger says is done that is not that (a stray: see
+// stopStrays) goes to the next sync's observe.
+func (c *Controller) releaseCounted(ctx context.Context, camp *v1alpha1.Campaign, d *driven) error {
+	p := d.progress
 	return c.eachJob(ctx, camp, func(job *v1alpha1.Job) error {
 		if !slices.Contains(job.Finalizers, v1alpha1.CampaignFinalizer) {
 			return nil
 		}
 		m := p.byKey[job.Namespace+"/"+job.Spec.HardwareRef.Name]
-		ours := metav1.IsControlledBy(job, camp)
-		if !ours || (m != nil && m.final() && m.job == job.Name) {
+		switch {
+		case !metav1.IsControlledBy(job, camp):
 			return c.release(ctx, job)
+		case m == nil || !m.final():
+		case m.job == job.Name && finished(job):
+			return c.release(ctx, job)
+		default:
+			d.mu.Lock()
+			d.strays.Insert(m.key())
+			d.changed.Insert(m.key())
+			d.mu.Unlock()
 		}
 		return nil
 	})

@@ -241,7 +241,7 @@ func (c *Controller) load(ctx context.Context, camp *v1alpha1.Campaign, d *drive
 		}
 	}
 	d.mu.Unlock()
-	return c.releaseCounted(ctx, camp, p)
+	return c.releaseCounted(ctx, camp, d)
 }
 
 func timeOf(t *metav1.Time) time.Time {
