@@ -3,6 +3,7 @@ package plugin
 import (
 	"encoding/json"
 	"fmt"
+	"regexp"
 	"strconv"
 	"strings"
 
@@ -56,8 +57,9 @@ func scopeMembers(c v1alpha1.CampaignCounts) int {
 // global one over the whole Campaign, the per-datacenter one in each
 // datacenter of status.datacenters. The status counts no failures per wave:
 // when the Paused condition says a budget tripped (pausedByBudget) and
-// neither of those is exceeded, it is the per-wave one, and the Campaign's
-// failures stand for the wave's (an upper bound).
+// neither of those is exceeded, or its message names a wave's, it is the
+// per-wave one, and the Campaign's failures stand for the wave's (an upper
+// bound).
 func exceededBudgets(c *v1alpha1.Campaign) []budgetTrip {
 	budgets := c.Spec.FailurePolicy.MaxFailures
 	counts := c.Status.Counts
@@ -71,11 +73,16 @@ func exceededBudgets(c *v1alpha1.Campaign) []budgetTrip {
 				failed: int(dc.Counts.Failed), members: n, budget: budgets.PerDatacenter})
 		}
 	}
-	if len(trips) == 0 && pausedByBudget(c) && budgets.PerWave != nil {
+	if budgets.PerWave != nil && pausedByBudget(c) && (len(trips) == 0 || waveTripped.MatchString(pausedCondition(c).Message)) {
 		trips = append(trips, budgetTrip{key: budgetPerWave, scope: "a wave", failed: int(counts.Failed), budget: budgets.PerWave})
 	}
 	return trips
 }
+
+// waveTripped finds a per-wave budget among the budgets the controller's
+// Paused message lists as exceeded ("wave 3: 4 failed, budget ..."): a
+// datacenter's trip can hide it from the counts alone.
+var waveTripped = regexp.MustCompile(`\bwave \d+: \d+ failed\b`)
 
 // pausedByBudget says whether the Campaign's Paused condition gives a
 // tripped failure budget as its reason.

@@ -121,6 +121,13 @@ func TestResumeWithATrippedBudget(t *testing.T) {
 			patch:  `{"perWave":4}`,
 		},
 		{
+			name: "a wave's budget and a datacenter's",
+			edits: []func(*v1alpha1.Campaign){budgetsOf("5%", "2", "3"), failedIn(0, 4),
+				pausedBy("failure budget exceeded (wave 2: 4 failed, budget 3; datacenter dc-west: 4 failed, budget 2): raise spec.failurePolicy.maxFailures to go on")},
+			scopes: []string{"datacenter dc-west: 4 failed of 3750, budget 2", "a wave: perWave budget 3; status counts no failures per wave (4 failed in all)"},
+			patch:  `{"perDatacenter":4,"perWave":4}`,
+		},
+		{
 			name: "a wave's percentage becomes a number no wave's budget exceeds",
 			edits: []func(*v1alpha1.Campaign){budgetsOf("5%", "2", "1%"), failedIn(2, 2),
 				pausedBy("failure budget exceeded (wave 1: 4 failed, budget 1% (0 of 50)): raise spec.failurePolicy.maxFailures to go on")},

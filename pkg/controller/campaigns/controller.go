@@ -120,6 +120,10 @@ type driven struct {
 	progress *progress
 	// recreate are started members whose Job was not found: created again.
 	recreate []*member
+	// seen is, per member (datacenter/hardware), the UID of the last Job
+	// of this Campaign the unfinished cache showed for it (under mu): a
+	// member counted from another Job (or from none) has a stray.
+	seen map[string]types.UID
 	// strays are final members a Job was created for after they were
 	// recorded (see stopStrays).
 	strays sets.Set[string]
@@ -242,8 +246,12 @@ func (c *Controller) onJob(obj interface{}, gone bool) {
 		d := c.driven[name]
 		c.mu.Unlock()
 		if d != nil {
+			key := job.Namespace + "/" + job.Spec.HardwareRef.Name
 			d.mu.Lock()
-			d.changed.Insert(job.Namespace + "/" + job.Spec.HardwareRef.Name)
+			d.changed.Insert(key)
+			if !finished(job) { // every event of the unfinished cache, its last (a delete) included
+				d.seen[key] = job.UID
+			}
 			d.mu.Unlock()
 			d.queue.Add(name)
 		}
@@ -255,9 +263,9 @@ func (c *Controller) onJob(obj interface{}, gone bool) {
 		}
 		now := c.opts.Clock.Now()
 		c.mu.Lock()
-		if len(c.driven) > 0 { // no Campaign driven here: nobody to hold it for
-			c.ended[job.Namespace+"/"+job.Spec.HardwareRef.Name] = endedJob{at: now, owner: owner}
-		}
+		// Kept on every replica (a replica that takes a Campaign over
+		// needs the last few seconds too); pruned below.
+		c.ended[job.Namespace+"/"+job.Spec.HardwareRef.Name] = endedJob{at: now, owner: owner}
 		if now.After(c.endedPruned.Add(endedGrace)) { // the map holds two graces' worth at most
 			maps.DeleteFunc(c.ended, func(_ string, e endedJob) bool { return now.Sub(e.at) > endedGrace })
 			c.endedPruned = now
@@ -312,7 +320,7 @@ func (c *Controller) Run(ctx context.Context) {
 // Drive drives Campaign name until ctx ends (this replica no longer holds
 // its election), with one worker, and returns once that worker stopped.
 func (c *Controller) Drive(ctx context.Context, name string) {
-	d := &driven{queue: controller.NewQueue("campaign-"+name, c.sync), changed: sets.New[string](), strays: sets.New[string](),
+	d := &driven{queue: controller.NewQueue("campaign-"+name, c.sync), changed: sets.New[string](), strays: sets.New[string](), seen: map[string]types.UID{},
 		unreleased: map[string]*v1alpha1.Job{}, failedRecently: map[string]time.Time{}}
 	c.mu.Lock()
 	c.driven[name] = d
@@ -354,6 +362,9 @@ func (c *Controller) sync(ctx context.Context, name string) (time.Duration, erro
 		return 0, c.finalize(ctx, camp, d)
 	}
 	if ended(camp.Status.Phase) {
+		if err := c.stopLateStrays(ctx, camp, d); err != nil {
+			return 0, err
+		}
 		return c.expire(ctx, camp)
 	}
 	if camp.Status.StartTime == nil {

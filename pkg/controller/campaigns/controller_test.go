@@ -13,6 +13,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/apimachinery/pkg/util/sets"
 	k8stesting "k8s.io/client-go/testing"
@@ -74,7 +75,7 @@ func newRig(t *testing.T, spec v1alpha1.CampaignSpec, hws ...string) *rig {
 	}
 	r.c = c
 	v.Datacenters().Informer().GetIndexer().Add(objs[0])
-	r.d = &driven{queue: controller.NewQueue("x", c.sync), changed: sets.New[string](), strays: sets.New[string]()}
+	r.d = &driven{queue: controller.NewQueue("x", c.sync), changed: sets.New[string](), strays: sets.New[string](), seen: map[string]types.UID{}}
 	c.driven["camp"] = r.d
 	r.refresh()
 	return r
@@ -381,7 +382,7 @@ func TestStrayJobIsCancelledAndCounted(t *testing.T) {
 	// whose Job it did not find), and then its late create lands.
 	m := pending[0]
 	p.set(m, stateCancelled, "", ReasonCampaignCancelled)
-	stray := &v1alpha1.Job{ObjectMeta: metav1.ObjectMeta{Name: jobName(camp, m), Namespace: "dc-a",
+	stray := &v1alpha1.Job{ObjectMeta: metav1.ObjectMeta{Name: jobName(camp, m), Namespace: "dc-a", UID: "stray-uid",
 		Labels:          map[string]string{v1alpha1.CampaignLabel: "camp"},
 		OwnerReferences: []metav1.OwnerReference{*metav1.NewControllerRef(camp, v1alpha1.SchemeGroupVersion.WithKind("Campaign"))},
 		Finalizers:      []string{v1alpha1.CampaignFinalizer}},
@@ -483,5 +484,52 @@ func TestCancelBeforeStartEndsCancelled(t *testing.T) {
 	}
 	if n := len(r.jobs()); n != 0 {
 		t.Errorf("%d Jobs created for a Campaign cancelled before it started", n)
+	}
+}
+
+// TestStrayOfAnEndedCampaignIsCancelled: a create that lands after the
+// Campaign ended (its member done, its Job collected) is cancelled and,
+// once finished, released: an ended Campaign still looks at its Jobs.
+func TestStrayOfAnEndedCampaignIsCancelled(t *testing.T) {
+	r := newRig(t, v1alpha1.CampaignSpec{Operation: v1alpha1.OperationReboot}, "hw-1")
+	for range 2 { // start, then hw-1's Job
+		if err := r.sync(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	job := r.jobs()[0]
+	job.Status.Phase = v1alpha1.JobSucceeded
+	r.client.StargateV1alpha1().Jobs("dc-a").UpdateStatus(context.TODO(), &job, metav1.UpdateOptions{})
+	r.c.onJob(&job, true)
+	if err := r.sync(); err != nil {
+		t.Fatal(err)
+	}
+	if camp := r.refresh(); camp.Status.Phase != v1alpha1.CampaignComplete {
+		t.Fatalf("phase %s, want Complete", camp.Status.Phase)
+	}
+	// Its Job is collected; then a late create of it lands.
+	r.client.StargateV1alpha1().Jobs("dc-a").Delete(context.TODO(), job.Name, metav1.DeleteOptions{})
+	stray := job.DeepCopy()
+	stray.UID, stray.ResourceVersion, stray.Status = "late-uid", "", v1alpha1.JobStatus{}
+	stray.Finalizers = []string{v1alpha1.CampaignFinalizer}
+	if _, err := r.client.StargateV1alpha1().Jobs("dc-a").Create(context.TODO(), stray, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	r.c.onJob(stray, false)
+	if err := r.sync(); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := r.client.StargateV1alpha1().Jobs("dc-a").Get(context.TODO(), stray.Name, metav1.GetOptions{})
+	if !got.Spec.Cancel {
+		t.Errorf("the late Job of a Complete Campaign was not asked to cancel")
+	}
+	got.Status.Phase, got.Status.Reason = v1alpha1.JobFailed, v1alpha1.JobReasonCancelled
+	r.client.StargateV1alpha1().Jobs("dc-a").Update(context.TODO(), got, metav1.UpdateOptions{})
+	r.c.onJob(got, true)
+	if err := r.sync(); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ = r.client.StargateV1alpha1().Jobs("dc-a").Get(context.TODO(), stray.Name, metav1.GetOptions{}); len(got.Finalizers) != 0 {
+		t.Errorf("the late Job keeps finalizers %v once finished", got.Finalizers)
 	}
 }

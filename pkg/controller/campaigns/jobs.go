@@ -11,6 +11,7 @@ import (
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/sets"
 	"k8s.io/apimachinery/pkg/util/validation"
@@ -20,6 +21,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"stargate.io/stargate/pkg/apis/stargate/v1alpha1"
+	"stargate.io/stargate/pkg/campaign"
 )
 
 // createWorkers bounds the API calls of one sync in flight at once (Job
@@ -49,7 +51,7 @@ func (c *Controller) observe(ctx context.Context, camp *v1alpha1.Campaign, d *dr
 	var look, strays []*member
 	for key := range changed {
 		m := p.byKey[key]
-		if m != nil && m.final() && c.straying(camp, d, m) {
+		if m != nil && m.final() && c.straying(d, m) {
 			strays = append(strays, m)
 		}
 		if m == nil || m.state != stateStarted {
@@ -79,6 +81,12 @@ func (c *Controller) observe(ctx context.Context, camp *v1alpha1.Campaign, d *dr
 		case finished(job):
 			state, reason := outcome(job)
 			p.set(m, state, m.job, reason)
+			m.counted = job.UID
+			d.mu.Lock()
+			if d.seen[m.key()] == job.UID {
+				delete(d.seen, m.key()) // seen holds the members in flight, and strays
+			}
+			d.mu.Unlock()
 			if state == stateFailed || (state == stateCancelled && job.Status.DCJobID != "") {
 				// Its Hardware may be turning to error (a Job stopped at the
 				// datacenter leaves it so, too): unavailable until the
@@ -144,17 +152,53 @@ func (c *Controller) stopStrays(ctx context.Context, camp *v1alpha1.Campaign, d 
 	return done
 }
 
-// straying says whether final member m has a stray Job to deal with: one
-// unfinished in the cache (a stray runs before it ends, so the cache sees
-// it), or one seen so before (finished since, to be released). A final
-// member's own Job changing again (events that raced its count) costs no
-// read. A stray the cache never saw unfinished keeps its finalizer until a
-// takeover's releaseCounted.
-func (c *Controller) straying(camp *v1alpha1.Campaign, d *driven, m *member) bool {
-	if cached, err := c.jobs.Jobs(m.Datacenter).Get(jobName(camp, m)); err == nil && metav1.IsControlledBy(cached, camp) {
+// straying says whether final member m has a stray Job to deal with: the
+// unfinished cache showed one (every Job passes through it: its creation
+// is an event) other than the Job m was counted from, now or before. The
+// events of m's own Job that raced its count cost no read.
+func (c *Controller) straying(d *driven, m *member) bool {
+	d.mu.Lock()
+	uid, ok := d.seen[m.key()]
+	d.mu.Unlock()
+	if ok && uid != m.counted {
 		d.strays.Insert(m.key())
 	}
 	return d.strays.Has(m.key())
+}
+
+// straysRunning says whether a Job of the Campaign runs for a member the
+// ledger says is done: until it ended, the Campaign is not.
+func (c *Controller) straysRunning(camp *v1alpha1.Campaign, p *progress) bool {
+	jobs, err := c.jobs.List(labels.SelectorFromSet(labels.Set{v1alpha1.CampaignLabel: camp.Name}))
+	if err != nil {
+		return false
+	}
+	for _, job := range jobs {
+		if m := p.byKey[job.Namespace+"/"+job.Spec.HardwareRef.Name]; metav1.IsControlledBy(job, camp) && (m == nil || m.final()) {
+			return true
+		}
+	}
+	return false
+}
+
+// stopLateStrays deals with the Jobs of an ended Campaign whose creates
+// landed after it ended (all its members are final): each is cancelled if
+// unfinished and released once finished. Its Jobs change only then.
+func (c *Controller) stopLateStrays(ctx context.Context, camp *v1alpha1.Campaign, d *driven) error {
+	d.mu.Lock()
+	changed := d.changed
+	d.changed = sets.New[string]()
+	d.mu.Unlock()
+	var strays []*member
+	for key := range changed {
+		dc, name, _ := strings.Cut(key, "/")
+		strays = append(strays, &member{Member: campaign.Member{Datacenter: dc, Name: name}, state: stateCancelled})
+	}
+	var errs []error
+	for _, job := range c.stopStrays(ctx, camp, d, strays) {
+		errs = append(errs, c.release(ctx, job))
+	}
+	return errors.Join(errs...)
 }
 
 // inParallel runs f(0..n-1) on at most createWorkers goroutines, every

@@ -22,6 +22,9 @@ type member struct {
 	reason string
 	// cancelSent: this replica asked its running Job to cancel.
 	cancelSent bool
+	// counted is the UID of the Job its outcome was read from, by this
+	// replica (not in the ledger: after a reload it is empty).
+	counted types.UID
 }
 
 func (m *member) key() string { return m.Datacenter + "/" + m.Name }

@@ -81,7 +81,7 @@ func (c *Controller) buildStatus(camp *v1alpha1.Campaign, d *driven, s *step, no
 		progressMsg += "; held back by " + s.heldBy
 	}
 	switch {
-	case total.Pending == 0 && total.Running == 0:
+	case total.Pending == 0 && total.Running == 0 && !c.straysRunning(camp, p):
 		status.Phase = v1alpha1.CampaignComplete
 		switch {
 		case camp.Spec.Cancel:
@@ -146,7 +146,7 @@ func firstReason(s *step, p *progress) string {
 		return v1alpha1.CampaignReasonFailureBudgetExceeded
 	}
 	for _, dc := range p.datacenters() {
-		if r := s.dcReason[dc]; r != "" {
+		if r := s.dcReason[dc]; r != "" && p.counts[dc].Pending > 0 { // as buildStatus lists them held
 			return r
 		}
 	}

@@ -323,9 +323,10 @@ func (c *Controller) unavailable(p *progress) census {
 	owner := &metav1.ObjectMeta{UID: p.uid}
 	if jobs, err := c.jobs.List(labels.Everything()); err == nil {
 		for _, job := range jobs {
-			add(p.byKey[job.Namespace+"/"+job.Spec.HardwareRef.Name])
-			if !metav1.IsControlledBy(job, owner) {
-				others[job.Namespace]++
+			m := p.byKey[job.Namespace+"/"+job.Spec.HardwareRef.Name]
+			add(m)
+			if !metav1.IsControlledBy(job, owner) || m == nil || m.final() {
+				others[job.Namespace]++ // a stray of its own is not in startedInDC
 			}
 		}
 	}

@@ -13,6 +13,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"stargate.io/stargate/pkg/apis/stargate/v1alpha1"
+	"stargate.io/stargate/pkg/campaign"
 	listers "stargate.io/stargate/pkg/generated/listers/stargate/v1alpha1"
 )
 
@@ -192,5 +193,58 @@ func TestOtherOriginsJobsTakeMaxConcurrentJobs(t *testing.T) {
 	}
 	if in["dc-0"] != 1 || in["dc-1"] != 3 {
 		t.Errorf("started %v, want dc-0 1 (3 slots, 2 taken by hand) and dc-1 3", in)
+	}
+}
+
+// TestApprovalGateHoldsThroughExemptDatacenters: wave 2 needs approval and
+// is left only with members of dc-1, paused by its own budget; the waves
+// do not move past it unapproved (raising dc-1's budget later would have
+// let dc-1 through an unapproved wave).
+func TestApprovalGateHoldsThroughExemptDatacenters(t *testing.T) {
+	recs := ledgerOf(2, 3, 2) // waves 1..3 of one member per datacenter
+	for _, key := range []string{"dc-0/hw-000", "dc-1/hw-000", "dc-0/hw-001"} {
+		rec := recs[key]
+		rec.State, rec.Job = stateSucceeded, "job-"+key
+		recs[key] = rec
+	}
+	spec := &v1alpha1.CampaignSpec{Operation: v1alpha1.OperationReboot, Waves: []v1alpha1.CampaignWave{
+		{Size: intstr.FromInt32(2)}, {Size: intstr.FromInt32(2), RequireApproval: true}, {Size: intstr.FromInt32(2)}}}
+	d := &driven{progress: newProgress("uid", recs, nil), wave: 1}
+	s := &step{exempt: map[string]bool{"dc-1": true}}
+	chooser(t).advance(spec, d, s, time.Now())
+	if d.wave != 2 || s.paused != v1alpha1.CampaignReasonAwaitingApproval {
+		t.Errorf("wave %d, paused %q; want wave 2 held for approval", d.wave, s.paused)
+	}
+	spec.ApprovedWaves = 2
+	s = &step{exempt: map[string]bool{"dc-1": true}}
+	chooser(t).advance(spec, d, s, time.Now())
+	if d.wave != 3 || s.paused != "" {
+		t.Errorf("approved: wave %d, paused %q; want wave 3", d.wave, s.paused)
+	}
+}
+
+// TestClosedWindowHoldsADatacenterWithNothingPending: members waiting for
+// their Job's create (their Hardware was busy) are retried only where no
+// reason holds their datacenter; a window closed there is such a reason
+// even once no member of it is pending.
+func TestClosedWindowHoldsADatacenterWithNothingPending(t *testing.T) {
+	recs := ledgerOf(2, 2, 4)
+	for key, rec := range recs {
+		if strings.HasPrefix(key, "dc-0/") {
+			rec.State, rec.Job = stateStarted, "job-"+key
+			recs[key] = rec
+		}
+	}
+	tomorrow := campaign.Weekdays[(int(time.Now().UTC().Add(24*time.Hour).Weekday())+6)%7]
+	spec := &v1alpha1.CampaignSpec{Operation: v1alpha1.OperationReboot, MaintenanceWindows: []v1alpha1.MaintenanceWindow{
+		{Days: []string{tomorrow}, Start: "00:00", End: "23:59", TimeZone: "UTC"}}}
+	d := &driven{progress: newProgress("uid", recs, nil), wave: 1}
+	s := &step{dcReason: map[string]string{}, nextWindow: map[string]time.Time{}}
+	chooser(t).choose(spec, d, s, time.Now())
+	if s.dcReason["dc-0"] != v1alpha1.CampaignReasonOutsideWindow {
+		t.Errorf("dc-0 (nothing pending, members waiting for a create) reason %q, want %s", s.dcReason["dc-0"], v1alpha1.CampaignReasonOutsideWindow)
+	}
+	if len(s.start) != 0 {
+		t.Errorf("started %d members outside the window", len(s.start))
 	}
 }

@@ -455,6 +455,28 @@ func TestCancel(t *testing.T) {
 	}
 }
 
+// TestCancelOfAJobThatFailedMeanwhile: the datacenter's job failed before
+// the cancel reached it (between two polls): the Job fails with the
+// datacenter's reason, a failure (a Campaign's budgets count it), not a
+// cancellation.
+func TestCancelOfAJobThatFailedMeanwhile(t *testing.T) {
+	h := newHarness(t, []string{"dc-west"}, datacenterObj("dc-west"), hardwareObj("dc-west", "server-001", "aa:bb:cc:dd:ee:01"),
+		jobObj("dc-west", "doomed", "server-001", v1alpha1.OperationReboot))
+	dc := h.dcs["dc-west"]
+	h.sync("dc-west", "doomed")
+	j := h.job("dc-west", "doomed")
+	if err := dc.Finish(j.Status.DCJobID, datacenter.JobFailed, "disk on fire"); err != nil {
+		t.Fatal(err)
+	}
+	h.cancel("dc-west", "doomed")
+	if _, err := h.sync("dc-west", "doomed"); err != nil {
+		t.Fatal(err)
+	}
+	if j := h.job("dc-west", "doomed"); j.Status.Phase != v1alpha1.JobFailed || j.Status.Reason != ReasonDatacenterJobFailed || j.Status.Message != "disk on fire" {
+		t.Errorf("cancelled after it failed at the datacenter: %+v, want Failed with %s and the datacenter's message", j.Status, ReasonDatacenterJobFailed)
+	}
+}
+
 func TestActiveDeadline(t *testing.T) {
 	j := jobObj("dc-west", "slow", "server-001", v1alpha1.OperationReboot)
 	j.Spec.ActiveDeadlineSeconds = ptr.To[int64](60)

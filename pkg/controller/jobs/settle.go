@@ -49,7 +49,8 @@ func (c *Controller) abandon(ctx context.Context, job *v1alpha1.Job) error {
 // stop ends a Job that was cancelled, deleted or ran past its deadline. A Job
 // that may have reached its datacenter is cancelled there first, and ends
 // only once the datacenter says its job stopped (as the datacenter says: a
-// job that succeeded meanwhile makes the Job succeed).
+// job that succeeded meanwhile makes the Job succeed, one that failed
+// meanwhile makes it fail with the datacenter's reason).
 func (c *Controller) stop(ctx context.Context, job *v1alpha1.Job, client datacenter.Client, reason, message string) (time.Duration, error) {
 	if job.Status.DCJobID == "" {
 		if !mayHaveReached(job) {
@@ -73,6 +74,10 @@ func (c *Controller) stop(ctx context.Context, job *v1alpha1.Job, client datacen
 		return 0, err // retried: the datacenter must hear of it
 	case dcJob.State == datacenter.JobSucceeded:
 		return 0, c.succeed(ctx, job, client)
+	case dcJob.State == datacenter.JobFailed:
+		// It failed before the cancel reached it: a failure, which a
+		// Campaign's failure budgets count, not a cancellation.
+		return 0, c.fail(ctx, job, ReasonDatacenterJobFailed, dcJob.Message)
 	case dcJob.State.Finished():
 		return 0, c.fail(ctx, job, reason, message)
 	}
