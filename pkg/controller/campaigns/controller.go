@@ -127,6 +127,8 @@ type driven struct {
 	// strays are final members a Job was created for after they were
 	// recorded (see stopStrays).
 	strays sets.Set[string]
+	// endedSwept: the Jobs of the Campaign, ended, were looked through once.
+	endedSwept bool
 	// unreleased are counted Jobs whose campaign finalizer a release failed
 	// to remove: released again on the next sync.
 	unreleased map[string]*v1alpha1.Job
@@ -365,7 +367,11 @@ func (c *Controller) sync(ctx context.Context, name string) (time.Duration, erro
 		if err := c.stopLateStrays(ctx, camp, d); err != nil {
 			return 0, err
 		}
-		return c.expire(ctx, camp)
+		after, err := c.expire(ctx, camp)
+		if d.retry { // a stray to look at again
+			d.retry, after = false, minPositive(after, c.opts.RetryInterval)
+		}
+		return after, err
 	}
 	if camp.Status.StartTime == nil {
 		return c.start(ctx, camp, d)

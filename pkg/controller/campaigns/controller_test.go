@@ -3,6 +3,7 @@ package campaigns
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -531,5 +532,67 @@ func TestStrayOfAnEndedCampaignIsCancelled(t *testing.T) {
 	}
 	if got, _ = r.client.StargateV1alpha1().Jobs("dc-a").Get(context.TODO(), stray.Name, metav1.GetOptions{}); len(got.Finalizers) != 0 {
 		t.Errorf("the late Job keeps finalizers %v once finished", got.Finalizers)
+	}
+}
+
+// TestStrayHoldsTheCampaignOpen: a late create's Job for a member given
+// up runs when the last counted member ends: the Campaign does not end
+// (its phase stays Running, naming the Job) until that Job ended too.
+func TestStrayHoldsTheCampaignOpen(t *testing.T) {
+	r := newRig(t, v1alpha1.CampaignSpec{Operation: v1alpha1.OperationReboot,
+		MaxUnavailable: v1alpha1.CampaignMaxUnavailable{Global: ptr.To(intstr.FromInt32(1))}}, "hw-1", "hw-2")
+	for range 2 { // start; one member's Job
+		if err := r.sync(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	running := r.jobs()[0]
+	camp := r.refresh()
+	camp.Spec.Cancel = true
+	r.client.StargateV1alpha1().Campaigns().Update(context.TODO(), camp, metav1.UpdateOptions{})
+	camp = r.refresh()
+	if err := r.sync(); err != nil { // the other member is given up; the running Job asked to cancel
+		t.Fatal(err)
+	}
+	var givenUp *member
+	for _, m := range r.d.progress.members {
+		if m.state == stateCancelled {
+			givenUp = m
+		}
+	}
+	if givenUp == nil {
+		t.Fatal("no member given up by the cancel")
+	}
+	stray := &v1alpha1.Job{ObjectMeta: metav1.ObjectMeta{Name: jobName(camp, givenUp), Namespace: "dc-a", UID: "late",
+		Labels:          map[string]string{v1alpha1.CampaignLabel: "camp"},
+		OwnerReferences: []metav1.OwnerReference{*metav1.NewControllerRef(camp, v1alpha1.SchemeGroupVersion.WithKind("Campaign"))},
+		Finalizers:      []string{v1alpha1.CampaignFinalizer}},
+		Spec: v1alpha1.JobSpec{HardwareRef: v1alpha1.LocalObjectReference{Name: givenUp.Name}, Operation: v1alpha1.OperationReboot}}
+	r.client.StargateV1alpha1().Jobs("dc-a").Create(context.TODO(), stray, metav1.CreateOptions{})
+	r.f.Stargate().V1alpha1().Jobs().Informer().GetIndexer().Add(stray)
+	r.c.onJob(stray, false)
+	got, _ := r.client.StargateV1alpha1().Jobs("dc-a").Get(context.TODO(), running.Name, metav1.GetOptions{})
+	got.Status.Phase, got.Status.Reason = v1alpha1.JobFailed, v1alpha1.JobReasonCancelled
+	r.client.StargateV1alpha1().Jobs("dc-a").Update(context.TODO(), got, metav1.UpdateOptions{})
+	r.c.onJob(got, true)
+	if err := r.sync(); err != nil {
+		t.Fatal(err)
+	}
+	camp = r.refresh()
+	progressing := apimeta.FindStatusCondition(camp.Status.Conditions, v1alpha1.CampaignConditionProgressing)
+	if camp.Status.Phase != v1alpha1.CampaignRunning || progressing == nil || !strings.Contains(progressing.Message, stray.Name) {
+		t.Errorf("phase %s, Progressing %+v; want Running, naming the late Job %s", camp.Status.Phase, progressing, stray.Name)
+	}
+	// The late Job ends: the Campaign with it.
+	s, _ := r.client.StargateV1alpha1().Jobs("dc-a").Get(context.TODO(), stray.Name, metav1.GetOptions{})
+	s.Status.Phase, s.Status.Reason = v1alpha1.JobFailed, v1alpha1.JobReasonCancelled
+	r.client.StargateV1alpha1().Jobs("dc-a").Update(context.TODO(), s, metav1.UpdateOptions{})
+	r.f.Stargate().V1alpha1().Jobs().Informer().GetIndexer().Delete(stray)
+	r.c.onJob(s, true)
+	if err := r.sync(); err != nil {
+		t.Fatal(err)
+	}
+	if camp = r.refresh(); camp.Status.Phase != v1alpha1.CampaignCancelled {
+		t.Errorf("phase %s once the late Job ended, want Cancelled", camp.Status.Phase)
 	}
 }

@@ -166,25 +166,49 @@ func (c *Controller) straying(d *driven, m *member) bool {
 	return d.strays.Has(m.key())
 }
 
-// straysRunning says whether a Job of the Campaign runs for a member the
-// ledger says is done: until it ended, the Campaign is not.
-func (c *Controller) straysRunning(camp *v1alpha1.Campaign, p *progress) bool {
+// straysRunning names (namespace/name, the first 5) the Jobs of the
+// Campaign that run for members the ledger says are done: until they
+// ended, the Campaign is not.
+func (c *Controller) straysRunning(camp *v1alpha1.Campaign, p *progress) []string {
 	jobs, err := c.jobs.List(labels.SelectorFromSet(labels.Set{v1alpha1.CampaignLabel: camp.Name}))
 	if err != nil {
-		return false
+		return nil
 	}
+	var names []string
 	for _, job := range jobs {
 		if m := p.byKey[job.Namespace+"/"+job.Spec.HardwareRef.Name]; metav1.IsControlledBy(job, camp) && (m == nil || m.final()) {
-			return true
+			names = append(names, job.Namespace+"/"+job.Name)
 		}
 	}
-	return false
+	slices.Sort(names)
+	return names[:min(len(names), 5)]
 }
 
 // stopLateStrays deals with the Jobs of an ended Campaign whose creates
 // landed after it ended (all its members are final): each is cancelled if
-// unfinished and released once finished. Its Jobs change only then.
+// unfinished and released once finished. Its Jobs change only then, but
+// for one look through all of them when a replica starts driving it.
 func (c *Controller) stopLateStrays(ctx context.Context, camp *v1alpha1.Campaign, d *driven) error {
+	if !d.endedSwept {
+		// Once per driver: a late create that landed while no replica drove
+		// the Campaign brought no event here.
+		err := c.eachJob(ctx, camp, func(job *v1alpha1.Job) error {
+			switch {
+			case !metav1.IsControlledBy(job, camp):
+			case !finished(job):
+				d.mu.Lock()
+				d.changed.Insert(job.Namespace + "/" + job.Spec.HardwareRef.Name)
+				d.mu.Unlock()
+			case slices.Contains(job.Finalizers, v1alpha1.CampaignFinalizer):
+				return c.release(ctx, job)
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		d.endedSwept = true
+	}
 	d.mu.Lock()
 	changed := d.changed
 	d.changed = sets.New[string]()
@@ -196,7 +220,12 @@ func (c *Controller) stopLateStrays(ctx context.Context, camp *v1alpha1.Campaign
 	}
 	var errs []error
 	for _, job := range c.stopStrays(ctx, camp, d, strays) {
-		errs = append(errs, c.release(ctx, job))
+		if err := c.release(ctx, job); err != nil {
+			errs = append(errs, err)
+			d.mu.Lock()
+			d.changed.Insert(job.Namespace + "/" + job.Spec.HardwareRef.Name) // finished: no event will bring it back
+			d.mu.Unlock()
+		}
 	}
 	return errors.Join(errs...)
 }

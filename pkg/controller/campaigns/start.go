@@ -240,6 +240,10 @@ func (c *Controller) load(ctx context.Context, camp *v1alpha1.Campaign, d *drive
 			d.changed.Insert(m.key())
 		}
 	}
+	// The members' counted UIDs are not in the ledger: what seen holds of
+	// Jobs counted before would read as strays. releaseCounted, below,
+	// finds the real ones from a list.
+	clear(d.seen)
 	d.mu.Unlock()
 	return c.releaseCounted(ctx, camp, d)
 }

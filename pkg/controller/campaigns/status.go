@@ -80,8 +80,15 @@ func (c *Controller) buildStatus(camp *v1alpha1.Campaign, d *driven, s *step, no
 	if s.heldBy != "" {
 		progressMsg += "; held back by " + s.heldBy
 	}
+	var strays []string
+	if total.Pending == 0 && total.Running == 0 {
+		strays = c.straysRunning(camp, p)
+	}
 	switch {
-	case total.Pending == 0 && total.Running == 0 && !c.straysRunning(camp, p):
+	case total.Pending == 0 && total.Running == 0 && len(strays) > 0:
+		status.Phase = v1alpha1.CampaignRunning
+		progressMsg += fmt.Sprintf("; waiting for Job(s) created late for members already done, asked to cancel: %s", strings.Join(strays, ", "))
+	case total.Pending == 0 && total.Running == 0:
 		status.Phase = v1alpha1.CampaignComplete
 		switch {
 		case camp.Spec.Cancel:
