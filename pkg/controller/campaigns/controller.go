@@ -319,11 +319,17 @@ func (c *Controller) Run(ctx context.Context) {
 	<-ctx.Done()
 }
 
+// newDriven returns the state of a Campaign this replica starts driving,
+// with its queue named queueName.
+func (c *Controller) newDriven(queueName string) *driven {
+	return &driven{queue: controller.NewQueue(queueName, c.sync), changed: sets.New[string](), strays: sets.New[string](), seen: map[string]types.UID{},
+		unreleased: map[string]*v1alpha1.Job{}, failedRecently: map[string]time.Time{}}
+}
+
 // Drive drives Campaign name until ctx ends (this replica no longer holds
 // its election), with one worker, and returns once that worker stopped.
 func (c *Controller) Drive(ctx context.Context, name string) {
-	d := &driven{queue: controller.NewQueue("campaign-"+name, c.sync), changed: sets.New[string](), strays: sets.New[string](), seen: map[string]types.UID{},
-		unreleased: map[string]*v1alpha1.Job{}, failedRecently: map[string]time.Time{}}
+	d := c.newDriven("campaign-" + name)
 	c.mu.Lock()
 	c.driven[name] = d
 	c.mu.Unlock()

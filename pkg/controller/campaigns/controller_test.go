@@ -14,15 +14,12 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/intstr"
-	"k8s.io/apimachinery/pkg/util/sets"
 	k8stesting "k8s.io/client-go/testing"
 	clocktesting "k8s.io/utils/clock/testing"
 	"k8s.io/utils/ptr"
 
 	"stargate.io/stargate/pkg/apis/stargate/v1alpha1"
-	"stargate.io/stargate/pkg/controller"
 	"stargate.io/stargate/pkg/embeddedetcd"
 	"stargate.io/stargate/pkg/generated/clientset/versioned/fake"
 	informers "stargate.io/stargate/pkg/generated/informers/externalversions"
@@ -76,7 +73,7 @@ func newRig(t *testing.T, spec v1alpha1.CampaignSpec, hws ...string) *rig {
 	}
 	r.c = c
 	v.Datacenters().Informer().GetIndexer().Add(objs[0])
-	r.d = &driven{queue: controller.NewQueue("x", c.sync), changed: sets.New[string](), strays: sets.New[string](), seen: map[string]types.UID{}}
+	r.d = c.newDriven("x")
 	c.driven["camp"] = r.d
 	r.refresh()
 	return r

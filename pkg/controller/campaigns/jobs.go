@@ -44,10 +44,7 @@ const (
 // happened before a crash) gets it created again.
 func (c *Controller) observe(ctx context.Context, camp *v1alpha1.Campaign, d *driven) error {
 	p := d.progress
-	d.mu.Lock()
-	changed := d.changed
-	d.changed = sets.New[string]()
-	d.mu.Unlock()
+	changed := d.takeChanged()
 	var look, strays []*member
 	for key := range changed {
 		m := p.byKey[key]
@@ -102,9 +99,6 @@ func (c *Controller) observe(ctx context.Context, camp *v1alpha1.Campaign, d *dr
 	}
 	release = append(release, c.stopStrays(ctx, camp, d, strays)...)
 	// Counted: now released, with those a failed release left for this sync.
-	if d.unreleased == nil {
-		d.unreleased = map[string]*v1alpha1.Job{}
-	}
 	for _, job := range release {
 		d.unreleased[job.Namespace+"/"+job.Name] = job
 	}
@@ -143,8 +137,7 @@ func (c *Controller) stopStrays(ctx context.Context, camp *v1alpha1.Campaign, d 
 				d.retryLater(m)
 				continue
 			}
-			if _, err := c.client.StargateV1alpha1().Jobs(m.Datacenter).Patch(ctx, job.Name, types.MergePatchType,
-				[]byte(`{"spec":{"cancel":true}}`), metav1.PatchOptions{}); err != nil && !apierrors.IsNotFound(err) {
+			if err := c.cancelJob(ctx, m.Datacenter, job.Name); err != nil && !apierrors.IsNotFound(err) {
 				d.retryLater(m)
 			}
 		}
@@ -196,9 +189,7 @@ func (c *Controller) stopLateStrays(ctx context.Context, camp *v1alpha1.Campaign
 			switch {
 			case !metav1.IsControlledBy(job, camp):
 			case !finished(job):
-				d.mu.Lock()
-				d.changed.Insert(job.Namespace + "/" + job.Spec.HardwareRef.Name)
-				d.mu.Unlock()
+				d.look(job.Namespace + "/" + job.Spec.HardwareRef.Name)
 			case slices.Contains(job.Finalizers, v1alpha1.CampaignFinalizer):
 				return c.release(ctx, job)
 			}
@@ -209,10 +200,7 @@ func (c *Controller) stopLateStrays(ctx context.Context, camp *v1alpha1.Campaign
 		}
 		d.endedSwept = true
 	}
-	d.mu.Lock()
-	changed := d.changed
-	d.changed = sets.New[string]()
-	d.mu.Unlock()
+	changed := d.takeChanged()
 	var strays []*member
 	for key := range changed {
 		dc, name, _ := strings.Cut(key, "/")
@@ -222,9 +210,7 @@ func (c *Controller) stopLateStrays(ctx context.Context, camp *v1alpha1.Campaign
 	for _, job := range c.stopStrays(ctx, camp, d, strays) {
 		if err := c.release(ctx, job); err != nil {
 			errs = append(errs, err)
-			d.mu.Lock()
-			d.changed.Insert(job.Namespace + "/" + job.Spec.HardwareRef.Name) // finished: no event will bring it back
-			d.mu.Unlock()
+			d.look(job.Namespace + "/" + job.Spec.HardwareRef.Name) // finished: no event will bring it back
 		}
 	}
 	return errors.Join(errs...)
@@ -332,10 +318,24 @@ func (c *Controller) act(ctx context.Context, camp *v1alpha1.Campaign, d *driven
 
 // retryLater looks at started member m again on a later sync.
 func (d *driven) retryLater(m *member) {
-	d.mu.Lock()
-	d.changed.Insert(m.key())
-	d.mu.Unlock()
+	d.look(m.key())
 	d.retry = true
+}
+
+// look has the next observe look at member key (datacenter/hardware).
+func (d *driven) look(key string) {
+	d.mu.Lock()
+	d.changed.Insert(key)
+	d.mu.Unlock()
+}
+
+// takeChanged returns the members changed since it was last called.
+func (d *driven) takeChanged() sets.Set[string] {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	changed := d.changed
+	d.changed = sets.New[string]()
+	return changed
 }
 
 // createJobs creates the Jobs of members recorded started, a few at a time.
@@ -444,9 +444,7 @@ func (c *Controller) stopRunning(ctx context.Context, camp *v1alpha1.Campaign, d
 		return err
 	}
 	for _, m := range stop {
-		_, err := c.client.StargateV1alpha1().Jobs(m.Datacenter).Patch(ctx, m.job, types.MergePatchType,
-			[]byte(`{"spec":{"cancel":true}}`), metav1.PatchOptions{})
-		switch {
+		switch err := c.cancelJob(ctx, m.Datacenter, m.job); {
 		case apierrors.IsNotFound(err):
 			never[m.key()] = record{}
 		case err != nil:
@@ -460,6 +458,13 @@ func (c *Controller) stopRunning(ctx context.Context, camp *v1alpha1.Campaign, d
 		never[key] = m.record()
 	}
 	return c.writeLedger(ctx, camp, d, never)
+}
+
+// cancelJob asks Job namespace/name to cancel (spec.cancel=true).
+func (c *Controller) cancelJob(ctx context.Context, namespace, name string) error {
+	_, err := c.client.StargateV1alpha1().Jobs(namespace).Patch(ctx, name, types.MergePatchType,
+		[]byte(`{"spec":{"cancel":true}}`), metav1.PatchOptions{})
+	return err
 }
 
 // release removes the Campaign's finalizer from a Job whose outcome is in the ledger.

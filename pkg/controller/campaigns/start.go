@@ -224,9 +224,6 @@ func (c *Controller) load(ctx context.Context, camp *v1alpha1.Campaign, d *drive
 		return fmt.Errorf("campaign %s started but its ledger is missing under %s: its members cannot be known; delete and recreate the Campaign", camp.Name, c.ledger.base(camp.UID))
 	}
 	p := newProgress(camp.UID, recs, s.Skipped)
-	if d.failedRecently == nil {
-		d.failedRecently = map[string]time.Time{}
-	}
 	p.failedRecently = d.failedRecently
 	d.progress, d.recreate = p, nil
 	d.wave = max(camp.Status.CurrentWave, p.highestWave, min(p.waves, 1))

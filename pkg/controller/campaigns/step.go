@@ -170,12 +170,16 @@ func (c *Controller) choose(spec *v1alpha1.CampaignSpec, d *driven, s *step, now
 		slices.SortFunc(ms, func(a, b *member) int { return a.order - b.order })
 	}
 	startedIn := map[string]int{}
+	// slots are, per datacenter open to starts, the Jobs of this Campaign
+	// its maxConcurrentJobs leaves room for before this step's starts
+	// (read once a step, not per member).
+	slots := map[string]int{}
 	var queues [][]*member
 	for _, dc := range p.datacenters() {
 		if s.dcReason[dc] != "" {
 			continue
 		}
-		room, reason := c.room(spec, p, u, dc, others[dc], now, s)
+		datacenter, reason := c.gate(spec, dc, now, s)
 		if reason != "" {
 			// Set with no member pending too: it holds the members whose
 			// Job is still to be created (act retries them only where no
@@ -183,13 +187,15 @@ func (c *Controller) choose(spec *v1alpha1.CampaignSpec, d *driven, s *step, now
 			s.dcReason[dc] = reason
 			continue
 		}
+		slots[dc] = jobSlots(datacenter) - p.startedInDC[dc] - others[dc]
+		room := c.dcRoom(spec, p, u, dc, slots[dc])
 		// Members in state error are unavailable already and make
 		// nothing more so by starting: only maxConcurrentJobs holds them,
 		// not maxUnavailable (a broken machine is what a repave is for,
 		// even in a full rack). One busy with another Job waits for it
 		// like any member; one unknown counts as one more, as it did.
 		for _, m := range already[dc] {
-			if c.jobsRoom(p, dc, startedIn[dc]+others[dc]) > 0 {
+			if slots[dc]-startedIn[dc] > 0 {
 				startedIn[dc]++
 				s.start = append(s.start, m)
 			}
@@ -220,7 +226,7 @@ func (c *Controller) choose(spec *v1alpha1.CampaignSpec, d *driven, s *step, now
 			for len(q) > 0 {
 				m := q[0]
 				q = q[1:]
-				if room := c.dcRoom(spec, p, u, m.Datacenter, startedIn[m.Datacenter]+others[m.Datacenter]); room <= 0 {
+				if room := c.dcRoom(spec, p, u, m.Datacenter, slots[m.Datacenter]-startedIn[m.Datacenter]); room <= 0 {
 					q = nil
 					break
 				}
@@ -247,47 +253,44 @@ func (c *Controller) choose(spec *v1alpha1.CampaignSpec, d *driven, s *step, now
 	}
 }
 
-// room is how many more Jobs datacenter dc, where others unfinished Jobs
-// of other origins are, may start now, or why none.
-func (c *Controller) room(spec *v1alpha1.CampaignSpec, p *progress, u *campaign.Unavailable, dc string, others int, now time.Time, s *step) (int, string) {
+// gate returns Datacenter dc if it may start Jobs now, or why not.
+func (c *Controller) gate(spec *v1alpha1.CampaignSpec, dc string, now time.Time, s *step) (*v1alpha1.Datacenter, string) {
 	datacenter, err := c.dcs.Get(dc)
 	if err != nil {
-		return 0, "DatacenterNotFound"
+		return nil, "DatacenterNotFound"
 	}
 	if datacenter.Spec.Paused {
-		return 0, v1alpha1.CampaignReasonDatacenterPaused
+		return nil, v1alpha1.CampaignReasonDatacenterPaused
 	}
 	if open, next := campaign.Open(campaign.Windows(spec.MaintenanceWindows, datacenter.Labels), now); !open {
 		if !next.IsZero() {
 			s.nextWindow[dc] = next
 			s.requeue = minPositive(s.requeue, next.Sub(now))
 		}
-		return 0, v1alpha1.CampaignReasonOutsideWindow
+		return nil, v1alpha1.CampaignReasonOutsideWindow
 	}
-	return c.dcRoom(spec, p, u, dc, others), ""
+	return datacenter, ""
 }
 
 // dcRoom is how many more members of dc its limits would let start, before
-// the per-member checks: its maxUnavailable share and its Datacenter's
-// maxConcurrentJobs (its Jobs of every origin do not exceed it, so this
-// Campaign's never wait in the Job controller's queue holding their
-// Hardware, to be sent after their window closed). starting counts the
-// members of dc chosen earlier in this step (u counts them already,
-// p.startedInDC not yet) and the other origins' unfinished Jobs there.
-func (c *Controller) dcRoom(spec *v1alpha1.CampaignSpec, p *progress, u *campaign.Unavailable, dc string, starting int) int {
+// the per-member checks: its maxUnavailable share and jobs, the Jobs its
+// Datacenter's maxConcurrentJobs leaves room for (its Jobs of every origin
+// do not exceed it, so this Campaign's never wait in the Job controller's
+// queue holding their Hardware, to be sent after their window closed):
+// less this Campaign's started, the other origins' unfinished Jobs there
+// and the members of dc chosen earlier in this step (u counts them
+// already, p.startedInDC not yet).
+func (c *Controller) dcRoom(spec *v1alpha1.CampaignSpec, p *progress, u *campaign.Unavailable, dc string, jobs int) int {
 	room := campaign.MaxUnavailable(spec.MaxUnavailable.PerDatacenter, p.scopes.DC[dc]) - u.DC[dc]
-	return min(room, c.jobsRoom(p, dc, starting))
+	return min(room, jobs)
 }
 
-// jobsRoom is how many more of this Campaign's Jobs datacenter dc's
-// maxConcurrentJobs leaves room for, with starting more (chosen in this
-// step, or other origins').
-func (c *Controller) jobsRoom(p *progress, dc string, starting int) int {
-	maxJobs := int(v1alpha1.DefaultMaxConcurrentJobs)
-	if datacenter, err := c.dcs.Get(dc); err == nil && datacenter.Spec.MaxConcurrentJobs != nil {
-		maxJobs = int(*datacenter.Spec.MaxConcurrentJobs)
+// jobSlots is datacenter's maxConcurrentJobs.
+func jobSlots(datacenter *v1alpha1.Datacenter) int {
+	if datacenter.Spec.MaxConcurrentJobs != nil {
+		return int(*datacenter.Spec.MaxConcurrentJobs)
 	}
-	return maxJobs - p.startedInDC[dc] - starting
+	return int(v1alpha1.DefaultMaxConcurrentJobs)
 }
 
 // unavailable counts the members unavailable now: those with a Job of this
