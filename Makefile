@@ -4,8 +4,9 @@ GO ?= go
 BIN := $(CURDIR)/bin
 PORT ?= 8443
 GOTESTFLAGS ?=
-# make krew: the release's version, and where its archives will be uploaded.
-VERSION ?= $(shell git describe --tags --always)
+# make krew: the release's version (unset: hack/krew-release.sh's default,
+# git describe --tags --always), and where its archives will be uploaded.
+VERSION ?=
 RELEASE_URL ?=
 
 COMMANDS := $(notdir $(wildcard cmd/*))

@@ -87,22 +87,13 @@ var waveTripped = regexp.MustCompile(`\bwave \d+: \d+ failed\b`)
 // pausedByBudget says whether the Campaign's Paused condition gives a
 // tripped failure budget as its reason.
 func pausedByBudget(c *v1alpha1.Campaign) bool {
-	cond := pausedCondition(c)
-	return cond != nil && cond.Reason == v1alpha1.CampaignReasonFailureBudgetExceeded
+	return pausedFor(c, v1alpha1.CampaignReasonFailureBudgetExceeded)
 }
 
 // heldByBudget says whether the controller reports a tripped failure
 // budget: in the Paused condition, or as a datacenter's pausedReason.
 func heldByBudget(c *v1alpha1.Campaign) bool {
-	if pausedByBudget(c) {
-		return true
-	}
-	for _, dc := range c.Status.Datacenters {
-		if dc.PausedReason == v1alpha1.CampaignReasonFailureBudgetExceeded {
-			return true
-		}
-	}
-	return false
+	return heldFor(c, v1alpha1.CampaignReasonFailureBudgetExceeded)
 }
 
 // raisedBudgets is, for each key that tripped, a value that none of its

@@ -131,7 +131,7 @@ patch command that raises each of them, and exits 1.`,
 			if err := budgetStillTripped(c); err != nil {
 				return err
 			}
-			if cond := pausedCondition(c); cond != nil && cond.Reason == v1alpha1.CampaignReasonAwaitingApproval {
+			if pausedFor(c, v1alpha1.CampaignReasonAwaitingApproval) {
 				fmt.Fprintf(out, "campaign %q also awaits approval of its next wave: kubectl stargate approve campaign/%s\n", c.Name, c.Name)
 			}
 			return nil
@@ -250,13 +250,5 @@ func waveToApprove(c *v1alpha1.Campaign, wave int32) (int32, error) {
 
 // awaitingApproval says whether a wave is held for approval.
 func awaitingApproval(c *v1alpha1.Campaign) bool {
-	if cond := pausedCondition(c); cond != nil && cond.Reason == v1alpha1.CampaignReasonAwaitingApproval {
-		return true
-	}
-	for _, dc := range c.Status.Datacenters {
-		if dc.PausedReason == v1alpha1.CampaignReasonAwaitingApproval {
-			return true
-		}
-	}
-	return false
+	return heldFor(c, v1alpha1.CampaignReasonAwaitingApproval)
 }

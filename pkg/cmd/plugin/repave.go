@@ -329,12 +329,11 @@ func (o *repaveOptions) checkSelectsHardware(ctx context.Context, env *environme
 		case len(list.Items) == 0:
 			return fmt.Errorf("--datacenters %q selects no Datacenter: the Campaign would have no server to repave (kubectl get datacenters -l %q lists what it selects)", o.datacenters, o.datacenters)
 		}
-		names := make([]string, len(list.Items))
+		namespaces = make([]string, len(list.Items))
 		for i, dc := range list.Items {
-			names[i] = dc.Name
+			namespaces[i] = dc.Name
 		}
-		namespaces = names
-		where = fmt.Sprintf("the datacenters --datacenters %q selects (%s)", o.datacenters, strings.Join(names, ", "))
+		where = fmt.Sprintf("the datacenters --datacenters %q selects (%s)", o.datacenters, strings.Join(namespaces, ", "))
 		getFlags = "-n DATACENTER"
 	default:
 		ns, _, err := env.namespace()

@@ -57,6 +57,26 @@ func pausedCondition(c *v1alpha1.Campaign) *metav1.Condition {
 	return cond
 }
 
+// pausedFor says whether the Campaign's Paused condition gives reason.
+func pausedFor(c *v1alpha1.Campaign, reason string) bool {
+	cond := pausedCondition(c)
+	return cond != nil && cond.Reason == reason
+}
+
+// heldFor says whether the controller holds the Campaign back for reason:
+// in its Paused condition, or as a datacenter's pausedReason.
+func heldFor(c *v1alpha1.Campaign, reason string) bool {
+	if pausedFor(c, reason) {
+		return true
+	}
+	for _, dc := range c.Status.Datacenters {
+		if dc.PausedReason == reason {
+			return true
+		}
+	}
+	return false
+}
+
 // phase is the Campaign's phase, Pending before the controller wrote one.
 func phase(c *v1alpha1.Campaign) v1alpha1.CampaignPhase {
 	if c.Status.Phase == "" {
@@ -179,9 +199,9 @@ func trippedBudget(c *v1alpha1.Campaign) (scope string, tripped bool) {
 	if trips := exceededBudgets(c); len(trips) > 0 {
 		return tripsText(trips), true
 	}
-	if cond := pausedCondition(c); pausedByBudget(c) {
-		if cond.Message != "" {
-			return cond.Message, true
+	if pausedByBudget(c) {
+		if msg := pausedCondition(c).Message; msg != "" {
+			return msg, true
 		}
 		return fmt.Sprintf("%d failed of %d servers", c.Status.Counts.Failed, c.Status.Counts.Targets), true
 	}
