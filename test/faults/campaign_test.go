@@ -130,13 +130,7 @@ func TestCampaignSurvivesKill(t *testing.T) {
 	}
 	kill(fmt.Sprintf("mid-run, at %d of %d succeeded", want, cf.members))
 
-	var final *v1alpha1.Campaign
-	if err := waitCampaign(ctx, sg, "kill-9", 5*time.Minute, func(c *v1alpha1.Campaign) bool {
-		final = c
-		return c.Status.Phase == v1alpha1.CampaignComplete
-	}); err != nil {
-		t.Fatalf("the Campaign did not complete: %v; last status %+v", err, statusOf(final))
-	}
+	final := waitComplete(ctx, t, sg, "kill-9")
 	took := time.Since(created)
 	stopSampling()
 	f := cf.judge(t, sg, final, s)
@@ -171,28 +165,7 @@ func TestCampaignDriverHandoff(t *testing.T) {
 	if err := rs.add("stargate-apiserver", env.StargatePort); err != nil {
 		t.Fatal(err)
 	}
-	extra := []string{"stargate-apiserver-c2", "stargate-apiserver-c3"}
-	for _, name := range extra {
-		t.Cleanup(func() {
-			_ = env.Signal(name, syscall.SIGCONT)
-			env.Kill(name, false)
-		})
-	}
-	var wg sync.WaitGroup
-	errs := make([]error, len(extra))
-	ports := make([]int, len(extra))
-	for i, name := range extra {
-		wg.Go(func() { ports[i], errs[i] = env.StartReplica(name) })
-	}
-	wg.Wait()
-	for i, name := range extra {
-		if errs[i] != nil {
-			t.Fatalf("starting %s: %v", name, errs[i])
-		}
-		if err := rs.add(name, ports[i]); err != nil {
-			t.Fatal(err)
-		}
-	}
+	startReplicas(t, rs, "stargate-apiserver-c2", "stargate-apiserver-c3")
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	const name = "handoff"
@@ -276,13 +249,7 @@ func TestCampaignDriverHandoff(t *testing.T) {
 		rs.setOut(killed, false)
 	}
 
-	var final *v1alpha1.Campaign
-	if err := waitCampaign(ctx, rs.client(), name, 5*time.Minute, func(c *v1alpha1.Campaign) bool {
-		final = c
-		return c.Status.Phase == v1alpha1.CampaignComplete
-	}); err != nil {
-		t.Fatalf("the Campaign did not complete: %v; last status %+v", err, statusOf(final))
-	}
+	final := waitComplete(ctx, t, rs.client(), name)
 	took := time.Since(created)
 	stopSampling()
 	if logs, err := env.Logs(); err == nil {
@@ -432,10 +399,18 @@ func countLines(log string, has ...string) int {
 
 // isStartedRecord: a ledger record of a member started (its Job is created next).
 func isStartedRecord(ev *clientv3.Event) bool {
+	state, err := ledgerState(ev.Kv.Value)
+	return err == nil && state == "started"
+}
+
+// ledgerState is the state ("started", "succeeded"...) of a Campaign
+// ledger record.
+func ledgerState(value []byte) (string, error) {
 	var rec struct {
 		State string `json:"s"`
 	}
-	return json.Unmarshal(ev.Kv.Value, &rec) == nil && rec.State == "started"
+	err := json.Unmarshal(value, &rec)
+	return rec.State, err
 }
 
 func etcdClient(t *testing.T) *clientv3.Client {
@@ -508,13 +483,11 @@ func (cf *campaignFleet) snapshot(t *testing.T, etcd *clientv3.Client, uid types
 			continue
 		}
 		k.ledger++
-		var rec struct {
-			State string `json:"s"`
-		}
-		if err := json.Unmarshal(kv.Value, &rec); err != nil {
+		state, err := ledgerState(kv.Value)
+		if err != nil {
 			t.Errorf("ledger record %s: %v", kv.Key, err)
 		}
-		switch rec.State {
+		switch state {
 		case "started":
 			k.started++
 		case "succeeded", "failed", "cancelled":
@@ -561,6 +534,20 @@ func waitCampaign(ctx context.Context, c clientset.Interface, name string, timeo
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
+}
+
+// waitComplete waits up to 5 minutes for Campaign name to be Complete and
+// returns it as last read.
+func waitComplete(ctx context.Context, t *testing.T, client clientset.Interface, name string) *v1alpha1.Campaign {
+	t.Helper()
+	var final *v1alpha1.Campaign
+	if err := waitCampaign(ctx, client, name, 5*time.Minute, func(c *v1alpha1.Campaign) bool {
+		final = c
+		return c.Status.Phase == v1alpha1.CampaignComplete
+	}); err != nil {
+		t.Fatalf("the Campaign did not complete: %v; last status %+v", err, statusOf(final))
+	}
+	return final
 }
 
 func ended(c *v1alpha1.Campaign) bool {

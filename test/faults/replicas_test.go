@@ -72,11 +72,7 @@ const (
 // every Job run once.
 func TestDatacentersOverReplicas(t *testing.T) {
 	shards := createShards(t)
-	etcd, err := clientv3.New(clientv3.Config{Endpoints: []string{env.EtcdURL}, DialTimeout: 5 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer etcd.Close()
+	etcd := etcdClient(t)
 	f := &fleet{byName: map[string]*replica{}}
 	if err := f.add("stargate-apiserver", env.StargatePort); err != nil {
 		t.Fatal(err)
@@ -254,9 +250,15 @@ func createShards(t *testing.T) []string {
 	return shards
 }
 
+// replicaAdder is what startReplicas adds the replicas it started to: a
+// fleet here, campaignReplicas in TestCampaignDriverHandoff.
+type replicaAdder interface {
+	add(name string, port int) error
+}
+
 // startReplicas starts more replicas at once, adds them to f, and stops them
 // (SIGTERM) when the test ends.
-func startReplicas(t *testing.T, f *fleet, names ...string) {
+func startReplicas(t *testing.T, f replicaAdder, names ...string) {
 	t.Helper()
 	ports := make([]int, len(names))
 	errs := make([]error, len(names))

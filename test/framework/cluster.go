@@ -565,18 +565,13 @@ spec:
 // APIService turns Available: kubectl explain (and kubectl's client-side
 // field validation) read it from there.
 func (c *Cluster) waitOpenAPI() error {
-	var out string
-	var err error
-	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
-		out, err = c.Kubectl("admin", "get", "--raw", "/openapi/v3/apis/stargate.io/v1alpha1")
+	return waitFor("kube-apiserver's OpenAPI v3 for stargate.io/v1alpha1 after the APIService became Available", time.Minute, func() error {
+		out, err := c.Kubectl("admin", "get", "--raw", "/openapi/v3/apis/stargate.io/v1alpha1")
 		if err == nil && strings.Contains(out, "v1alpha1.Campaign") {
 			return nil
 		}
-	}
-	if len(out) > 300 {
-		out = out[:300]
-	}
-	return fmt.Errorf("kube-apiserver serves no OpenAPI v3 for stargate.io/v1alpha1 a minute after the APIService became Available: %v: %s", err, out)
+		return fmt.Errorf("no v1alpha1.Campaign in it: %v: %s", err, out[:min(len(out), 300)])
+	})
 }
 
 // WaitAvailable waits for the APIService to be Available.
